@@ -1,0 +1,99 @@
+//! Datapath counters, one slot each in a per-CPU array.
+//!
+//! Every packet a program sees lands in exactly one of the buckets
+//! `Accounted`, `Fallback`, `Lost`, `NonIp` or `Malformed`, so
+//! `Seen == Accounted + Fallback + Lost + NonIp + Malformed` holds at all
+//! times; tests rely on it. The remaining counters annotate accounted packets.
+
+/// Index of a datapath counter. Used only as an array index, never read from
+/// packet bytes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Packets seen (GSO/GRO super-packets count as their segments).
+    Seen = 0,
+    /// Packets added to the current flow-map generation.
+    Accounted,
+    /// Packets sent to userspace through the fallback ring (flow map full).
+    Fallback,
+    /// Packets that could not be accounted at all (map and ring both full).
+    Lost,
+    /// IP bytes of the `Lost` packets.
+    LostBytes,
+    /// Frames that carry no IPv4/IPv6 packet (ARP, LLDP, ...).
+    NonIp,
+    /// Packets whose Ethernet, VLAN or IP header is cut short or invalid.
+    Malformed,
+    /// Accounted packets that were non-first IP fragments (no ports).
+    Fragment,
+    /// Accounted packets whose L4 header was cut short (no ports).
+    L4Truncated,
+    /// Accounted packets whose IPv6 extension-header chain was too long.
+    Ipv6ExtLimit,
+    /// Packets parsed as VXLAN down to the inner IP packet.
+    Vxlan,
+    /// UDP to a VXLAN port whose VXLAN header is short or has the I flag
+    /// clear; accounted as plain UDP.
+    VxlanInvalid,
+    /// VXLAN packets whose inner frame is not IP or is malformed; accounted as
+    /// the outer UDP flow.
+    VxlanInnerNotIp,
+    /// Frames with more VLAN tags than `MAX_VLAN_TAGS` (counted in `Malformed`).
+    VlanTooDeep,
+}
+
+impl Counter {
+    /// Number of counters, the length of the per-CPU array.
+    pub const COUNT: u32 = Counter::VlanTooDeep as u32 + 1;
+
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Counter::COUNT as usize] = [
+        Counter::Seen,
+        Counter::Accounted,
+        Counter::Fallback,
+        Counter::Lost,
+        Counter::LostBytes,
+        Counter::NonIp,
+        Counter::Malformed,
+        Counter::Fragment,
+        Counter::L4Truncated,
+        Counter::Ipv6ExtLimit,
+        Counter::Vxlan,
+        Counter::VxlanInvalid,
+        Counter::VxlanInnerNotIp,
+        Counter::VlanTooDeep,
+    ];
+
+    /// Stable snake_case name, used in logs and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen_packets",
+            Counter::Accounted => "accounted_packets",
+            Counter::Fallback => "fallback_packets",
+            Counter::Lost => "lost_packets",
+            Counter::LostBytes => "lost_bytes",
+            Counter::NonIp => "non_ip_packets",
+            Counter::Malformed => "malformed_packets",
+            Counter::Fragment => "fragment_packets",
+            Counter::L4Truncated => "l4_truncated_packets",
+            Counter::Ipv6ExtLimit => "ipv6_ext_limit_packets",
+            Counter::Vxlan => "vxlan_packets",
+            Counter::VxlanInvalid => "vxlan_invalid_packets",
+            Counter::VxlanInnerNotIp => "vxlan_inner_not_ip_packets",
+            Counter::VlanTooDeep => "vlan_too_deep_packets",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Flow identity and per-flow counters as the kernel writes them.
+
+/// Key flag: the packet was a non-first IP fragment, so it carried no ports.
+pub const KEY_FLAG_FRAGMENT: u8 = 1 << 0;
+/// Key flag: the L4 header was cut short, so ports and TCP flags are unknown.
+pub const KEY_FLAG_L4_TRUNCATED: u8 = 1 << 1;
+/// Key flag: the IPv6 extension-header walk hit `MAX_IPV6_EXT_HEADERS` before
+/// reaching a transport header; `protocol` is the last next-header seen.
+pub const KEY_FLAG_EXT_LIMIT: u8 = 1 << 2;
+
+/// `FlowKey::encap` for plain (non-tunnelled) traffic.
+pub const ENCAP_NONE: u8 = 0;
+/// `FlowKey::encap` for VXLAN (RFC 7348); the `outer_*` fields and `vni` are set.
+pub const ENCAP_VXLAN: u8 = 1;
+
+/// `FlowKey::direction` values (IPFIX flowDirection, IE 61: 0 ingress, 1 egress).
+pub const DIRECTION_INGRESS: u8 = 0;
+pub const DIRECTION_EGRESS: u8 = 1;
+
+/// What identifies a flow. For VXLAN the plain tuple fields hold the **inner**
+/// packet and the `outer_*` fields the VTEP tuple.
+///
+/// Addresses are in network byte order; an IPv4 address fills the first four
+/// bytes and the rest stay zero. Ports are in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// sourceIPv4Address (IE 8) / sourceIPv6Address (IE 27).
+    pub src_addr: [u8; 16],
+    /// destinationIPv4Address (IE 12) / destinationIPv6Address (IE 28).
+    pub dst_addr: [u8; 16],
+    /// Outer (VTEP) source address, ntop 35632.114 / 35632.396.
+    pub outer_src_addr: [u8; 16],
+    /// Outer (VTEP) destination address, ntop 35632.116 / 35632.397.
+    pub outer_dst_addr: [u8; 16],
+    /// ingressInterface (IE 10) or egressInterface (IE 14), by `direction`.
+    pub ifindex: u32,
+    /// VXLAN network identifier (24 bits), layer2SegmentId (IE 351) low bits.
+    pub vni: u32,
+    /// sourceTransportPort (IE 7).
+    pub src_port: u16,
+    /// destinationTransportPort (IE 11); for ICMP and ICMPv6 `type << 8 | code`
+    /// (icmpTypeCodeIPv4, IE 32 / icmpTypeCodeIPv6, IE 139), as NetFlow does.
+    pub dst_port: u16,
+    /// Outer UDP source port, ntop 35632.115.
+    pub outer_src_port: u16,
+    /// Outer UDP destination port, ntop 35632.117.
+    pub outer_dst_port: u16,
+    /// vlanId (IE 58) of the outermost tag, 0 when untagged.
+    pub vlan_id: u16,
+    /// protocolIdentifier (IE 4).
+    pub protocol: u8,
+    /// ipVersion (IE 60): 4 or 6.
+    pub ip_version: u8,
+    /// Outer IP version for tunnelled flows (4 or 6), 0 otherwise.
+    pub outer_ip_version: u8,
+    /// flowDirection (IE 61): [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
+    pub direction: u8,
+    /// [`ENCAP_NONE`] or [`ENCAP_VXLAN`].
+    pub encap: u8,
+    /// `KEY_FLAG_*` bits.
+    pub flags: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 88);
+
+/// Counters of one flow since its entry was created in the current map
+/// generation. Updated with atomic adds, so one entry serves every CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowStats {
+    /// packetDeltaCount (IE 2): GSO/GRO super-packets count as their segments.
+    pub packets: u64,
+    /// octetDeltaCount (IE 1): IP header and payload as on the wire; for VXLAN
+    /// flows the **inner** IP packet.
+    pub bytes: u64,
+    /// For VXLAN flows, the outer IP bytes on the wire; 0 otherwise.
+    pub outer_bytes: u64,
+    /// `bpf_ktime_get_boot_ns` of the first packet.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_boot_ns` of the latest packet (last writer wins).
+    pub last_seen_ns: u64,
+    /// OR of the TCP flag bytes (tcpControlBits, IE 6). A full `u64` because
+    /// the BPF "generic" CPU that bpf-linker targets has a 64-bit atomic OR
+    /// only.
+    pub tcp_flags: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 48);
+
+/// One packet the datapath could not insert into a full flow map, sent to
+/// userspace through the fallback ring buffer and merged into the cache there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FallbackRecord {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+}
+
+const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 136);

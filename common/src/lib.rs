@@ -1,0 +1,36 @@
+//! Types shared by the kernel programs (`vxflow-ebpf`) and the userspace daemon.
+//!
+//! Every struct here crosses the kernel/user boundary as raw bytes, so each is
+//! `#[repr(C)]` with explicit padding, holds no `bool` and no data-carrying
+//! enum, and has its size pinned by a `const` assertion.
+#![no_std]
+
+pub mod counter;
+pub mod flow;
+
+#[cfg(feature = "user")]
+pub mod user;
+
+pub use counter::Counter;
+pub use flow::{FallbackRecord, FlowKey, FlowStats};
+
+/// Name of the one-slot `ARRAY_OF_MAPS` whose slot 0 holds the flow map the
+/// datapath currently writes.
+pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
+/// The two flow-map generations userspace flips between.
+pub const MAP_FLOWS: [&str; 2] = ["FLOWS_A", "FLOWS_B"];
+/// Ring buffer carrying per-packet deltas when the flow map is full.
+pub const MAP_FALLBACK: &str = "FALLBACK";
+/// Per-CPU array of [`Counter`]s.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).
+pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
+
+/// Number of `u64` words in the VXLAN port bitmap: one bit per UDP port.
+pub const VXLAN_PORT_WORDS: u32 = 65536 / 64;
+
+/// Word index and bit mask of `port` in the VXLAN port bitmap.
+#[must_use]
+pub const fn vxlan_port_slot(port: u16) -> (u32, u64) {
+    ((port / 64) as u32, 1u64 << (port % 64))
+}

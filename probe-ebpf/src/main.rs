@@ -1,0 +1,38 @@
+//! vxflow's TC programs: one entry point per direction, each a thin wrapper
+//! around [`account::on_packet`]. Accounting never changes a packet's fate:
+//! both always return `TC_ACT_UNSPEC` (TCX_NEXT), so any program after ours
+//! (Cilium's, say) still decides.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "atomic_xadd/atomic_or are the only way to emit BPF atomics")]
+
+mod account;
+mod maps;
+mod parse;
+
+use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+
+#[classifier]
+pub fn vxflow_ingress(ctx: TcContext) -> i32 {
+    account::on_packet(&ctx, DIRECTION_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn vxflow_egress(ctx: TcContext) -> i32 {
+    account::on_packet(&ctx, DIRECTION_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Never reached: the verifier rejects programs that could get here.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

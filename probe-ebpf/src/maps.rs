@@ -1,0 +1,49 @@
+//! The programs' maps. Names match `vxflow_common::MAP_*`; sizes given here
+//! are defaults that the loader overrides from the configuration.
+
+use aya_ebpf::{
+    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
+    macros::btf_map,
+};
+use vxflow_common::{Counter, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
+
+/// Default entries per flow-map generation (the loader sets the real value).
+const DEFAULT_FLOW_ENTRIES: usize = 65_536;
+/// Default fallback ring size in bytes (a power of two, a multiple of the page).
+const DEFAULT_FALLBACK_BYTES: usize = 1 << 20;
+
+type FlowMap = HashMap<FlowKey, FlowStats, DEFAULT_FLOW_ENTRIES>;
+
+/// Generation A of the flow map. Userspace puts A or B into `FLOW_GEN[0]`.
+#[btf_map]
+pub static FLOWS_A: FlowMap = HashMap::new();
+
+/// Generation B of the flow map.
+#[btf_map]
+pub static FLOWS_B: FlowMap = HashMap::new();
+
+/// Slot 0 is the flow map the datapath writes now. Userspace flips it to the
+/// other generation; the kernel's map-in-map update waits for an RCU grace
+/// period (`maybe_wait_bpf_programs`, kernel/bpf/syscall.c, since v4.20), so
+/// once the update returns no program still writes the old generation and
+/// userspace can drain it without racing the datapath.
+#[btf_map]
+pub static FLOW_GEN: ArrayOfMaps<FlowMap, 1> = ArrayOfMaps::new();
+
+/// Per-packet deltas that did not fit in a full flow map.
+#[btf_map]
+pub static FALLBACK: RingBuf<FallbackRecord, DEFAULT_FALLBACK_BYTES> = RingBuf::new();
+
+/// Datapath counters, see [`Counter`].
+#[btf_map]
+pub static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
+
+/// Per-CPU scratch space for the flow key being built: it is 88 bytes, too
+/// big to keep on the 512-byte BPF stack beside the parsed headers.
+#[btf_map]
+pub static KEY_SCRATCH: PerCpuArray<FlowKey, 1> = PerCpuArray::new();
+
+/// One bit per UDP destination port to parse as VXLAN. An array rather than a
+/// hash so the verifier inlines the lookup; userspace can change it live.
+#[btf_map]
+pub static VXLAN_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();

@@ -1,0 +1,448 @@
+//! Packet parsing: Ethernet, VLAN tags, IPv4/IPv6, TCP/UDP/ICMP, and VXLAN
+//! down to the inner packet. Produces the flow key and the packet's wire
+//! counts; never touches a map except the VXLAN port bitmap.
+//!
+//! Every header is read with `bpf_skb_load_bytes` (`ctx.load`), which copies
+//! to the stack and checks bounds at run time, so non-linear skbs (GRO, GSO)
+//! parse the same as linear ones and the verifier sees no packet pointers.
+
+use aya_ebpf::programs::TcContext;
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
+use vxflow_common::{
+    Counter, FlowKey,
+    flow::{ENCAP_VXLAN, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    vxlan_port_slot,
+};
+
+use crate::maps::VXLAN_PORTS;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_MH: u8 = 135;
+const IPPROTO_HIP: u8 = 139;
+const IPPROTO_SHIM6: u8 = 140;
+
+/// VLAN tags parsed in the frame (802.1Q and 802.1ad, any order). A frame with
+/// more is counted as malformed rather than guessed at.
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked before giving up on finding the transport
+/// header. Real traffic rarely has more than two.
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+const UDP_HDR_LEN: usize = 8;
+const TCP_MIN_HDR_LEN: usize = 20;
+const VXLAN_HDR_LEN: usize = 8;
+/// RFC 7348 section 5: the I flag says the VNI is valid.
+const VXLAN_FLAG_I: u8 = 0x08;
+
+/// Why a packet produced no flow. Each maps to one counter.
+#[derive(Clone, Copy)]
+pub enum NoFlow {
+    NonIp,
+    Malformed,
+    VlanTooDeep,
+}
+
+/// What a parsed packet adds to its flow's counters (the key is filled in
+/// place by [`parse`]).
+pub struct Parsed {
+    pub packets: u64,
+    pub bytes: u64,
+    pub outer_bytes: u64,
+    pub tcp_flags: u64,
+}
+
+/// Where the IP layer of one (outer or inner) packet sits, and its length.
+#[derive(Clone, Copy)]
+struct IpLayer {
+    /// Offset of the IP header.
+    l3_off: usize,
+    /// Offset of the transport header.
+    l4_off: usize,
+    /// Length from the IP header as the header states it (clamped to the skb).
+    ip_len: usize,
+    protocol: u8,
+    non_first_fragment: bool,
+    ext_limit: bool,
+}
+
+/// What the transport header gave.
+#[derive(Clone, Copy)]
+struct L4 {
+    src_port: u16,
+    dst_port: u16,
+    tcp_flags: u8,
+    /// Offset just past the transport header: the headers before it repeat in
+    /// every segment of a GSO/GRO super-packet.
+    hdr_end: usize,
+    truncated: bool,
+}
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, off: usize) -> Option<T> {
+    ctx.load::<T>(off).ok()
+}
+
+/// Parses the whole packet. `key.direction` and `key.ifindex` are the
+/// caller's; everything else is set here.
+#[inline(always)]
+pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
+    let skb_len = ctx.len() as usize;
+    // SAFETY: `skb` is the context pointer the kernel passed in; these fields
+    // are readable by sched_cls programs (vlan_* since 4.x, gso_* since 5.7).
+    let (vlan_present, vlan_tci, gso_segs, gso_size) = unsafe {
+        let skb = &*ctx.skb.skb;
+        (skb.vlan_present, skb.vlan_tci, skb.gso_segs, skb.gso_size)
+    };
+    // The receive path strips the outermost tag into skb->vlan_tci before TC
+    // ingress (skb_vlan_untag in __netif_receive_skb_core); egress may carry it
+    // there too when the device offloads tagging.
+    key.vlan_id = if vlan_present != 0 { (vlan_tci & 0x0fff) as u16 } else { 0 };
+
+    let (l3_off, ethertype) = parse_l2(ctx, 0, &mut key.vlan_id)?;
+    let outer = parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version)?;
+    key.protocol = outer.protocol;
+    let outer_l4 = parse_l4(ctx, &outer);
+    set_l4(key, &outer, &outer_l4);
+
+    let mut tcp_flags = outer_l4.tcp_flags;
+    let mut hdr_end = outer_l4.hdr_end;
+    let mut bytes_layer = outer;
+    let mut outer_layer = None;
+
+    if outer.protocol == IPPROTO_UDP
+        && !outer.non_first_fragment
+        && !outer_l4.truncated
+        && is_vxlan_port(outer_l4.dst_port)
+    {
+        if let Some(vni) = vxlan_vni(ctx, outer.l4_off + UDP_HDR_LEN) {
+            let inner_eth = outer.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN;
+            // The outer tuple moves to the outer_* fields and the inner packet
+            // takes the plain ones; on failure the plain ones are restored.
+            key.outer_src_addr = key.src_addr;
+            key.outer_dst_addr = key.dst_addr;
+            key.outer_src_port = key.src_port;
+            key.outer_dst_port = key.dst_port;
+            key.outer_ip_version = key.ip_version;
+            key.vni = vni;
+            match parse_inner(ctx, inner_eth, key) {
+                Some((inner, inner_l4)) => {
+                    key.encap = ENCAP_VXLAN;
+                    count(Counter::Vxlan, 1);
+                    tcp_flags = inner_l4.tcp_flags;
+                    hdr_end = inner_l4.hdr_end;
+                    bytes_layer = inner;
+                    outer_layer = Some(outer);
+                }
+                None => {
+                    count(Counter::VxlanInnerNotIp, 1);
+                    key.src_addr = key.outer_src_addr;
+                    key.dst_addr = key.outer_dst_addr;
+                    key.ip_version = key.outer_ip_version;
+                    key.protocol = outer.protocol;
+                    key.outer_src_addr = [0; 16];
+                    key.outer_dst_addr = [0; 16];
+                    key.outer_ip_version = 0;
+                    key.vni = 0;
+                    key.flags = 0;
+                    set_l4(key, &outer, &outer_l4);
+                }
+            }
+        } else {
+            count(Counter::VxlanInvalid, 1);
+        }
+    }
+
+    let segs = segments(gso_segs, gso_size, skb_len, hdr_end);
+    let bytes = wire_bytes(&bytes_layer, segs, skb_len, hdr_end);
+    let outer_bytes = match outer_layer {
+        Some(o) => wire_bytes(&o, segs, skb_len, hdr_end),
+        None => 0,
+    };
+    Ok(Parsed {
+        packets: segs,
+        bytes,
+        outer_bytes,
+        tcp_flags: u64::from(tcp_flags),
+    })
+}
+
+/// The number of wire packets this skb stands for: a GSO/GRO super-packet
+/// counts as its segments. Some drivers (virtio from a host) leave gso_segs 0
+/// with gso_size set; then the segments are computed from the payload.
+#[inline(always)]
+fn segments(gso_segs: u32, gso_size: u32, skb_len: usize, hdr_end: usize) -> u64 {
+    if gso_segs > 1 {
+        return u64::from(gso_segs);
+    }
+    if gso_segs == 0 && gso_size > 0 && skb_len > hdr_end {
+        let payload = (skb_len - hdr_end) as u64;
+        let size = u64::from(gso_size);
+        return payload.div_ceil(size).max(1);
+    }
+    1
+}
+
+/// IP-layer bytes on the wire for `layer`. For one packet that is the length
+/// in its IP header; for a super-packet of `segs` segments, every segment
+/// repeats the headers from the IP header to the end of the transport header.
+#[inline(always)]
+fn wire_bytes(layer: &IpLayer, segs: u64, skb_len: usize, hdr_end: usize) -> u64 {
+    if segs <= 1 {
+        return layer.ip_len as u64;
+    }
+    let present = skb_len.saturating_sub(layer.l3_off) as u64;
+    let headers = hdr_end.saturating_sub(layer.l3_off) as u64;
+    present + (segs - 1) * headers
+}
+
+#[inline(always)]
+fn set_l4(key: &mut FlowKey, ip: &IpLayer, l4: &L4) {
+    key.src_port = l4.src_port;
+    key.dst_port = l4.dst_port;
+    let mut flags = 0;
+    if ip.non_first_fragment {
+        flags |= KEY_FLAG_FRAGMENT;
+        count(Counter::Fragment, 1);
+    }
+    if l4.truncated {
+        flags |= KEY_FLAG_L4_TRUNCATED;
+        count(Counter::L4Truncated, 1);
+    }
+    if ip.ext_limit {
+        flags |= KEY_FLAG_EXT_LIMIT;
+        count(Counter::Ipv6ExtLimit, 1);
+    }
+    key.flags = flags;
+}
+
+/// Parses the frame inside a VXLAN header into the key's plain fields.
+/// `None` when the inner frame is not IP or its headers are malformed.
+#[inline(always)]
+fn parse_inner(ctx: &TcContext, eth_off: usize, key: &mut FlowKey) -> Option<(IpLayer, L4)> {
+    // Inner VLAN tags are skipped but not recorded: vlan_id is the outer one.
+    let mut inner_vlan = 0u16;
+    let (l3_off, ethertype) = parse_l2(ctx, eth_off, &mut inner_vlan).ok()?;
+    let inner = parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version).ok()?;
+    key.protocol = inner.protocol;
+    let l4 = parse_l4(ctx, &inner);
+    set_l4(key, &inner, &l4);
+    Some((inner, l4))
+}
+
+/// Skips the Ethernet header and up to [`MAX_VLAN_TAGS`] tags. Returns the
+/// offset of the L3 header and its ethertype. `vlan_id` gets the first tag's
+/// id if it is still 0.
+#[inline(always)]
+fn parse_l2(ctx: &TcContext, off: usize, vlan_id: &mut u16) -> Result<(usize, u16), NoFlow> {
+    let eth: EthHdr = load(ctx, off).ok_or(NoFlow::Malformed)?;
+    let mut ethertype = u16::from_be(eth.ether_type);
+    let mut off = off + EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            return Ok((off, ethertype));
+        }
+        let tag: [u8; 4] = load(ctx, off).ok_or(NoFlow::Malformed)?;
+        if *vlan_id == 0 {
+            *vlan_id = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+        }
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        off += 4;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(NoFlow::VlanTooDeep);
+    }
+    Ok((off, ethertype))
+}
+
+#[inline(always)]
+fn parse_ip(
+    ctx: &TcContext,
+    off: usize,
+    ethertype: u16,
+    src: &mut [u8; 16],
+    dst: &mut [u8; 16],
+    version: &mut u8,
+) -> Result<IpLayer, NoFlow> {
+    let avail = (ctx.len() as usize).saturating_sub(off);
+    match ethertype {
+        ETH_P_IP => {
+            let h: Ipv4Hdr = load(ctx, off).ok_or(NoFlow::Malformed)?;
+            // ihl() in network-types 0.2 is already in bytes.
+            let ihl = usize::from(h.ihl());
+            if h.version() != 4 || ihl < Ipv4Hdr::LEN || ihl > avail {
+                return Err(NoFlow::Malformed);
+            }
+            let tot_len = usize::from(u16::from_be_bytes(h.tot_len));
+            // BIG TCP GSO packets carry tot_len 0 (kernel 6.3+); their length
+            // comes from the skb, as for any super-packet.
+            let ip_len = if tot_len == 0 { avail } else if tot_len < ihl { return Err(NoFlow::Malformed) } else { tot_len.min(avail) };
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s[..4].copy_from_slice(&h.src_addr);
+            d[..4].copy_from_slice(&h.dst_addr);
+            *src = s;
+            *dst = d;
+            *version = 4;
+            let frag_offset = u16::from_be_bytes(h.frags) & 0x1fff;
+            Ok(IpLayer {
+                l3_off: off,
+                l4_off: off + ihl,
+                ip_len,
+                protocol: h.proto,
+                non_first_fragment: frag_offset != 0,
+                ext_limit: false,
+            })
+        }
+        ETH_P_IPV6 => {
+            let h: Ipv6Hdr = load(ctx, off).ok_or(NoFlow::Malformed)?;
+            if h.vcf[0] >> 4 != 6 {
+                return Err(NoFlow::Malformed);
+            }
+            *src = h.src_addr;
+            *dst = h.dst_addr;
+            *version = 6;
+            let payload = usize::from(u16::from_be_bytes(h.payload_len));
+            // payload_len 0 means a jumbogram or a BIG TCP super-packet.
+            let ip_len = if payload == 0 { avail } else { (Ipv6Hdr::LEN + payload).min(avail) };
+            let mut layer = IpLayer {
+                l3_off: off,
+                l4_off: off + Ipv6Hdr::LEN,
+                ip_len,
+                protocol: h.next_hdr,
+                non_first_fragment: false,
+                ext_limit: false,
+            };
+            walk_ipv6_ext(ctx, &mut layer);
+            Ok(layer)
+        }
+        _ => Err(NoFlow::NonIp),
+    }
+}
+
+#[inline(always)]
+const fn is_ipv6_ext(nh: u8) -> bool {
+    matches!(
+        nh,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP | IPPROTO_SHIM6
+    )
+}
+
+/// Follows the extension-header chain to the transport header, bounded by
+/// [`MAX_IPV6_EXT_HEADERS`]. A chain cut short leaves `protocol` at the last
+/// next-header read; [`parse_l4`] then finds the transport header truncated.
+#[inline(always)]
+fn walk_ipv6_ext(ctx: &TcContext, layer: &mut IpLayer) {
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let nh = layer.protocol;
+        if !is_ipv6_ext(nh) {
+            return;
+        }
+        let Some(ext) = load::<[u8; 4]>(ctx, layer.l4_off) else {
+            return;
+        };
+        layer.protocol = ext[0];
+        if nh == IPPROTO_FRAGMENT {
+            layer.l4_off += 8;
+            // RFC 8200 4.5: offset in the top 13 bits of bytes 2-3. A non-first
+            // fragment's payload is not a header chain: stop here.
+            if u16::from_be_bytes([ext[2], ext[3]]) & 0xfff8 != 0 {
+                layer.non_first_fragment = true;
+                return;
+            }
+        } else if nh == IPPROTO_AH {
+            // RFC 4302: length in 4-octet units, minus 2.
+            layer.l4_off += (usize::from(ext[1]) + 2) * 4;
+        } else {
+            // RFC 8200: length in 8-octet units, not counting the first 8.
+            layer.l4_off += (usize::from(ext[1]) + 1) * 8;
+        }
+    }
+    if is_ipv6_ext(layer.protocol) {
+        layer.ext_limit = true;
+    }
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &TcContext, ip: &IpLayer) -> L4 {
+    let mut l4 = L4 {
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        hdr_end: ip.l4_off,
+        truncated: false,
+    };
+    if ip.non_first_fragment || ip.ext_limit {
+        return l4;
+    }
+    // A transport header must lie within the IP packet, not in link padding.
+    let ip_end = ip.l3_off + ip.ip_len;
+    match ip.protocol {
+        IPPROTO_TCP => match load::<[u8; TCP_MIN_HDR_LEN]>(ctx, ip.l4_off) {
+            Some(t) if ip.l4_off + TCP_MIN_HDR_LEN <= ip_end => {
+                l4.src_port = u16::from_be_bytes([t[0], t[1]]);
+                l4.dst_port = u16::from_be_bytes([t[2], t[3]]);
+                l4.tcp_flags = t[13];
+                let doff = usize::from(t[12] >> 4) * 4;
+                l4.hdr_end = ip.l4_off + doff.max(TCP_MIN_HDR_LEN);
+            }
+            _ => l4.truncated = true,
+        },
+        IPPROTO_UDP => match load::<[u8; UDP_HDR_LEN]>(ctx, ip.l4_off) {
+            Some(u) if ip.l4_off + UDP_HDR_LEN <= ip_end => {
+                l4.src_port = u16::from_be_bytes([u[0], u[1]]);
+                l4.dst_port = u16::from_be_bytes([u[2], u[3]]);
+                l4.hdr_end = ip.l4_off + UDP_HDR_LEN;
+            }
+            _ => l4.truncated = true,
+        },
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => match load::<[u8; 2]>(ctx, ip.l4_off) {
+            Some(i) if ip.l4_off + 2 <= ip_end => {
+                // NetFlow convention: type and code in the destination port.
+                l4.dst_port = u16::from_be_bytes([i[0], i[1]]);
+            }
+            _ => l4.truncated = true,
+        },
+        _ => {}
+    }
+    l4
+}
+
+#[inline(always)]
+fn is_vxlan_port(port: u16) -> bool {
+    let (word, bit) = vxlan_port_slot(port);
+    VXLAN_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+/// The VNI of a valid VXLAN header at `off`, or `None` if the header is short
+/// or its I flag is clear (RFC 7348: then the packet is not valid VXLAN).
+#[inline(always)]
+fn vxlan_vni(ctx: &TcContext, off: usize) -> Option<u32> {
+    let h: [u8; VXLAN_HDR_LEN] = load(ctx, off)?;
+    if h[0] & VXLAN_FLAG_I == 0 {
+        return None;
+    }
+    Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
+}
+
+/// Adds `n` to a per-CPU counter. Plain `+=` is safe: the slot is this CPU's
+/// and TC programs do not nest on one CPU.
+#[inline(always)]
+pub fn count(counter: Counter, n: u64) {
+    if let Some(slot) = crate::maps::COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: the pointer comes from a successful per-CPU array lookup.
+        unsafe { *slot += n };
+    }
+}

@@ -1,0 +1,83 @@
+//! Command-line interface (clap). `main.rs` parses it and wires the rest.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// vxflow: a NetFlow/IPFIX exporter probe that accounts flows in TC eBPF,
+/// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).
+///
+/// With no collector configured each expired flow is printed as one JSON line
+/// on stdout; logs go to stderr (set RUST_LOG=debug for more).
+#[derive(Parser, Debug)]
+#[command(name = "vxflow", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to interfaces and export flows until SIGTERM or SIGINT.
+    ///
+    /// Example: vxflow run --interface eth0 --vxlan-port 8472 --active-timeout 30s
+    Run(RunArgs),
+    /// Parse and validate a config file, print the resolved settings, exit.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// TOML config file (see config/vxflow.toml); flags override its values.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to watch, ingress and egress; repeat for several.
+    #[arg(short, long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+    /// UDP destination port to parse as VXLAN; repeat for several
+    /// [default: 4789 and 8472].
+    #[arg(long = "vxlan-port", value_name = "N")]
+    pub vxlan_ports: Vec<u16>,
+    /// Export a long-lived flow's counts after this long [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub active_timeout: Option<Duration>,
+    /// End a flow after this long without a packet [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub inactive_timeout: Option<Duration>,
+    /// End a TCP flow this long after FIN both ways or RST [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub tcp_end_timeout: Option<Duration>,
+    /// Most flows in the cache; past it the least recently seen end early
+    /// [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
+    /// How often kernel counters are drained into the cache [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+    /// Entries in each of the two kernel flow-map generations
+    /// [default: 65536]. Flows beyond it in one poll interval take the
+    /// slower fallback ring.
+    #[arg(long, value_name = "N")]
+    pub flow_map_entries: Option<u32>,
+}
+
+impl RunArgs {
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            interfaces: self.interfaces.clone(),
+            vxlan_ports: self.vxlan_ports.clone(),
+            active_timeout: self.active_timeout,
+            inactive_timeout: self.inactive_timeout,
+            tcp_end_timeout: self.tcp_end_timeout,
+            max_flows: self.max_flows,
+            poll_interval: self.poll_interval,
+            flow_map_entries: self.flow_map_entries,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The kernel delta source: flips the flow-map generation, then empties the
+//! generation the datapath no longer writes, and reads the fallback ring.
+//!
+//! Why this cannot lose or double-count an increment: the flip is a
+//! map-in-map update, which the kernel completes only after an RCU grace
+//! period (`maybe_wait_bpf_programs` in kernel/bpf/syscall.c). TC programs
+//! run inside RCU read sections, so when the update returns, every program
+//! that could have looked up the old generation has finished. Reading and
+//! deleting its entries then races with nothing.
+
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, RingBuf},
+};
+use vxflow_common::{Counter, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK};
+
+use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
+use crate::loader::{FlowMap, GenMap, LoadError, take_flow_maps};
+
+/// The maps userspace reads, taken out of the loaded object.
+pub struct KernelMaps {
+    gen_map: GenMap,
+    flows: [FlowMap; 2],
+    /// Index into `flows` of the generation the datapath writes now.
+    active: usize,
+    fallback: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    generation_memory: Option<GenerationMemory>,
+}
+
+/// What one flow-map generation costs in kernel memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerationMemory {
+    /// Bytes charged for the map (`memlock` in its fdinfo).
+    pub bytes: u64,
+    pub max_entries: u32,
+}
+
+impl GenerationMemory {
+    /// Kernel bytes per flow slot, for both generations together.
+    #[must_use]
+    pub fn bytes_per_flow(&self) -> u64 {
+        2 * self.bytes / u64::from(self.max_entries.max(1))
+    }
+}
+
+/// Reads the kernel's own accounting of generation A's memory.
+fn measure_generation(ebpf: &Ebpf) -> Option<GenerationMemory> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let Some(aya::maps::Map::HashMap(data)) = ebpf.map(vxflow_common::MAP_FLOWS[0]) else {
+        return None;
+    };
+    let fd = data.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some(GenerationMemory {
+        bytes: field("memlock:")?,
+        max_entries: u32::try_from(field("max_entries:")?).ok()?,
+    })
+}
+
+impl KernelMaps {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        let generation_memory = measure_generation(ebpf);
+        let (gen_map, flows) = take_flow_maps(ebpf)?;
+        let fallback = ebpf
+            .take_map(MAP_FALLBACK)
+            .ok_or(LoadError::MissingMap(MAP_FALLBACK))
+            .and_then(|m| RingBuf::try_from(m).map_err(|source| LoadError::Map { name: MAP_FALLBACK, source }))?;
+        let counters = ebpf
+            .take_map(MAP_COUNTERS)
+            .ok_or(LoadError::MissingMap(MAP_COUNTERS))
+            .and_then(|m| PerCpuArray::try_from(m).map_err(|source| LoadError::Map { name: MAP_COUNTERS, source }))?;
+        Ok(Self {
+            gen_map,
+            flows,
+            active: 0,
+            fallback,
+            counters,
+            generation_memory,
+        })
+    }
+
+    /// Kernel memory of one flow-map generation and its entries, measured
+    /// when the maps were loaded.
+    #[must_use]
+    pub fn generation_memory(&self) -> Option<GenerationMemory> {
+        self.generation_memory
+    }
+
+    /// Reads every entry of a quiescent generation, then deletes each one.
+    /// On a read error nothing was deleted and `out` is left as it was; an
+    /// entry whose delete fails is taken back out of `out`, so it is exported
+    /// when a later drain reads it again. Either way nothing is lost or
+    /// counted twice. (Deleting while iterating would restart the kernel's
+    /// `get_next_key` walk from bucket 0 after every delete.)
+    fn drain_generation(&mut self, index: usize, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+        let map = &mut self.flows[index];
+        let start = out.len();
+        for item in map.iter() {
+            match item {
+                Ok((key, stats)) => out.push(FlowDelta { key, stats }),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(DrainError::Read(e));
+                }
+            }
+        }
+        let mut failed = None;
+        let mut i = start;
+        while i < out.len() {
+            match map.remove(&out[i].key) {
+                Ok(()) => i += 1,
+                Err(e) => {
+                    out.swap_remove(i);
+                    failed = Some(e);
+                }
+            }
+        }
+        failed.map_or(Ok(()), |e| Err(DrainError::Clear(e)))
+    }
+
+    fn drain_fallback(&mut self, out: &mut Vec<FlowDelta>) {
+        while let Some(item) = self.fallback.next() {
+            if item.len() < size_of::<FallbackRecord>() {
+                tracing::error!(len = item.len(), "short fallback record ignored (build mismatch)");
+                continue;
+            }
+            // SAFETY: the datapath writes whole FallbackRecords; read_unaligned
+            // because the ring gives no alignment promise for the Rust type.
+            let rec: FallbackRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            out.push(FlowDelta {
+                key: rec.key,
+                stats: rec.stats,
+            });
+        }
+    }
+}
+
+impl DeltaSource for KernelMaps {
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+        let old = self.active;
+        let next = 1 - old;
+        // The old generation was emptied by the previous drain, so the
+        // datapath starts the new period on an empty map.
+        self.gen_map
+            .set(0, &self.flows[next], 0)
+            .map_err(DrainError::Flip)?;
+        self.active = next;
+        let drained = self.drain_generation(old, out);
+        // Ring records are whole packets; reading them in any drain is exact.
+        self.drain_fallback(out);
+        drained
+    }
+
+    fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+        let mut snap = CounterSnapshot::default();
+        for counter in Counter::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(counter as u32), 0)
+                .map_err(DrainError::Counters)?;
+            snap.set(counter, per_cpu.iter().sum());
+        }
+        Ok(snap)
+    }
+}

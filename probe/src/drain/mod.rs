@@ -1,0 +1,67 @@
+//! Moving per-flow deltas from the kernel to the flow cache.
+//!
+//! The cache depends only on [`DeltaSource`], so it is tested with a fake
+//! source and no kernel; [`kernel::KernelMaps`] is the real one.
+
+pub mod kernel;
+
+use vxflow_common::{Counter, FlowKey, FlowStats};
+
+/// Counts for one flow since the previous drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowDelta {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+}
+
+/// Totals of the datapath counters since load, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    values: [u64; Counter::COUNT as usize],
+}
+
+impl CounterSnapshot {
+    #[must_use]
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+
+    pub fn set(&mut self, counter: Counter, value: u64) {
+        self.values[counter as usize] = value;
+    }
+
+    /// Every counter with its name, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("flipping the flow-map generation")]
+    Flip(#[source] aya::maps::MapError),
+    #[error("reading the drained flow map")]
+    Read(#[source] aya::maps::MapError),
+    #[error("clearing the drained flow map")]
+    Clear(#[source] aya::maps::MapError),
+    #[error("reading the datapath counters")]
+    Counters(#[source] aya::maps::MapError),
+}
+
+/// Where flow deltas come from.
+pub trait DeltaSource {
+    /// Appends every delta counted since the previous call to `out`. Each
+    /// counted packet is in exactly one call's output.
+    ///
+    /// # Errors
+    /// When the kernel maps cannot be read. What `out` holds then was taken
+    /// from the kernel and must still be used; what was not taken stays in
+    /// the kernel for the next call.
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError>;
+
+    /// The datapath counters.
+    ///
+    /// # Errors
+    /// When the counter map cannot be read.
+    fn counters(&self) -> Result<CounterSnapshot, DrainError>;
+}

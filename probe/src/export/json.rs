@@ -1,0 +1,175 @@
+//! JSON lines: one object per record, with plain field names. The output when
+//! no collector is configured, so a first run shows flows.
+
+use std::{
+    io::{BufWriter, Write},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use serde::Serialize;
+use vxflow_common::flow::{
+    DIRECTION_INGRESS, ENCAP_VXLAN, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED,
+};
+
+use super::{ExportContext, RecordSink};
+use crate::record::FlowRecord;
+
+/// One record as printed.
+#[derive(Serialize, Debug)]
+pub struct JsonRecord<'a> {
+    /// First packet, RFC 3339 with milliseconds, UTC.
+    pub start: String,
+    /// Last packet.
+    pub end: String,
+    pub interface: &'a str,
+    pub ifindex: u32,
+    pub direction: &'static str,
+    pub ip_version: u8,
+    pub protocol: String,
+    pub protocol_number: u8,
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_src_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_dst_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_src_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_dst_port: Option<u16>,
+    pub packets: u64,
+    /// IP bytes; for VXLAN flows the inner packets'.
+    pub bytes: u64,
+    /// For VXLAN flows, the outer IP bytes on the wire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fragment: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub l4_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6_ext_limit: bool,
+    pub end_reason: &'static str,
+}
+
+/// The address in `bytes` for IP version `version`.
+#[must_use]
+pub fn ip_addr(version: u8, bytes: &[u8; 16]) -> IpAddr {
+    if version == 6 {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+/// IANA protocol name for the common protocols, the number otherwise.
+#[must_use]
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        2 => "igmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        51 => "ah".into(),
+        58 => "ipv6-icmp".into(),
+        89 => "ospf".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// TCP flag names, lowest bit first (tcpControlBits, IE 6).
+const TCP_FLAG_NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
+impl<'a> JsonRecord<'a> {
+    #[must_use]
+    pub fn new(r: &FlowRecord, interface: &'a str, ctx: &ExportContext<'_>) -> Self {
+        let k = &r.key;
+        let icmp = matches!(k.protocol, 1 | 58);
+        let has_ports = matches!(k.protocol, 6 | 17) && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED | KEY_FLAG_EXT_LIMIT) == 0;
+        let has_icmp = icmp && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
+        let vxlan = k.encap == ENCAP_VXLAN;
+        let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
+        Self {
+            start: ts(r.start_ns),
+            end: ts(r.end_ns),
+            interface,
+            ifindex: k.ifindex,
+            direction: if k.direction == DIRECTION_INGRESS { "ingress" } else { "egress" },
+            ip_version: k.ip_version,
+            protocol: protocol_name(k.protocol),
+            protocol_number: k.protocol,
+            src_addr: ip_addr(k.ip_version, &k.src_addr),
+            dst_addr: ip_addr(k.ip_version, &k.dst_addr),
+            src_port: has_ports.then_some(k.src_port),
+            dst_port: has_ports.then_some(k.dst_port),
+            icmp_type: has_icmp.then(|| k.dst_port.to_be_bytes()[0]),
+            icmp_code: has_icmp.then(|| k.dst_port.to_be_bytes()[1]),
+            vlan: (k.vlan_id != 0).then_some(k.vlan_id),
+            tunnel: vxlan.then_some("vxlan"),
+            vni: vxlan.then_some(k.vni),
+            outer_src_addr: vxlan.then(|| ip_addr(k.outer_ip_version, &k.outer_src_addr)),
+            outer_dst_addr: vxlan.then(|| ip_addr(k.outer_ip_version, &k.outer_dst_addr)),
+            outer_src_port: vxlan.then_some(k.outer_src_port),
+            outer_dst_port: vxlan.then_some(k.outer_dst_port),
+            packets: r.packets,
+            bytes: r.bytes,
+            outer_bytes: vxlan.then_some(r.outer_bytes),
+            tcp_flags: (k.protocol == 6 && has_ports).then(|| {
+                (0..8).filter(|b| r.tcp_flags & (1 << b) != 0).map(|b| TCP_FLAG_NAMES[b]).collect()
+            }),
+            fragment: k.flags & KEY_FLAG_FRAGMENT != 0,
+            l4_truncated: k.flags & KEY_FLAG_L4_TRUNCATED != 0,
+            ipv6_ext_limit: k.flags & KEY_FLAG_EXT_LIMIT != 0,
+            end_reason: r.end_reason.name(),
+        }
+    }
+}
+
+/// Writes records as JSON lines to any writer (stdout by default).
+pub struct JsonLines<W: Write> {
+    out: BufWriter<W>,
+}
+
+impl JsonLines<std::io::Stdout> {
+    #[must_use]
+    pub fn stdout() -> Self {
+        Self::new(std::io::stdout())
+    }
+}
+
+impl<W: Write> JsonLines<W> {
+    pub fn new(w: W) -> Self {
+        Self { out: BufWriter::new(w) }
+    }
+}
+
+impl<W: Write> RecordSink for JsonLines<W> {
+    fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()> {
+        for r in records {
+            let name = ctx.names.name(r.key.ifindex).to_owned();
+            let rec = JsonRecord::new(r, &name, ctx);
+            serde_json::to_writer(&mut self.out, &rec)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()
+    }
+}

@@ -1,0 +1,42 @@
+//! Interface names and indexes in the current network namespace.
+
+use std::{collections::HashMap, ffi::CString};
+
+/// The index of interface `name`, or `None` if there is none.
+#[must_use]
+pub fn index_of(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The name of interface `index`, or `None` if it is gone.
+#[must_use]
+pub fn name_of(index: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: `buf` holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let ptr = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
+    if ptr.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+/// Remembers interface names by index so a record still names an interface
+/// that has since vanished.
+#[derive(Default)]
+pub struct NameCache {
+    names: HashMap<u32, String>,
+}
+
+impl NameCache {
+    /// The name of `index`, looked up once and remembered; `if<index>` when the
+    /// interface is gone and was never seen.
+    pub fn name(&mut self, index: u32) -> &str {
+        self.names
+            .entry(index)
+            .or_insert_with(|| name_of(index).unwrap_or_else(|| format!("if{index}")))
+    }
+}

@@ -1,0 +1,322 @@
+//! Loads the embedded eBPF object, sizes its maps, and attaches the TC
+//! programs: TCX links on kernels that have them (6.6+; they detach when the
+//! process dies), clsact + cls_bpf otherwise, after removing filters a crashed
+//! earlier run may have left behind.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, ArrayOfMaps, HashMap, MapData, MapError},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType,
+        tc::{self, SchedClassifierLinkId},
+    },
+    util::KernelVersion,
+};
+use vxflow_common::{
+    FlowKey, FlowStats, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot,
+};
+
+use crate::{drain::kernel::KernelMaps, ebpf_object::EBPF_OBJECT};
+
+/// One generation of the kernel flow map.
+pub(crate) type FlowMap = HashMap<MapData, FlowKey, FlowStats>;
+/// The one-slot array of maps that selects the generation being written.
+pub(crate) type GenMap = ArrayOfMaps<MapData, FlowMap>;
+
+/// Program names in the object, one per direction.
+const PROG_INGRESS: &str = "vxflow_ingress";
+const PROG_EGRESS: &str = "vxflow_egress";
+
+/// How to size the datapath's maps and what to parse as VXLAN.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Entries in each of the two flow-map generations.
+    pub flow_entries: u32,
+    /// Size of the fallback ring in bytes (power of two, multiple of a page).
+    pub fallback_ring_bytes: u32,
+    /// UDP destination ports parsed as VXLAN.
+    pub vxlan_ports: Vec<u16>,
+}
+
+/// A traffic direction on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    const fn program(self) -> &'static str {
+        match self {
+            Direction::Ingress => PROG_INGRESS,
+            Direction::Egress => PROG_EGRESS,
+        }
+    }
+
+    const fn tc(self) -> TcAttachType {
+        match self {
+            Direction::Ingress => TcAttachType::Ingress,
+            Direction::Egress => TcAttachType::Egress,
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+/// How a program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Tcx,
+    Clsact,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "loading the eBPF object failed (vxflow needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, and a kernel with BTF, 5.15 or newer)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program {0} (build mismatch)")]
+    MissingProgram(&'static str),
+    #[error("the eBPF object has no map {0} (build mismatch)")]
+    MissingMap(&'static str),
+    #[error("the kernel rejected program {name}; run with RUST_LOG=debug for the verifier log")]
+    Verify {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("setting up map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("interface {iface} does not exist (see `ip link`)")]
+    NoSuchInterface { iface: String },
+    #[error("attaching {direction} program to interface {iface}")]
+    Attach {
+        iface: String,
+        direction: Direction,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// The loaded programs and the links that keep them attached.
+pub struct Datapath {
+    ebpf: Ebpf,
+    attach_mode: AttachMode,
+    attached: BTreeMap<(String, Direction), SchedClassifierLinkId>,
+}
+
+/// Loads the object and prepares its maps, without attaching anything.
+/// Tests use this directly to run the classifier through `BPF_PROG_TEST_RUN`.
+///
+/// # Errors
+/// When the kernel refuses the object, a program or a map.
+pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_FLOWS[0], opts.flow_entries)
+        .map_max_entries(MAP_FLOWS[1], opts.flow_entries)
+        .map_max_entries(vxflow_common::MAP_FALLBACK, opts.fallback_ring_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(LoadError::Load)?;
+
+    for dir in Direction::BOTH {
+        let name = dir.program();
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoadError::Verify { name, source })?;
+        prog.load().map_err(|source| LoadError::Verify { name, source })?;
+    }
+
+    set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
+    let maps = KernelMaps::take(&mut ebpf)?;
+    let attach_mode = if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
+        AttachMode::Tcx
+    } else {
+        AttachMode::Clsact
+    };
+    Ok((
+        Datapath {
+            ebpf,
+            attach_mode,
+            attached: BTreeMap::new(),
+        },
+        maps,
+    ))
+}
+
+/// Loads the object and attaches both programs to every interface, the path
+/// `vxflow run` takes.
+///
+/// # Errors
+/// As [`load`] and [`Datapath::attach`].
+pub fn load_and_attach(
+    opts: &LoadOptions,
+    interfaces: &[String],
+) -> Result<(Datapath, KernelMaps), LoadError> {
+    let (mut datapath, maps) = load(opts)?;
+    for iface in interfaces {
+        datapath.attach(iface)?;
+    }
+    Ok((datapath, maps))
+}
+
+impl Datapath {
+    /// Attaches the ingress and egress programs to `iface`.
+    ///
+    /// # Errors
+    /// When the interface does not exist or the kernel refuses the attachment.
+    pub fn attach(&mut self, iface: &str) -> Result<(), LoadError> {
+        if crate::ifaces::index_of(iface).is_none() {
+            return Err(LoadError::NoSuchInterface { iface: iface.to_owned() });
+        }
+        for direction in Direction::BOTH {
+            if self.attached.contains_key(&(iface.to_owned(), direction)) {
+                continue;
+            }
+            let attach_err = |source| LoadError::Attach {
+                iface: iface.to_owned(),
+                direction,
+                source,
+            };
+            if self.attach_mode == AttachMode::Clsact {
+                // EEXIST (clsact already there) is the normal case.
+                let _ = tc::qdisc_add_clsact(iface);
+                // Filters left by an earlier run that died without detaching.
+                let _ = tc::qdisc_detach_program(iface, direction.tc(), direction.program());
+            }
+            let prog = self.program_mut(direction)?;
+            let link = prog.attach(iface, direction.tc()).map_err(attach_err)?;
+            self.attached.insert((iface.to_owned(), direction), link);
+            tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
+        }
+        Ok(())
+    }
+
+    /// Detaches everything. Links also go when the process exits; this makes
+    /// the moment explicit so the final drain sees every counted packet.
+    pub fn detach_all(&mut self) {
+        let attached = std::mem::take(&mut self.attached);
+        for ((iface, direction), link) in attached {
+            let result = self
+                .program_mut(direction)
+                .and_then(|p| p.detach(link).map_err(|source| LoadError::Attach {
+                    iface: iface.clone(),
+                    direction,
+                    source,
+                }));
+            match result {
+                Ok(()) => tracing::info!(iface, %direction, "detached"),
+                // An interface that vanished took its link with it.
+                Err(error) => tracing::warn!(iface, %direction, error = %crate::error_chain(&error), "detach failed"),
+            }
+        }
+    }
+
+    /// The interfaces programs are attached to.
+    #[must_use]
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.attached.keys().map(|(i, _)| i.clone()).collect();
+        names.dedup();
+        names
+    }
+
+    #[must_use]
+    pub fn attach_mode(&self) -> AttachMode {
+        self.attach_mode
+    }
+
+    /// The program for `direction`, for `BPF_PROG_TEST_RUN`.
+    ///
+    /// # Errors
+    /// Only on a build mismatch.
+    pub fn program(&self, direction: Direction) -> Result<&SchedClassifier, LoadError> {
+        let name = direction.program();
+        self.ebpf
+            .program(name)
+            .ok_or(LoadError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoadError::Verify { name, source })
+    }
+
+    fn program_mut(&mut self, direction: Direction) -> Result<&mut SchedClassifier, LoadError> {
+        let name = direction.program();
+        self.ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoadError::Verify { name, source })
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// Writes the VXLAN port bitmap.
+fn set_vxlan_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
+    let name = MAP_VXLAN_PORTS;
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut bitmap: Array<&mut MapData, u64> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    let mut words = vec![0u64; VXLAN_PORT_WORDS as usize];
+    for &port in ports {
+        let (word, bit) = vxlan_port_slot(port);
+        words[word as usize] |= bit;
+    }
+    for (i, word) in (0u32..).zip(words) {
+        bitmap.set(i, word, 0).map_err(|source| LoadError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// Takes the flow-generation maps out of `ebpf` and points the datapath at
+/// generation A.
+pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), LoadError> {
+    let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+    let mut gen_map: GenMap = ArrayOfMaps::try_from(take(ebpf, MAP_FLOW_GEN)?)
+        .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
+    let mut flows = Vec::with_capacity(2);
+    for name in MAP_FLOWS {
+        let map: FlowMap = HashMap::try_from(take(ebpf, name)?).map_err(|source| LoadError::Map { name, source })?;
+        flows.push(map);
+    }
+    let [a, b]: [FlowMap; 2] =
+        flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
+    gen_map
+        .set(0, &a, 0)
+        .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
+    Ok((gen_map, [a, b]))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones to the
+/// memory cgroup, where this is harmless.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid pointer to an initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_MEMLOCK");
+    }
+}
