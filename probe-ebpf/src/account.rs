@@ -55,6 +55,7 @@ fn account(key: &FlowKey, p: &Parsed) {
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     count(Counter::Seen, p.packets);
+    count_notes(p);
     let Some(flows) = FLOW_GEN.get(0) else {
         // Slot 0 is filled before any program is attached, so this is a
         // broken invariant, not a runtime condition; still never silent.
@@ -134,6 +135,24 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64) {
             count(Counter::Fallback, p.packets);
         }
         None => lost(p),
+    }
+}
+
+/// Adds the packet to each annotation counter parsing flagged.
+#[inline(always)]
+fn count_notes(p: &Parsed) {
+    const NOTES: [Counter; 6] = [
+        Counter::Fragment,
+        Counter::L4Truncated,
+        Counter::Ipv6ExtLimit,
+        Counter::Vxlan,
+        Counter::VxlanInvalid,
+        Counter::VxlanInnerNotIp,
+    ];
+    for c in NOTES {
+        if p.notes & (1 << c as u32) != 0 {
+            count(c, p.packets);
+        }
     }
 }
 

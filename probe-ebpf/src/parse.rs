@@ -62,6 +62,14 @@ pub struct Parsed {
     pub bytes: u64,
     pub outer_bytes: u64,
     pub tcp_flags: u64,
+    /// Annotation counters this packet adds to (bit `1 << Counter`), counted
+    /// with `packets` once the packet is accounted.
+    pub notes: u32,
+}
+
+#[inline(always)]
+const fn note(c: Counter) -> u32 {
+    1 << c as u32
 }
 
 /// Where the IP layer of one (outer or inner) packet sits, and its length.
@@ -76,6 +84,8 @@ struct IpLayer {
     protocol: u8,
     non_first_fragment: bool,
     ext_limit: bool,
+    /// The extension-header chain was cut short before the transport header.
+    chain_truncated: bool,
 }
 
 /// What the transport header gave.
@@ -117,6 +127,7 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
     let outer_l4 = parse_l4(ctx, &outer);
     set_l4(key, &outer, &outer_l4);
 
+    let mut notes = 0u32;
     let mut tcp_flags = outer_l4.tcp_flags;
     let mut hdr_end = outer_l4.hdr_end;
     let mut bytes_layer = outer;
@@ -140,14 +151,14 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
             match parse_inner(ctx, inner_eth, key) {
                 Some((inner, inner_l4)) => {
                     key.encap = ENCAP_VXLAN;
-                    count(Counter::Vxlan, 1);
+                    notes |= note(Counter::Vxlan);
                     tcp_flags = inner_l4.tcp_flags;
                     hdr_end = inner_l4.hdr_end;
                     bytes_layer = inner;
                     outer_layer = Some(outer);
                 }
                 None => {
-                    count(Counter::VxlanInnerNotIp, 1);
+                    notes |= note(Counter::VxlanInnerNotIp);
                     key.src_addr = key.outer_src_addr;
                     key.dst_addr = key.outer_dst_addr;
                     key.ip_version = key.outer_ip_version;
@@ -155,13 +166,15 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
                     key.outer_src_addr = [0; 16];
                     key.outer_dst_addr = [0; 16];
                     key.outer_ip_version = 0;
+                    key.outer_src_port = 0;
+                    key.outer_dst_port = 0;
                     key.vni = 0;
                     key.flags = 0;
                     set_l4(key, &outer, &outer_l4);
                 }
             }
         } else {
-            count(Counter::VxlanInvalid, 1);
+            notes |= note(Counter::VxlanInvalid);
         }
     }
 
@@ -171,11 +184,21 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
         Some(o) => wire_bytes(&o, segs, skb_len, hdr_end),
         None => 0,
     };
+    if key.flags & KEY_FLAG_FRAGMENT != 0 {
+        notes |= note(Counter::Fragment);
+    }
+    if key.flags & KEY_FLAG_L4_TRUNCATED != 0 {
+        notes |= note(Counter::L4Truncated);
+    }
+    if key.flags & KEY_FLAG_EXT_LIMIT != 0 {
+        notes |= note(Counter::Ipv6ExtLimit);
+    }
     Ok(Parsed {
         packets: segs,
         bytes,
         outer_bytes,
         tcp_flags: u64::from(tcp_flags),
+        notes,
     })
 }
 
@@ -215,15 +238,12 @@ fn set_l4(key: &mut FlowKey, ip: &IpLayer, l4: &L4) {
     let mut flags = 0;
     if ip.non_first_fragment {
         flags |= KEY_FLAG_FRAGMENT;
-        count(Counter::Fragment, 1);
     }
     if l4.truncated {
         flags |= KEY_FLAG_L4_TRUNCATED;
-        count(Counter::L4Truncated, 1);
     }
     if ip.ext_limit {
         flags |= KEY_FLAG_EXT_LIMIT;
-        count(Counter::Ipv6ExtLimit, 1);
     }
     key.flags = flags;
 }
@@ -304,6 +324,7 @@ fn parse_ip(
                 protocol: h.proto,
                 non_first_fragment: frag_offset != 0,
                 ext_limit: false,
+                chain_truncated: false,
             })
         }
         ETH_P_IPV6 => {
@@ -324,6 +345,7 @@ fn parse_ip(
                 protocol: h.next_hdr,
                 non_first_fragment: false,
                 ext_limit: false,
+                chain_truncated: false,
             };
             walk_ipv6_ext(ctx, &mut layer);
             Ok(layer)
@@ -342,7 +364,7 @@ const fn is_ipv6_ext(nh: u8) -> bool {
 
 /// Follows the extension-header chain to the transport header, bounded by
 /// [`MAX_IPV6_EXT_HEADERS`]. A chain cut short leaves `protocol` at the last
-/// next-header read; [`parse_l4`] then finds the transport header truncated.
+/// next-header read and marks the layer `chain_truncated`.
 #[inline(always)]
 fn walk_ipv6_ext(ctx: &TcContext, layer: &mut IpLayer) {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -350,7 +372,9 @@ fn walk_ipv6_ext(ctx: &TcContext, layer: &mut IpLayer) {
         if !is_ipv6_ext(nh) {
             return;
         }
-        let Some(ext) = load::<[u8; 4]>(ctx, layer.l4_off) else {
+        // The whole header must be inside the packet, not just its first bytes.
+        let Some(ext) = load::<[u8; 8]>(ctx, layer.l4_off) else {
+            layer.chain_truncated = true;
             return;
         };
         layer.protocol = ext[0];
@@ -385,6 +409,10 @@ fn parse_l4(ctx: &TcContext, ip: &IpLayer) -> L4 {
         truncated: false,
     };
     if ip.non_first_fragment || ip.ext_limit {
+        return l4;
+    }
+    if ip.chain_truncated {
+        l4.truncated = true;
         return l4;
     }
     // A transport header must lie within the IP packet, not in link padding.

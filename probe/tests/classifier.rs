@@ -1,0 +1,266 @@
+//! The real classifier, loaded into the kernel and run on crafted packets
+//! through BPF_PROG_TEST_RUN, then drained through the real generation flip.
+//! Needs root.
+
+mod support;
+
+use std::{collections::BTreeMap, time::{Duration, Instant}};
+
+use vxflow_testkit::{
+    netns::{Netns, RawSender},
+    packets::{self, Case, Expect, Runner},
+    pcap, require_root, unique_prefix,
+};
+use vxflow::{
+    drain::{CounterSnapshot, DeltaSource, FlowDelta},
+    loader::{self, Direction, LoadOptions},
+};
+use vxflow_common::{Counter, flow::DIRECTION_INGRESS, flow::DIRECTION_EGRESS};
+
+/// TC_ACT_UNSPEC: the programs never change a packet's fate.
+const TC_ACT_UNSPEC: i32 = -1;
+
+fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
+    LoadOptions {
+        flow_entries,
+        fallback_ring_bytes,
+        vxlan_ports: vec![4789, 8472],
+    }
+}
+
+fn diff(before: &CounterSnapshot, after: &CounterSnapshot) -> BTreeMap<&'static str, u64> {
+    after
+        .iter()
+        .filter_map(|(c, v)| {
+            let d = v - before.get(c);
+            (d != 0).then_some((c.name(), d))
+        })
+        .collect()
+}
+
+fn check(case: &Case, deltas: &[FlowDelta], counted: &BTreeMap<&'static str, u64>) -> Result<(), String> {
+    let mut want: BTreeMap<&'static str, u64> = BTreeMap::new();
+    match &case.expect {
+        Expect::Flow { key, packets, bytes, outer_bytes, tcp_flags, notes } => {
+            let [d] = deltas else {
+                return Err(format!("want one flow delta, got {deltas:#?}"));
+            };
+            let mut want_key = *key;
+            want_key.ifindex = d.key.ifindex;
+            want_key.direction = DIRECTION_INGRESS;
+            if d.key != want_key {
+                return Err(format!("key\n got {:?}\nwant {want_key:?}", d.key));
+            }
+            let s = &d.stats;
+            let got = (s.packets, s.bytes, s.outer_bytes, s.tcp_flags);
+            let expected = (*packets, *bytes, *outer_bytes, *tcp_flags);
+            if got != expected {
+                return Err(format!("(packets, bytes, outer_bytes, tcp_flags) got {got:?} want {expected:?}"));
+            }
+            if s.first_seen_ns == 0 || s.last_seen_ns < s.first_seen_ns {
+                return Err(format!("timestamps {} .. {}", s.first_seen_ns, s.last_seen_ns));
+            }
+            want.insert(Counter::Seen.name(), *packets);
+            want.insert(Counter::Accounted.name(), *packets);
+            for n in notes {
+                want.insert(n.name(), *packets);
+            }
+        }
+        Expect::NoFlow { bucket, notes } => {
+            if !deltas.is_empty() {
+                return Err(format!("want no flow, got {deltas:#?}"));
+            }
+            want.insert(Counter::Seen.name(), 1);
+            want.insert(bucket.name(), 1);
+            for n in notes {
+                want.insert(n.name(), 1);
+            }
+        }
+    }
+    if *counted != want {
+        return Err(format!("counters rose by {counted:?}, want {want:?}"));
+    }
+    Ok(())
+}
+
+fn fixture(case: &Case) -> Vec<u8> {
+    pcap::read(&pcap::classifier_dir().join(format!("{}.pcap", case.name)))
+}
+
+/// The committed pcaps are what `packets.rs` builds. Set
+/// VXFLOW_UPDATE_FIXTURES=1 to rewrite them after changing a packet.
+#[test]
+fn fixtures_match_their_builders() {
+    let update = std::env::var_os("VXFLOW_UPDATE_FIXTURES").is_some();
+    let dir = pcap::classifier_dir();
+    for case in packets::cases() {
+        let path = dir.join(format!("{}.pcap", case.name));
+        if update {
+            pcap::write(&path, &case.frame);
+        }
+        assert_eq!(
+            pcap::read(&path),
+            case.frame,
+            "{} is stale: rerun with VXFLOW_UPDATE_FIXTURES=1",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn classifier_accounts_crafted_packets() {
+    require_root();
+    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let mut failures = Vec::new();
+    let cases: Vec<Case> = packets::cases().into_iter().filter(|c| c.runner == Runner::TestRun).collect();
+    for case in &cases {
+        let frame = fixture(case);
+        let before = maps.counters().unwrap();
+        let verdict = support::test_run(prog, &frame, case.gso);
+        let mut deltas = Vec::new();
+        maps.drain(&mut deltas).unwrap();
+        let counted = diff(&before, &maps.counters().unwrap());
+        if verdict != TC_ACT_UNSPEC {
+            failures.push(format!("{}: returned {verdict}, want TC_ACT_UNSPEC", case.name));
+        }
+        if let Err(e) = check(case, &deltas, &counted) {
+            failures.push(format!("{}: {e}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+}
+
+/// Frames cut inside the fixed IP header, delivered by a real veth to the
+/// programs attached on its peer's ingress.
+#[test]
+fn classifier_accounts_injected_frames() {
+    require_root();
+    let cases: Vec<Case> = packets::cases().into_iter().filter(|c| c.runner == Runner::Inject).collect();
+    assert!(!cases.is_empty());
+    let ns = Netns::new(&unique_prefix("inject"));
+    // No IPv6 on the veths: nothing but the injected frames crosses them.
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.ip("link add inj0 type veth peer name inj1");
+    ns.ip("link set inj0 up");
+    ns.ip("link set inj1 up");
+    let failures = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter_thread();
+            let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+            datapath.attach("inj1").unwrap();
+            let sender = RawSender::new("inj0");
+            let mut failures = Vec::new();
+            for case in &cases {
+                let before = maps.counters().unwrap();
+                sender.send(&fixture(case));
+                // veth delivers through the backlog: wait for the program to run.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while maps.counters().unwrap().get(Counter::Seen) == before.get(Counter::Seen) {
+                    assert!(Instant::now() < deadline, "{}: frame never reached the program", case.name);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let mut deltas = Vec::new();
+                maps.drain(&mut deltas).unwrap();
+                let counted = diff(&before, &maps.counters().unwrap());
+                if let Err(e) = check(case, &deltas, &counted) {
+                    failures.push(format!("{}: {e}", case.name));
+                }
+            }
+            failures
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn egress_program_records_egress_direction() {
+    require_root();
+    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let prog = datapath.program(Direction::Egress).unwrap();
+    assert_eq!(support::test_run(prog, &packets::ipv4_tcp_syn(), None), TC_ACT_UNSPEC);
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].key.direction, DIRECTION_EGRESS);
+}
+
+/// Distinct UDP flows (60 IP bytes each), differing in source port.
+fn udp_frames(n: u16) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2(packets::MAC_A, packets::MAC_B)
+                .ipv4(packets::POD_A, packets::POD_B, 64)
+                .udp(10_000 + i, 53)
+                .write(&mut f, &[0u8; 32])
+                .unwrap();
+            f
+        })
+        .collect()
+}
+
+/// A full flow map sends packets through the fallback ring; a full ring
+/// counts them as lost, with their bytes. Nothing disappears unaccounted.
+#[test]
+fn full_map_falls_back_to_ring_then_counts_losses() {
+    require_root();
+    // One page of ring: 4096 / (136-byte record + 8-byte header) = 28 records.
+    let (datapath, mut maps) = loader::load(&options(4, 4096)).unwrap();
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let frames = udp_frames(60);
+    for f in &frames {
+        support::test_run(prog, f, None);
+    }
+    let c = maps.counters().unwrap();
+    let (accounted, fallback, lost) = (c.get(Counter::Accounted), c.get(Counter::Fallback), c.get(Counter::Lost));
+    assert_eq!(accounted, 4, "the map holds 4 flows");
+    assert_eq!(fallback, 28, "one page of ring holds 28 records");
+    assert_eq!(lost, 60 - 4 - 28);
+    assert_eq!(c.get(Counter::LostBytes), lost * 60);
+    assert_eq!(c.get(Counter::Seen), 60);
+
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    assert_eq!(deltas.len(), 32, "map entries and ring records are both drained");
+    assert_eq!(deltas.iter().map(|d| d.stats.packets).sum::<u64>(), accounted + fallback);
+    let mut ports: Vec<u16> = deltas.iter().map(|d| d.key.src_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 32, "each drained packet is a different flow, none twice");
+
+    // Drained, the map and ring take new flows again.
+    for f in &frames[..10] {
+        support::test_run(prog, f, None);
+    }
+    let mut again = Vec::new();
+    maps.drain(&mut again).unwrap();
+    assert_eq!(again.iter().map(|d| d.stats.packets).sum::<u64>(), 10);
+    assert_eq!(maps.counters().unwrap().get(Counter::Lost), lost, "no new losses");
+}
+
+/// Packets counted across many generation flips sum exactly to what was sent,
+/// and repeated packets of one flow merge into one entry per generation.
+#[test]
+fn counts_survive_generation_flips() {
+    require_root();
+    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let frame = packets::ipv4_udp();
+    let (mut packets_seen, mut bytes_seen, mut deltas_seen) = (0u64, 0u64, 0usize);
+    for round in 1..=25u64 {
+        for _ in 0..round {
+            support::test_run(prog, &frame, None);
+        }
+        let mut deltas = Vec::new();
+        maps.drain(&mut deltas).unwrap();
+        deltas_seen += deltas.len();
+        packets_seen += deltas.iter().map(|d| d.stats.packets).sum::<u64>();
+        bytes_seen += deltas.iter().map(|d| d.stats.bytes).sum::<u64>();
+    }
+    assert_eq!(deltas_seen, 25, "one entry per flow per generation");
+    assert_eq!(packets_seen, 25 * 26 / 2);
+    assert_eq!(bytes_seen, 60 * 25 * 26 / 2);
+}

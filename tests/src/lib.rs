@@ -1,0 +1,30 @@
+//! vxflow's test kit: network namespaces and topologies built with iproute2,
+//! a handle on a running `vxflow`, crafted packets and pcap files. Used by the
+//! probe's kernel tests, the end-to-end tests in this directory, and the demo.
+//!
+//! Everything a test creates has a unique name and is removed on drop, so
+//! tests run in parallel and leave nothing behind, even when they fail.
+
+pub mod cmd;
+pub mod netns;
+pub mod packets;
+pub mod pcap;
+pub mod probe;
+pub mod topology;
+pub mod traffic;
+
+/// Panics with a clear message unless running as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test creates network namespaces and loads eBPF programs: run it as root (sudo scripts/test.sh)");
+}
+
+/// A name prefix unique to this process and call, short enough that
+/// `<prefix>-<role>` stays a valid namespace name.
+#[must_use]
+pub fn unique_prefix(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("vxt{}{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,178 @@
+//! Network namespaces that delete themselves.
+
+use std::{fs::File, os::fd::AsRawFd as _};
+
+use crate::cmd;
+
+/// A named network namespace, deleted (with every interface in it) on drop.
+pub struct Netns {
+    name: String,
+}
+
+/// An interface's kernel counters (`/sys/class/net/*/statistics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+impl LinkCounters {
+    /// What changed from `before` to `self`.
+    #[must_use]
+    pub fn since(&self, before: &LinkCounters) -> LinkCounters {
+        LinkCounters {
+            rx_packets: self.rx_packets - before.rx_packets,
+            rx_bytes: self.rx_bytes - before.rx_bytes,
+            tx_packets: self.tx_packets - before.tx_packets,
+            tx_bytes: self.tx_bytes - before.tx_bytes,
+        }
+    }
+}
+
+impl Netns {
+    /// Creates `name` with loopback up and IPv6 router solicitations, DAD
+    /// and duplicate ND noise turned off, so the only traffic is the test's.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        let _ = cmd::output(&["ip", "netns", "del", name]);
+        cmd::run(&["ip", "netns", "add", name]);
+        let ns = Self { name: name.to_owned() };
+        ns.ip("link set lo up");
+        for (key, value) in [
+            ("net.ipv6.conf.default.router_solicitations", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.default.dad_transmits", "0"),
+            ("net.ipv6.conf.default.accept_ra", "0"),
+            ("net.ipv6.conf.all.accept_ra", "0"),
+        ] {
+            ns.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
+        }
+        ns
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n <ns> <args>`.
+    pub fn ip(&self, args: &str) -> String {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend(args.split_whitespace());
+        cmd::run(&argv)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, argv: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(argv);
+        cmd::run(&full)
+    }
+
+    /// `argv` prefixed to run inside the namespace, for spawning.
+    #[must_use]
+    pub fn command(&self, argv: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    /// Disables IPv6 on `dev` (no link-local address, no MLD, no ND noise).
+    pub fn disable_ipv6(&self, dev: &str) {
+        self.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+    }
+
+    /// Sets offloads on `dev` (`ethtool -K dev <features...>`).
+    pub fn ethtool_k(&self, dev: &str, features: &str) {
+        let mut argv = vec!["ethtool", "-K", dev];
+        argv.extend(features.split_whitespace());
+        self.exec(&argv);
+    }
+
+    /// The counters of `dev`.
+    #[must_use]
+    pub fn counters(&self, dev: &str) -> LinkCounters {
+        let read = |name: &str| -> u64 {
+            self.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")])
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        LinkCounters {
+            rx_packets: read("rx_packets"),
+            rx_bytes: read("rx_bytes"),
+            tx_packets: read("tx_packets"),
+            tx_bytes: read("tx_bytes"),
+        }
+    }
+
+    /// The MAC address of `dev`.
+    #[must_use]
+    pub fn mac(&self, dev: &str) -> String {
+        self.exec(&["cat", &format!("/sys/class/net/{dev}/address")]).trim().to_owned()
+    }
+
+    /// Moves the calling thread into this namespace. Sockets and netlink
+    /// calls the thread makes afterwards live there. Use a dedicated thread.
+    pub fn enter_thread(&self) {
+        let f = File::open(format!("/run/netns/{}", self.name)).unwrap();
+        // SAFETY: setns on a valid namespace fd; affects only this thread.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = cmd::output(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// Sends raw Ethernet frames out of an interface of the caller's namespace
+/// (AF_PACKET), as a NIC would deliver them to its peer, malformed or not.
+pub struct RawSender {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl RawSender {
+    #[must_use]
+    pub fn new(dev: &str) -> Self {
+        use std::os::fd::FromRawFd as _;
+        let name = std::ffi::CString::new(dev).unwrap();
+        // SAFETY: valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(ifindex, 0, "no interface {dev}");
+        // SAFETY: plain socket(2) call; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        Self {
+            // SAFETY: fd is a fresh, valid descriptor we own.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            ifindex: i32::try_from(ifindex).unwrap(),
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: zeroed sockaddr_ll is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: buffer and address are valid for the given lengths.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
+            )
+        };
+        assert_eq!(n, isize::try_from(frame.len()).unwrap(), "sendto: {}", std::io::Error::last_os_error());
+    }
+}

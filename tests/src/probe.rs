@@ -1,0 +1,1 @@
+//! Running the `vxflow` binary inside a namespace.
