@@ -5,6 +5,10 @@
 //! `Seen == Accounted + Fallback + Lost + NonIp + Malformed` holds at all
 //! times; tests rely on it. The remaining counters annotate accounted packets.
 
+/// All counters of one CPU, the single value of the per-CPU counter map: one
+/// lookup per packet serves every counter.
+pub type Counters = [u64; Counter::COUNT as usize];
+
 /// Index of a datapath counter. Used only as an array index, never read from
 /// packet bytes.
 #[repr(u32)]
@@ -40,11 +44,13 @@ pub enum Counter {
     VxlanInnerNotIp,
     /// Frames with more VLAN tags than `MAX_VLAN_TAGS` (counted in `Malformed`).
     VlanTooDeep,
+    /// Accounted GSO/GRO super-packets (one per skb, not per segment).
+    GsoSkbs,
 }
 
 impl Counter {
     /// Number of counters, the length of the per-CPU array.
-    pub const COUNT: u32 = Counter::VlanTooDeep as u32 + 1;
+    pub const COUNT: u32 = Counter::GsoSkbs as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
@@ -62,6 +68,7 @@ impl Counter {
         Counter::VxlanInvalid,
         Counter::VxlanInnerNotIp,
         Counter::VlanTooDeep,
+        Counter::GsoSkbs,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -82,6 +89,7 @@ impl Counter {
             Counter::VxlanInvalid => "vxlan_invalid_packets",
             Counter::VxlanInnerNotIp => "vxlan_inner_not_ip_packets",
             Counter::VlanTooDeep => "vlan_too_deep_packets",
+            Counter::GsoSkbs => "gso_skbs",
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod flow;
 #[cfg(feature = "user")]
 pub mod user;
 
-pub use counter::Counter;
+pub use counter::{Counter, Counters};
 pub use flow::{FallbackRecord, FlowKey, FlowStats};
 
 /// Name of the one-slot `ARRAY_OF_MAPS` whose slot 0 holds the flow map the
@@ -21,7 +21,7 @@ pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
 pub const MAP_FLOWS: [&str; 2] = ["FLOWS_A", "FLOWS_B"];
 /// Ring buffer carrying per-packet deltas when the flow map is full.
 pub const MAP_FALLBACK: &str = "FALLBACK";
-/// Per-CPU array of [`Counter`]s.
+/// Per-CPU array with one [`Counters`] value.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).
 pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";

@@ -5,12 +5,24 @@
 use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::TcContext};
-use vxflow_common::{Counter, FlowKey, FlowStats};
+use vxflow_common::{Counter, Counters, FlowKey, FlowStats};
 
 use crate::{
-    maps::{FALLBACK, FLOW_GEN, KEY_SCRATCH},
-    parse::{NoFlow, Parsed, count, parse},
+    maps::{COUNTERS, FALLBACK, FLOW_GEN, SCRATCH},
+    parse::{NoFlow, Parsed, parse},
 };
+
+/// This CPU's counters for the current packet.
+struct Tally<'a>(&'a mut Counters);
+
+impl Tally<'_> {
+    /// Plain `+=` is safe: the slot is this CPU's and TC programs do not nest
+    /// on one CPU.
+    #[inline(always)]
+    fn add(&mut self, counter: Counter, n: u64) {
+        self.0[counter as usize] += n;
+    }
+}
 
 /// `-EEXIST` from `bpf_map_update_elem` with `BPF_NOEXIST`: another CPU
 /// inserted the same key first.
@@ -19,20 +31,21 @@ const EEXIST: i32 = 17;
 /// Entry point shared by both directions.
 #[inline(always)]
 pub fn on_packet(ctx: &TcContext, direction: u8) {
-    let Some(key) = KEY_SCRATCH.get_ptr_mut(0) else {
+    let (Some(scratch), Some(counters)) = (SCRATCH.get_ptr_mut(0), COUNTERS.get_ptr_mut(0)) else {
         return;
     };
-    // SAFETY: the slot is this CPU's and TC programs do not nest on one CPU,
-    // so nothing else holds a reference to it during this run.
-    let key = unsafe { &mut *key };
+    // SAFETY: both slots are this CPU's and TC programs do not nest on one
+    // CPU, so nothing else holds a reference to them during this run.
+    let (scratch, mut tally) = unsafe { (&mut *scratch, Tally(&mut *counters)) };
+    let key = &mut scratch.key;
     *key = FlowKey {
         direction,
         // SAFETY: reading the context field the kernel exposes to sched_cls.
         ifindex: unsafe { (*ctx.skb.skb).ifindex },
         ..FlowKey::default()
     };
-    match parse(ctx, key) {
-        Ok(parsed) => account(key, &parsed),
+    match parse(ctx, key, &mut scratch.stash) {
+        Ok(parsed) => account(key, &parsed, &mut tally),
         Err(no_flow) => {
             // SAFETY: as above.
             let segs = u64::from(unsafe { (*ctx.skb.skb).gso_segs }).max(1);
@@ -40,31 +53,32 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
                 NoFlow::NonIp => Counter::NonIp,
                 NoFlow::Malformed => Counter::Malformed,
                 NoFlow::VlanTooDeep => {
-                    count(Counter::VlanTooDeep, segs);
+                    tally.add(Counter::VlanTooDeep, segs);
                     Counter::Malformed
                 }
             };
-            count(bucket, segs);
-            count(Counter::Seen, segs);
+            tally.add(bucket, segs);
+            tally.add(Counter::Seen, segs);
         }
     }
 }
 
 #[inline(always)]
-fn account(key: &FlowKey, p: &Parsed) {
+fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    count(Counter::Seen, p.packets);
-    count_notes(p);
+    tally.add(Counter::Seen, p.packets);
+    count_notes(p, tally);
+    tally.add(Counter::GsoSkbs, u64::from(p.packets > 1));
     let Some(flows) = FLOW_GEN.get(0) else {
         // Slot 0 is filled before any program is attached, so this is a
         // broken invariant, not a runtime condition; still never silent.
-        lost(p);
+        lost(p, tally);
         return;
     };
     if let Some(stats) = flows.get_ptr_mut(key) {
         add(stats, p, now);
-        count(Counter::Accounted, p.packets);
+        tally.add(Counter::Accounted, p.packets);
         return;
     }
     let fresh = FlowStats {
@@ -76,16 +90,16 @@ fn account(key: &FlowKey, p: &Parsed) {
         tcp_flags: p.tcp_flags,
     };
     match flows.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
-        Ok(()) => count(Counter::Accounted, p.packets),
+        Ok(()) => tally.add(Counter::Accounted, p.packets),
         Err(e) if e == -EEXIST => match flows.get_ptr_mut(key) {
             Some(stats) => {
                 add(stats, p, now);
-                count(Counter::Accounted, p.packets);
+                tally.add(Counter::Accounted, p.packets);
             }
-            None => fallback(key, p, now),
+            None => fallback(key, p, now, tally),
         },
         // E2BIG (map full) or ENOMEM.
-        Err(_) => fallback(key, p, now),
+        Err(_) => fallback(key, p, now, tally),
     }
 }
 
@@ -113,7 +127,7 @@ fn add(stats: *mut FlowStats, p: &Parsed, now: u64) {
 /// The flow map is full: hand the packet to userspace through the ring, or,
 /// if the ring is full too, count it as lost.
 #[inline(always)]
-fn fallback(key: &FlowKey, p: &Parsed, now: u64) {
+fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
     match FALLBACK.reserve(0) {
         Some(mut entry) => {
             // Written field by field into the reservation: building the
@@ -132,15 +146,16 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64) {
                 });
             }
             entry.submit(0);
-            count(Counter::Fallback, p.packets);
+            tally.add(Counter::Fallback, p.packets);
         }
-        None => lost(p),
+        None => lost(p, tally),
     }
 }
 
-/// Adds the packet to each annotation counter parsing flagged.
+/// Adds the packet to each annotation counter parsing flagged, without a
+/// branch per counter (branches here multiply the verifier's paths).
 #[inline(always)]
-fn count_notes(p: &Parsed) {
+fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
     const NOTES: [Counter; 6] = [
         Counter::Fragment,
         Counter::L4Truncated,
@@ -150,14 +165,12 @@ fn count_notes(p: &Parsed) {
         Counter::VxlanInnerNotIp,
     ];
     for c in NOTES {
-        if p.notes & (1 << c as u32) != 0 {
-            count(c, p.packets);
-        }
+        tally.add(c, p.packets * u64::from((p.notes >> c as u32) & 1));
     }
 }
 
 #[inline(always)]
-fn lost(p: &Parsed) {
-    count(Counter::Lost, p.packets);
-    count(Counter::LostBytes, p.bytes);
+fn lost(p: &Parsed, tally: &mut Tally<'_>) {
+    tally.add(Counter::Lost, p.packets);
+    tally.add(Counter::LostBytes, p.bytes);
 }

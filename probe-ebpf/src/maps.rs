@@ -5,7 +5,9 @@ use aya_ebpf::{
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use vxflow_common::{Counter, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
+use vxflow_common::{Counters, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
+
+use crate::parse::Stash;
 
 /// Default entries per flow-map generation (the loader sets the real value).
 const DEFAULT_FLOW_ENTRIES: usize = 65_536;
@@ -34,14 +36,23 @@ pub static FLOW_GEN: ArrayOfMaps<FlowMap, 1> = ArrayOfMaps::new();
 #[btf_map]
 pub static FALLBACK: RingBuf<FallbackRecord, DEFAULT_FALLBACK_BYTES> = RingBuf::new();
 
-/// Datapath counters, see [`Counter`].
+/// Datapath counters: one [`Counters`] array per CPU, see
+/// `vxflow_common::Counter`.
 #[btf_map]
-pub static COUNTERS: PerCpuArray<u64, { Counter::COUNT as usize }> = PerCpuArray::new();
+pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 
-/// Per-CPU scratch space for the flow key being built: it is 88 bytes, too
-/// big to keep on the 512-byte BPF stack beside the parsed headers.
+/// Per-CPU scratch for the packet being parsed: the flow key (88 bytes, too
+/// big for the 512-byte BPF stack beside the parsed headers) and the stash
+/// that carries the outer layer into the VXLAN stage.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Scratch {
+    pub key: FlowKey,
+    pub stash: Stash,
+}
+
 #[btf_map]
-pub static KEY_SCRATCH: PerCpuArray<FlowKey, 1> = PerCpuArray::new();
+pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
 /// One bit per UDP destination port to parse as VXLAN. An array rather than a
 /// hash so the verifier inlines the lookup; userspace can change it live.

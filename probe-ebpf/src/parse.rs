@@ -6,6 +6,8 @@
 //! to the stack and checks bounds at run time, so non-linear skbs (GRO, GSO)
 //! parse the same as linear ones and the verifier sees no packet pointers.
 
+use core::ptr::{read_volatile, write_volatile};
+
 use aya_ebpf::programs::TcContext;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
 use vxflow_common::{
@@ -105,16 +107,50 @@ fn load<T>(ctx: &TcContext, off: usize) -> Option<T> {
     ctx.load::<T>(off).ok()
 }
 
+/// Outer-layer values the VXLAN stage needs, kept in per-CPU map memory.
+///
+/// Verifier workaround: the verifier tracks registers and stack exactly but
+/// treats map memory as unknown. Passing these through map memory (volatile,
+/// so LLVM cannot forward them in registers) makes every outer-parse path
+/// reach the inner parse in the same state; the verifier then prunes, and the
+/// inner parse adds to the outer one's cost instead of multiplying it
+/// (without this the program exceeds the 1M-instruction limit).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Stash {
+    outer_l3_off: u64,
+    outer_ip_len: u64,
+    outer_hdr_end: u64,
+    inner_eth: u64,
+}
+
+/// Fields of the skb the byte and packet counts need.
+#[derive(Clone, Copy)]
+struct SkbInfo {
+    len: usize,
+    gso_segs: u32,
+    gso_size: u32,
+}
+
+#[inline(always)]
+fn skb_info(ctx: &TcContext) -> SkbInfo {
+    // SAFETY: `skb` is the context pointer the kernel passed in; gso_* are
+    // readable by sched_cls programs since 5.7.
+    let (gso_segs, gso_size) = unsafe {
+        let skb = &*ctx.skb.skb;
+        (skb.gso_segs, skb.gso_size)
+    };
+    SkbInfo { len: ctx.len() as usize, gso_segs, gso_size }
+}
+
 /// Parses the whole packet. `key.direction` and `key.ifindex` are the
 /// caller's; everything else is set here.
 #[inline(always)]
-pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
-    let skb_len = ctx.len() as usize;
-    // SAFETY: `skb` is the context pointer the kernel passed in; these fields
-    // are readable by sched_cls programs (vlan_* since 4.x, gso_* since 5.7).
-    let (vlan_present, vlan_tci, gso_segs, gso_size) = unsafe {
+pub fn parse(ctx: &TcContext, key: &mut FlowKey, stash: &mut Stash) -> Result<Parsed, NoFlow> {
+    // SAFETY: as in skb_info; vlan_* are readable since 4.x.
+    let (vlan_present, vlan_tci) = unsafe {
         let skb = &*ctx.skb.skb;
-        (skb.vlan_present, skb.vlan_tci, skb.gso_segs, skb.gso_size)
+        (skb.vlan_present, skb.vlan_tci)
     };
     // The receive path strips the outermost tag into skb->vlan_tci before TC
     // ingress (skb_vlan_untag in __netif_receive_skb_core); egress may carry it
@@ -128,18 +164,12 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
     set_l4(key, &outer, &outer_l4);
 
     let mut notes = 0u32;
-    let mut tcp_flags = outer_l4.tcp_flags;
-    let mut hdr_end = outer_l4.hdr_end;
-    let mut bytes_layer = outer;
-    let mut outer_layer = None;
-
     if outer.protocol == IPPROTO_UDP
         && !outer.non_first_fragment
         && !outer_l4.truncated
         && is_vxlan_port(outer_l4.dst_port)
     {
         if let Some(vni) = vxlan_vni(ctx, outer.l4_off + UDP_HDR_LEN) {
-            let inner_eth = outer.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN;
             // The outer tuple moves to the outer_* fields and the inner packet
             // takes the plain ones; on failure the plain ones are restored.
             key.outer_src_addr = key.src_addr;
@@ -148,40 +178,74 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
             key.outer_dst_port = key.dst_port;
             key.outer_ip_version = key.ip_version;
             key.vni = vni;
-            match parse_inner(ctx, inner_eth, key) {
-                Some((inner, inner_l4)) => {
-                    key.encap = ENCAP_VXLAN;
-                    notes |= note(Counter::Vxlan);
-                    tcp_flags = inner_l4.tcp_flags;
-                    hdr_end = inner_l4.hdr_end;
-                    bytes_layer = inner;
-                    outer_layer = Some(outer);
-                }
-                None => {
-                    notes |= note(Counter::VxlanInnerNotIp);
-                    key.src_addr = key.outer_src_addr;
-                    key.dst_addr = key.outer_dst_addr;
-                    key.ip_version = key.outer_ip_version;
-                    key.protocol = outer.protocol;
-                    key.outer_src_addr = [0; 16];
-                    key.outer_dst_addr = [0; 16];
-                    key.outer_ip_version = 0;
-                    key.outer_src_port = 0;
-                    key.outer_dst_port = 0;
-                    key.vni = 0;
-                    key.flags = 0;
-                    set_l4(key, &outer, &outer_l4);
-                }
+            // SAFETY: `stash` is a valid, exclusively borrowed map value.
+            unsafe {
+                write_volatile(&raw mut stash.outer_l3_off, outer.l3_off as u64);
+                write_volatile(&raw mut stash.outer_ip_len, outer.ip_len as u64);
+                write_volatile(&raw mut stash.outer_hdr_end, outer_l4.hdr_end as u64);
+                write_volatile(&raw mut stash.inner_eth, (outer.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN) as u64);
             }
-        } else {
-            notes |= note(Counter::VxlanInvalid);
+            return Ok(parse_vxlan_inner(ctx, key, stash));
         }
+        notes |= note(Counter::VxlanInvalid);
     }
+    Ok(counts(ctx, key, outer.l3_off, outer.ip_len, outer_l4.hdr_end, outer_l4.tcp_flags, notes, None))
+}
 
-    let segs = segments(gso_segs, gso_size, skb_len, hdr_end);
-    let bytes = wire_bytes(&bytes_layer, segs, skb_len, hdr_end);
-    let outer_bytes = match outer_layer {
-        Some(o) => wire_bytes(&o, segs, skb_len, hdr_end),
+/// The VXLAN stage: parses the inner frame, or, when it is not IP, restores
+/// the outer UDP flow. Reads the outer layer only from the stash.
+#[inline(always)]
+fn parse_vxlan_inner(ctx: &TcContext, key: &mut FlowKey, stash: &Stash) -> Parsed {
+    // SAFETY: `stash` is a valid map value written by `parse` in this run.
+    let (outer_l3_off, outer_ip_len, outer_hdr_end, inner_eth) = unsafe {
+        (
+            read_volatile(&raw const stash.outer_l3_off) as usize,
+            read_volatile(&raw const stash.outer_ip_len) as usize,
+            read_volatile(&raw const stash.outer_hdr_end) as usize,
+            read_volatile(&raw const stash.inner_eth) as usize,
+        )
+    };
+    if let Some((inner, l4)) = parse_inner(ctx, inner_eth, key) {
+        key.encap = ENCAP_VXLAN;
+        let outer = Some((outer_l3_off, outer_ip_len));
+        return counts(ctx, key, inner.l3_off, inner.ip_len, l4.hdr_end, l4.tcp_flags, note(Counter::Vxlan), outer);
+    }
+    key.src_addr = key.outer_src_addr;
+    key.dst_addr = key.outer_dst_addr;
+    key.ip_version = key.outer_ip_version;
+    key.protocol = IPPROTO_UDP;
+    key.src_port = key.outer_src_port;
+    key.dst_port = key.outer_dst_port;
+    key.outer_src_addr = [0; 16];
+    key.outer_dst_addr = [0; 16];
+    key.outer_ip_version = 0;
+    key.outer_src_port = 0;
+    key.outer_dst_port = 0;
+    key.vni = 0;
+    // A VXLAN port was only considered for a complete, unfragmented UDP header.
+    key.flags = 0;
+    counts(ctx, key, outer_l3_off, outer_ip_len, outer_hdr_end, 0, note(Counter::VxlanInnerNotIp), None)
+}
+
+/// Packet, byte and annotation counts of the packet whose counted IP layer
+/// starts at `l3_off`; `outer` is the tunnel's `(l3_off, ip_len)` if any.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "one call per parse outcome; a struct would only move them")]
+fn counts(
+    ctx: &TcContext,
+    key: &FlowKey,
+    l3_off: usize,
+    ip_len: usize,
+    hdr_end: usize,
+    tcp_flags: u8,
+    mut notes: u32,
+    outer: Option<(usize, usize)>,
+) -> Parsed {
+    let skb = skb_info(ctx);
+    let segs = segments(skb.gso_segs, skb.gso_size, skb.len, hdr_end);
+    let bytes = wire_bytes(l3_off, ip_len, segs, skb.len, hdr_end);
+    let outer_bytes = match outer {
+        Some((o_off, o_len)) => wire_bytes(o_off, o_len, segs, skb.len, hdr_end),
         None => 0,
     };
     if key.flags & KEY_FLAG_FRAGMENT != 0 {
@@ -193,13 +257,13 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, NoFlow> {
     if key.flags & KEY_FLAG_EXT_LIMIT != 0 {
         notes |= note(Counter::Ipv6ExtLimit);
     }
-    Ok(Parsed {
+    Parsed {
         packets: segs,
         bytes,
         outer_bytes,
         tcp_flags: u64::from(tcp_flags),
         notes,
-    })
+    }
 }
 
 /// The number of wire packets this skb stands for: a GSO/GRO super-packet
@@ -218,16 +282,16 @@ fn segments(gso_segs: u32, gso_size: u32, skb_len: usize, hdr_end: usize) -> u64
     1
 }
 
-/// IP-layer bytes on the wire for `layer`. For one packet that is the length
+/// IP-layer bytes on the wire for the IP packet at `l3_off`. For one packet that is the length
 /// in its IP header; for a super-packet of `segs` segments, every segment
 /// repeats the headers from the IP header to the end of the transport header.
 #[inline(always)]
-fn wire_bytes(layer: &IpLayer, segs: u64, skb_len: usize, hdr_end: usize) -> u64 {
+fn wire_bytes(l3_off: usize, ip_len: usize, segs: u64, skb_len: usize, hdr_end: usize) -> u64 {
     if segs <= 1 {
-        return layer.ip_len as u64;
+        return ip_len as u64;
     }
-    let present = skb_len.saturating_sub(layer.l3_off) as u64;
-    let headers = hdr_end.saturating_sub(layer.l3_off) as u64;
+    let present = skb_len.saturating_sub(l3_off) as u64;
+    let headers = hdr_end.saturating_sub(l3_off) as u64;
     present + (segs - 1) * headers
 }
 
@@ -463,14 +527,4 @@ fn vxlan_vni(ctx: &TcContext, off: usize) -> Option<u32> {
         return None;
     }
     Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
-}
-
-/// Adds `n` to a per-CPU counter. Plain `+=` is safe: the slot is this CPU's
-/// and TC programs do not nest on one CPU.
-#[inline(always)]
-pub fn count(counter: Counter, n: u64) {
-    if let Some(slot) = crate::maps::COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: the pointer comes from a successful per-CPU array lookup.
-        unsafe { *slot += n };
-    }
 }

@@ -174,6 +174,7 @@ fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         vxlan_invalid_packets = c.get(Counter::VxlanInvalid),
         vxlan_inner_not_ip_packets = c.get(Counter::VxlanInnerNotIp),
         vlan_too_deep_packets = c.get(Counter::VlanTooDeep),
+        gso_skbs = c.get(Counter::GsoSkbs),
         drains = t.drains,
         drain_errors = t.drain_errors,
         drained_packets = t.drained_packets,

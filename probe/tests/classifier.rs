@@ -62,6 +62,9 @@ fn check(case: &Case, deltas: &[FlowDelta], counted: &BTreeMap<&'static str, u64
             }
             want.insert(Counter::Seen.name(), *packets);
             want.insert(Counter::Accounted.name(), *packets);
+            if *packets > 1 {
+                want.insert(Counter::GsoSkbs.name(), 1);
+            }
             for n in notes {
                 want.insert(n.name(), *packets);
             }

@@ -125,7 +125,16 @@ impl Netns {
 }
 
 impl Drop for Netns {
+    /// Kills what still runs inside (a failed test's iperf3, say), then
+    /// deletes the namespace and with it every interface in it.
     fn drop(&mut self) {
+        let pids = cmd::output(&["ip", "netns", "pids", &self.name]);
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
         let _ = cmd::output(&["ip", "netns", "del", &self.name]);
     }
 }

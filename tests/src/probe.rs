@@ -1,1 +1,206 @@
-//! Running the `vxflow` binary inside a namespace.
+//! Running the real `vxflow` binary inside a namespace and collecting what it
+//! prints: JSON records on stdout, logs (with the final counters) on stderr.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _},
+    net::IpAddr,
+    path::PathBuf,
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+
+use crate::netns::Netns;
+
+/// The `vxflow` binary under test: `$VXFLOW_BIN`, else the workspace's
+/// `target/debug/vxflow` (the test script builds it first).
+#[must_use]
+pub fn binary() -> PathBuf {
+    let path = std::env::var_os("VXFLOW_BIN").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vxflow"),
+        PathBuf::from,
+    );
+    assert!(path.exists(), "{} missing: run `cargo build -p vxflow` first, or set VXFLOW_BIN", path.display());
+    path
+}
+
+/// One JSON record as vxflow prints it, decoded independently of the probe's
+/// own types.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Record {
+    pub start: String,
+    pub end: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub direction: String,
+    pub ip_version: u8,
+    pub protocol: String,
+    pub protocol_number: u8,
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub vlan: Option<u16>,
+    pub tunnel: Option<String>,
+    pub vni: Option<u32>,
+    pub outer_src_addr: Option<IpAddr>,
+    pub outer_dst_addr: Option<IpAddr>,
+    pub outer_src_port: Option<u16>,
+    pub outer_dst_port: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub outer_bytes: Option<u64>,
+    pub tcp_flags: Option<Vec<String>>,
+    #[serde(default)]
+    pub fragment: bool,
+    pub end_reason: String,
+}
+
+impl Record {
+    /// IP bytes on the wire: the outer packet for VXLAN, else the packet.
+    #[must_use]
+    pub fn wire_ip_bytes(&self) -> u64 {
+        self.outer_bytes.unwrap_or(self.bytes)
+    }
+}
+
+/// A running vxflow. Killed on drop if not stopped.
+pub struct Vxflow {
+    child: Option<Child>,
+    stdout: Option<JoinHandle<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+/// What a stopped vxflow printed.
+pub struct Finished {
+    pub records: Vec<Record>,
+    pub stderr: String,
+    /// The numeric fields of the "final counters" log line.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Finished {
+    #[must_use]
+    pub fn counter(&self, name: &str) -> u64 {
+        *self.counters.get(name).unwrap_or_else(|| panic!("no {name} in final counters:\n{}", self.stderr))
+    }
+}
+
+impl Vxflow {
+    /// Starts `vxflow run <args>` in `ns` and waits until it says it runs.
+    #[must_use]
+    pub fn start(ns: &Netns, args: &[&str]) -> Self {
+        let bin = binary();
+        let mut argv = vec![bin.to_str().unwrap(), "run"];
+        argv.extend_from_slice(args);
+        let mut child = ns
+            .command(&argv)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vxflow");
+        let out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        let stderr_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut v = Self {
+            child: Some(child),
+            stdout: Some(stdout),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        };
+        v.wait_for_log("vxflow running", Duration::from_secs(30));
+        v
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("vxflow exited ({status}) before logging {needle:?}:\n{}", self.stderr.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "vxflow never logged {needle:?}:\n{}", self.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id, for signals.
+    #[must_use]
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().unwrap().id()).unwrap()
+    }
+
+    /// Sends SIGTERM and collects everything it printed; asserts exit 0.
+    #[must_use]
+    pub fn stop(mut self) -> Finished {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("vxflow did not exit within 30 s of SIGTERM:\n{}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let lines = self.stdout.take().unwrap().join().unwrap();
+        self.stderr_thread.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "vxflow exited with {status}:\n{stderr}");
+        let records = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect();
+        Finished { records, counters: final_counters(&stderr), stderr }
+    }
+}
+
+impl Drop for Vxflow {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Parses `key=number` fields of the "final counters" log line.
+fn final_counters(stderr: &str) -> BTreeMap<String, u64> {
+    let Some(line) = stderr.lines().find(|l| l.contains("final counters")) else {
+        return BTreeMap::new();
+    };
+    line.split_whitespace()
+        .filter_map(|w| {
+            let (k, v) = w.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}

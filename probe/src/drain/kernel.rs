@@ -12,7 +12,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
-use vxflow_common::{Counter, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK};
+use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK};
 
 use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
 use crate::loader::{FlowMap, GenMap, LoadError, take_flow_maps};
@@ -24,7 +24,7 @@ pub struct KernelMaps {
     /// Index into `flows` of the generation the datapath writes now.
     active: usize,
     fallback: RingBuf<MapData>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, Counters>,
     generation_memory: Option<GenerationMemory>,
 }
 
@@ -158,13 +158,10 @@ impl DeltaSource for KernelMaps {
     }
 
     fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+        let per_cpu = self.counters.get(&0, 0).map_err(DrainError::Counters)?;
         let mut snap = CounterSnapshot::default();
         for counter in Counter::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(counter as u32), 0)
-                .map_err(DrainError::Counters)?;
-            snap.set(counter, per_cpu.iter().sum());
+            snap.set(counter, per_cpu.iter().map(|cpu| cpu[counter as usize]).sum());
         }
         Ok(snap)
     }
