@@ -18,33 +18,60 @@ const UDP_COUNT: u32 = 2000;
 const UDP_PAYLOAD: usize = 700;
 const PING_COUNT: u32 = 50;
 const PING_SIZE: usize = 300;
-/// iperf3's transfer; bounded in size, so in time too.
-const TCP_BYTES: u64 = 30 * 1024 * 1024;
+/// iperf3's default transfer: bounded in size, so in time too.
+const TCP_SIZE: [&str; 2] = ["-n", "30M"];
 
 fn ip_header(addr: IpAddr) -> u64 {
     if addr.is_ipv4() { 20 } else { 40 }
 }
 
+/// One end-to-end run.
+struct Run {
+    tag: &'static str,
+    options: Options,
+    offloads: Offloads,
+    poll_interval: &'static str,
+    active_timeout: &'static str,
+    tcp_limit: &'static [&'static str],
+}
+
+impl Run {
+    fn new(tag: &'static str, options: Options, offloads: Offloads) -> Self {
+        Self { tag, options, offloads, poll_interval: "200ms", active_timeout: "60s", tcp_limit: &TCP_SIZE }
+    }
+
+    fn vxflow_args(&self) -> Vec<String> {
+        [
+            "--interface", "eth0",
+            "--vxlan-port", &self.options.vxlan_port.to_string(),
+            "--poll-interval", self.poll_interval,
+            "--active-timeout", self.active_timeout,
+            "--inactive-timeout", "10s",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    }
+}
+
 /// Runs the standard traffic mix and checks the records against `eth0`.
-fn run_variant(tag: &str, options: Options, offloads: Offloads, extra_args: &[&str]) {
+fn run_variant(run: &Run) -> Finished {
     require_root();
-    let topo = Flannel::build(&unique_prefix(tag), options.clone());
-    topo.set_offloads(offloads);
+    let topo = Flannel::build(&unique_prefix(run.tag), run.options.clone());
+    topo.set_offloads(run.offloads);
     let node1 = &topo.nodes[0];
     let node2 = &topo.nodes[1];
     topo.settle(Duration::from_millis(1500));
 
-    let port = options.vxlan_port.to_string();
-    let mut args = vec!["--interface", "eth0", "--vxlan-port", &port, "--poll-interval", "200ms", "--inactive-timeout", "10s"];
-    args.extend_from_slice(extra_args);
-    let vxflow = Vxflow::start(&node1.ns, &args);
+    let args = run.vxflow_args();
+    let vxflow = Vxflow::start(&node1.ns, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let before = node1.ns.counters("eth0");
 
     // TCP node1 pod a -> node2 pod a; UDP node2 pod b -> node1 pod b
     // (arrives on eth0); ICMP node1 pod b -> node2 pod a and back.
     let (p1a, p1b) = (&node1.pods[0], &node1.pods[1]);
     let (p2a, p2b) = (&node2.pods[0], &node2.pods[1]);
-    let tcp = traffic::iperf3(&p1a.ns, &p2a.ns, p2a.addr, TCP_BYTES, &[]);
+    let tcp = traffic::iperf3(&p1a.ns, &p2a.ns, p2a.addr, run.tcp_limit);
     assert!(tcp.received > 0);
     let got = traffic::udp_train(&p2b.ns, &p1b.ns, p1b.addr, 9999, UDP_COUNT, UDP_PAYLOAD);
     assert_eq!(got, UDP_COUNT, "UDP datagrams lost on a quiet link");
@@ -53,7 +80,8 @@ fn run_variant(tag: &str, options: Options, offloads: Offloads, extra_args: &[&s
     topo.settle(Duration::from_millis(700));
     let truth = node1.ns.counters("eth0").since(&before);
     let done = vxflow.stop();
-    check(&topo, &done, &truth, offloads, tcp);
+    check(&topo, &done, &truth, run.offloads, tcp);
+    done
 }
 
 fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, offloads: Offloads, iperf: traffic::Iperf) {
@@ -114,20 +142,21 @@ fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, offloads: Offloa
         assert!(recs.iter().all(|x| x.direction == dir));
     }
     let tcp: Vec<&Record> = r.iter().filter(|x| x.protocol == "tcp" && x.dst_addr == p2a && x.dst_port == Some(5201)).collect();
-    // The data connection carried at least what the server read, plus an IP
-    // and TCP header per packet. (iperf3's server may close with unread data
-    // and reset the rest, so what the client wrote is no bound.)
-    let data = tcp.iter().max_by_key(|x| x.bytes).expect("iperf3 data flow");
+    // The data connection (the source port with most bytes, over all its
+    // records) carried at least what the server read, plus an IP and TCP
+    // header per packet. (iperf3's server may close with unread data and
+    // reset the rest, so what the client wrote is no bound.)
+    let data_port = tcp.iter().max_by_key(|x| x.bytes).expect("iperf3 data flow").src_port;
+    let data: Vec<&&Record> = tcp.iter().filter(|x| x.src_port == data_port).collect();
+    let (data_bytes, data_packets) = (data.iter().map(|x| x.bytes).sum::<u64>(), data.iter().map(|x| x.packets).sum::<u64>());
     let min_header = ip_header(p2a) + 20;
     assert!(
-        data.bytes >= iperf.received + min_header * data.packets,
-        "TCP data flow carried {} bytes in {} packets, server read {}: {tcp:#?}",
-        data.bytes,
-        data.packets,
+        data_bytes >= iperf.received + min_header * data_packets,
+        "TCP data flow carried {data_bytes} bytes in {data_packets} packets, server read {}: {data:#?}",
         iperf.received
     );
-    let flags = data.tcp_flags.clone().unwrap_or_default();
-    assert!(["SYN", "ACK"].iter().all(|f| flags.iter().any(|x| x == f)), "{flags:?} in {tcp:#?}");
+    let flags: BTreeSet<String> = data.iter().flat_map(|x| x.tcp_flags.clone().unwrap_or_default()).collect();
+    assert!(flags.contains("SYN") && flags.contains("ACK"), "{flags:?} in {data:#?}");
 
     // Nothing was lost, dropped or double counted inside vxflow.
     let c = |n: &str| done.counter(n);
@@ -146,28 +175,83 @@ fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, offloads: Offloa
 
 #[test]
 fn flannel_8472_vni1_ipv4_offloads_on() {
-    run_variant("f4on", Options::default(), Offloads::On, &[]);
+    run_variant(&Run::new("f4on", Options::default(), Offloads::On));
 }
 
 #[test]
 fn flannel_8472_vni1_ipv4_offloads_off() {
-    run_variant("f4off", Options::default(), Offloads::Off, &[]);
+    run_variant(&Run::new("f4off", Options::default(), Offloads::Off));
 }
 
 #[test]
 fn vxlan_4789_vni42_ipv4() {
     let o = Options { vni: 42, vxlan_port: 4789, ..Options::default() };
-    run_variant("v42", o, Offloads::On, &[]);
+    run_variant(&Run::new("v42", o, Offloads::On));
 }
 
 #[test]
 fn flannel_ipv6_pods_ipv6_underlay() {
     let o = Options { underlay: Family::V6, pods: Family::V6, ..Options::default() };
-    run_variant("f6", o, Offloads::On, &[]);
+    run_variant(&Run::new("f6", o, Offloads::On));
 }
 
 #[test]
 fn flannel_ipv6_pods_ipv4_underlay_offloads_off() {
     let o = Options { pods: Family::V6, ..Options::default() };
-    run_variant("f64", o, Offloads::Off, &[]);
+    run_variant(&Run::new("f64", o, Offloads::Off));
+}
+
+/// Three seconds of TCP drained every 50 ms, with flows re-exported every
+/// second by the active timeout: still exact against eth0.
+#[test]
+fn counts_exact_across_many_drain_cycles_and_active_timeouts() {
+    let run = Run {
+        poll_interval: "50ms",
+        active_timeout: "1s",
+        tcp_limit: &["-t", "3", "-b", "400M"],
+        ..Run::new("cycles", Options::default(), Offloads::On)
+    };
+    let done = run_variant(&run);
+    assert!(done.counter("drains") >= 50, "only {} drains", done.counter("drains"));
+    assert!(done.counter("records_active") >= 2, "active timeouts never split a flow");
+}
+
+/// SIGTERM while traffic flows: the probe detaches, drains both generations
+/// and prints every cached flow. What it exported lies between what eth0 had
+/// carried when the signal was sent and what it carried in all, and equals
+/// exactly what the kernel counted before detaching. Every datagram still
+/// arrives: accounting never changes a packet's fate.
+#[test]
+fn sigterm_during_traffic_exports_every_counted_packet() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("term"), Options::default());
+    topo.set_offloads(Offloads::On);
+    topo.settle(Duration::from_millis(1500));
+    let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
+    let vxflow = Vxflow::start(&node1.ns, &["--interface", "eth0", "--poll-interval", "100ms", "--active-timeout", "1s"]);
+    let before = node1.ns.counters("eth0");
+    const COUNT: u32 = 20_000;
+    let (p1b, p2b) = (&node1.pods[1], &node2.pods[1]);
+    let (done, at_signal, received) = std::thread::scope(|s| {
+        let train = s.spawn(|| traffic::udp_train(&p2b.ns, &p1b.ns, p1b.addr, 9998, COUNT, 200));
+        // Let several drains and an active timeout pass, then stop mid-train.
+        std::thread::sleep(Duration::from_millis(1500));
+        let at_signal = node1.ns.counters("eth0").since(&before);
+        let done = vxflow.stop();
+        (done, at_signal, train.join().unwrap())
+    });
+    topo.settle(Duration::from_millis(500));
+    let total = node1.ns.counters("eth0").since(&before);
+    assert_eq!(received, COUNT, "the probe's shutdown disturbed the traffic");
+    assert!(total.rx_packets >= u64::from(COUNT), "the train did not cross eth0");
+
+    let exported: u64 = done.records.iter().map(|r| r.packets).sum();
+    let seen_by_eth0_at_signal = at_signal.rx_packets + at_signal.tx_packets;
+    assert!(exported >= seen_by_eth0_at_signal, "exported {exported} < {seen_by_eth0_at_signal} carried before SIGTERM");
+    assert!(exported < total.rx_packets + total.tx_packets, "the train must still run after SIGTERM for this test to mean anything");
+    assert_eq!(exported, done.counter("exported_packets"));
+    assert_eq!(done.counter("exported_packets"), done.counter("drained_packets"));
+    assert_eq!(done.counter("drained_packets"), done.counter("seen_packets"));
+    assert_eq!(done.counter("accounted_packets"), done.counter("seen_packets"));
+    assert!(done.records.iter().any(|r| r.end_reason == "forced_end"));
 }

@@ -82,10 +82,10 @@ pub struct Iperf {
     pub received: u64,
 }
 
-/// Runs an iperf3 TCP transfer of `bytes` from `client` to a one-shot server
-/// in `server` at `addr`.
+/// Runs an iperf3 TCP transfer from `client` to a one-shot server in `server`
+/// at `addr`. `limit` bounds it: `["-n", "30M"]` or `["-t", "3", "-b", "300M"]`.
 #[must_use]
-pub fn iperf3(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, extra: &[&str]) -> Iperf {
+pub fn iperf3(client: &Netns, server: &Netns, addr: IpAddr, limit: &[&str]) -> Iperf {
     let addr_s = addr.to_string();
     let mut srv = server
         .command(&["iperf3", "-s", "-1", "-B", &addr_s, "-p", "5201"])
@@ -99,9 +99,8 @@ pub fn iperf3(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, extra: &
         assert!(Instant::now() < deadline, "iperf3 server did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let n = bytes.to_string();
-    let mut argv = vec!["timeout", "60", "iperf3", "-c", &addr_s, "-p", "5201", "-n", &n, "-J"];
-    argv.extend_from_slice(extra);
+    let mut argv = vec!["timeout", "60", "iperf3", "-c", &addr_s, "-p", "5201", "-J"];
+    argv.extend_from_slice(limit);
     let out = client.exec(&argv);
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
