@@ -89,7 +89,7 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
         last_seen_ns: now,
         tcp_flags: p.tcp_flags,
     };
-    match flows.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
+    match flows.insert(key, fresh, u64::from(BPF_NOEXIST)) {
         Ok(()) => tally.add(Counter::Accounted, p.packets),
         Err(e) if e == -EEXIST => match flows.get_ptr_mut(key) {
             Some(stats) => {

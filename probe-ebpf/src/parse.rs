@@ -257,13 +257,7 @@ fn counts(
     if key.flags & KEY_FLAG_EXT_LIMIT != 0 {
         notes |= note(Counter::Ipv6ExtLimit);
     }
-    Parsed {
-        packets: segs,
-        bytes,
-        outer_bytes,
-        tcp_flags: u64::from(tcp_flags),
-        notes,
-    }
+    Parsed { packets: segs, bytes, outer_bytes, tcp_flags: u64::from(tcp_flags), notes }
 }
 
 /// The number of wire packets this skb stands for: a GSO/GRO super-packet
@@ -372,7 +366,13 @@ fn parse_ip(
             let tot_len = usize::from(u16::from_be_bytes(h.tot_len));
             // BIG TCP GSO packets carry tot_len 0 (kernel 6.3+); their length
             // comes from the skb, as for any super-packet.
-            let ip_len = if tot_len == 0 { avail } else if tot_len < ihl { return Err(NoFlow::Malformed) } else { tot_len.min(avail) };
+            let ip_len = if tot_len == 0 {
+                avail
+            } else if tot_len < ihl {
+                return Err(NoFlow::Malformed);
+            } else {
+                tot_len.min(avail)
+            };
             let mut s = [0u8; 16];
             let mut d = [0u8; 16];
             s[..4].copy_from_slice(&h.src_addr);
@@ -422,7 +422,14 @@ fn parse_ip(
 const fn is_ipv6_ext(nh: u8) -> bool {
     matches!(
         nh,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP | IPPROTO_SHIM6
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_FRAGMENT
+            | IPPROTO_AH
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
+            | IPPROTO_HIP
+            | IPPROTO_SHIM6
     )
 }
 
@@ -465,13 +472,7 @@ fn walk_ipv6_ext(ctx: &TcContext, layer: &mut IpLayer) {
 
 #[inline(always)]
 fn parse_l4(ctx: &TcContext, ip: &IpLayer) -> L4 {
-    let mut l4 = L4 {
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        hdr_end: ip.l4_off,
-        truncated: false,
-    };
+    let mut l4 = L4 { src_port: 0, dst_port: 0, tcp_flags: 0, hdr_end: ip.l4_off, truncated: false };
     if ip.non_first_fragment || ip.ext_limit {
         return l4;
     }

@@ -39,7 +39,7 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            active_timeout: Duration::from_secs(60),
+            active_timeout: Duration::from_mins(1),
             inactive_timeout: Duration::from_secs(15),
             tcp_end_timeout: Duration::from_secs(5),
             max_flows: 1_000_000,
@@ -99,12 +99,7 @@ pub struct FlowCache {
 impl FlowCache {
     #[must_use]
     pub fn new(config: CacheConfig) -> Self {
-        Self {
-            config,
-            flows: HashMap::new(),
-            conversations: HashMap::new(),
-            stats: CacheStats::default(),
-        }
+        Self { config, flows: HashMap::new(), conversations: HashMap::new(), stats: CacheStats::default() }
     }
 
     /// Flows in the cache.
@@ -137,11 +132,8 @@ impl FlowCache {
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.
     pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
-        let new_keys: HashSet<&FlowKey> = deltas
-            .iter()
-            .map(|d| &d.key)
-            .filter(|k| !self.flows.contains_key(*k))
-            .collect();
+        let new_keys: HashSet<&FlowKey> =
+            deltas.iter().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
         let excess = (self.flows.len() + new_keys.len()).saturating_sub(self.config.max_flows);
         if excess > 0 {
             self.evict_oldest(excess.min(self.flows.len()), out);

@@ -17,7 +17,7 @@ const S: u64 = 1_000_000_000;
 
 fn config() -> CacheConfig {
     CacheConfig {
-        active_timeout: Duration::from_secs(60),
+        active_timeout: Duration::from_mins(1),
         inactive_timeout: Duration::from_secs(15),
         tcp_end_timeout: Duration::from_secs(5),
         max_flows: 1000,
@@ -157,7 +157,7 @@ fn batch_larger_than_cache_exports_the_rest_on_their_own() {
 /// timeouts, TCP ends, evictions and the final flush ends its flow.
 #[test]
 fn counts_are_conserved_across_every_end_reason() {
-    let mut c = FlowCache::new(CacheConfig {
+    let mut cache = FlowCache::new(CacheConfig {
         active_timeout: Duration::from_secs(7),
         inactive_timeout: Duration::from_secs(3),
         tcp_end_timeout: Duration::from_secs(1),
@@ -179,22 +179,23 @@ fn counts_are_conserved_across_every_end_reason() {
         sent_packets += 2;
         sent_bytes += 200;
         for _ in 0..(next() % 30) {
-            let r = next();
-            let (a, b) = (u8::try_from(r % 50).unwrap(), u8::try_from((r >> 8) % 3).unwrap());
-            let flags = [0x10, 0x11, 0x04, 0x02][usize::try_from((r >> 16) % 4).unwrap()];
-            let proto = if r >> 24 & 1 == 0 { 6 } else { 17 };
-            let d = delta(key(a, b, 1, 2, proto, u8::try_from((r >> 32) & 1).unwrap()), t, 1 + (r >> 40) % 9, flags);
+            let rnd = next();
+            let (a, b) = (u8::try_from(rnd % 50).unwrap(), u8::try_from((rnd >> 8) % 3).unwrap());
+            let flags = [0x10, 0x11, 0x04, 0x02][usize::try_from((rnd >> 16) % 4).unwrap()];
+            let proto = if rnd >> 24 & 1 == 0 { 6 } else { 17 };
+            let d =
+                delta(key(a, b, 1, 2, proto, u8::try_from((rnd >> 32) & 1).unwrap()), t, 1 + (rnd >> 40) % 9, flags);
             sent_packets += d.stats.packets;
             sent_bytes += d.stats.bytes;
             batch.push(d);
         }
-        records.extend(run(&mut c, &batch, t));
+        records.extend(run(&mut cache, &batch, t));
     }
-    c.flush(&mut records);
+    cache.flush(&mut records);
     assert_eq!(records.iter().map(|r| r.packets).sum::<u64>(), sent_packets);
     assert_eq!(records.iter().map(|r| r.bytes).sum::<u64>(), sent_bytes);
     for reason in EndReason::ALL {
-        assert!(c.stats().records_for(reason) > 0, "{reason:?} never happened, test too weak");
+        assert!(cache.stats().records_for(reason) > 0, "{reason:?} never happened, test too weak");
     }
     assert!(records.iter().all(|r| r.packets > 0), "no empty records");
 }

@@ -10,7 +10,7 @@ use crate::config::Overrides;
 /// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).
 ///
 /// With no collector configured each expired flow is printed as one JSON line
-/// on stdout; logs go to stderr (set RUST_LOG=debug for more).
+/// on stdout; logs go to stderr (set `RUST_LOG=debug` for more).
 #[derive(Parser, Debug)]
 #[command(name = "vxflow", version, propagate_version = true)]
 pub struct Cli {

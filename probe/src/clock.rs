@@ -11,7 +11,7 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Nanoseconds on CLOCK_BOOTTIME, the clock `bpf_ktime_get_boot_ns` reads.
+/// Nanoseconds on `CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads.
 #[must_use]
 pub fn boot_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
@@ -20,7 +20,7 @@ pub fn boot_ns() -> u64 {
 /// Maps boot-clock nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WallClock {
-    /// CLOCK_REALTIME minus CLOCK_BOOTTIME, in nanoseconds.
+    /// `CLOCK_REALTIME` minus `CLOCK_BOOTTIME`, in nanoseconds.
     offset_ns: i128,
 }
 
@@ -33,9 +33,7 @@ impl WallClock {
         let real = clock_ns(libc::CLOCK_REALTIME);
         let after = clock_ns(libc::CLOCK_BOOTTIME);
         let boot = before / 2 + after / 2;
-        Self {
-            offset_ns: i128::from(real) - i128::from(boot),
-        }
+        Self { offset_ns: i128::from(real) - i128::from(boot) }
     }
 
     /// A clock with a fixed offset, for tests.

@@ -14,7 +14,7 @@ pub mod defaults {
 
     pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
     pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-    pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const ACTIVE_TIMEOUT: Duration = Duration::from_mins(1);
     pub const INACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const TCP_END_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MAX_FLOWS: usize = 1_000_000;
@@ -102,14 +102,9 @@ impl FileConfig {
     /// When the file cannot be read or is not valid TOML for this schema; the
     /// message names the line and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.display().to_string(),
-            message,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
     }
 
     /// Parses TOML text.
@@ -125,7 +120,8 @@ impl FileConfig {
     /// # Errors
     /// The first invalid setting, by its config key.
     pub fn resolve(self, o: &Overrides) -> Result<RuntimeConfig, ConfigError> {
-        let interfaces = if o.interfaces.is_empty() { self.interfaces.unwrap_or_default() } else { o.interfaces.clone() };
+        let interfaces =
+            if o.interfaces.is_empty() { self.interfaces.unwrap_or_default() } else { o.interfaces.clone() };
         let vxlan_ports = if o.vxlan_ports.is_empty() {
             self.vxlan_ports.unwrap_or_else(|| defaults::VXLAN_PORTS.to_vec())
         } else {
@@ -143,12 +139,7 @@ impl FileConfig {
             fallback_ring_bytes: self.kernel.fallback_ring_bytes.unwrap_or(defaults::FALLBACK_RING_BYTES),
             vxlan_ports,
         };
-        let config = RuntimeConfig {
-            interfaces,
-            poll_interval,
-            cache,
-            load,
-        };
+        let config = RuntimeConfig { interfaces, poll_interval, cache, load };
         config.validate()?;
         Ok(config)
     }
@@ -162,7 +153,11 @@ impl RuntimeConfig {
         }
         for name in &self.interfaces {
             if name.is_empty() || name.len() >= libc::IF_NAMESIZE || name.contains(['/', ' ']) {
-                return invalid("interfaces", format!("{name:?}"), "not a valid interface name (1 to 15 characters, no '/' or space)");
+                return invalid(
+                    "interfaces",
+                    format!("{name:?}"),
+                    "not a valid interface name (1 to 15 characters, no '/' or space)",
+                );
             }
         }
         if self.load.vxlan_ports.contains(&0) {

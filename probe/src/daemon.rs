@@ -2,7 +2,6 @@
 //! cache, export what expired; on SIGTERM/SIGINT detach, drain to the last
 //! packet, export every cached flow, and return.
 
-
 use tokio::{
     signal::unix::{SignalKind, signal},
     time::{MissedTickBehavior, interval},
@@ -84,10 +83,7 @@ impl<S: DeltaSource> Pipeline<'_, S> {
         if self.records.is_empty() {
             return Ok(());
         }
-        let mut ctx = ExportContext {
-            clock: WallClock::now(),
-            names: &mut self.names,
-        };
+        let mut ctx = ExportContext { clock: WallClock::now(), names: &mut self.names };
         let result = self.sink.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();
         result
@@ -189,4 +185,3 @@ fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         "final counters"
     );
 }
-

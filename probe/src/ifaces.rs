@@ -35,8 +35,6 @@ impl NameCache {
     /// The name of `index`, looked up once and remembered; `if<index>` when the
     /// interface is gone and was never seen.
     pub fn name(&mut self, index: u32) -> &str {
-        self.names
-            .entry(index)
-            .or_insert_with(|| name_of(index).unwrap_or_else(|| format!("if{index}")))
+        self.names.entry(index).or_insert_with(|| name_of(index).unwrap_or_else(|| format!("if{index}")))
     }
 }

@@ -1,6 +1,6 @@
 //! Loads the embedded eBPF object, sizes its maps, and attaches the TC
 //! programs: TCX links on kernels that have them (6.6+; they detach when the
-//! process dies), clsact + cls_bpf otherwise, after removing filters a crashed
+//! process dies), clsact + `cls_bpf` otherwise, after removing filters a crashed
 //! earlier run may have left behind.
 
 use std::collections::BTreeMap;
@@ -14,9 +14,7 @@ use aya::{
     },
     util::KernelVersion,
 };
-use vxflow_common::{
-    FlowKey, FlowStats, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot,
-};
+use vxflow_common::{FlowKey, FlowStats, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot};
 
 use crate::{drain::kernel::KernelMaps, ebpf_object::EBPF_OBJECT};
 
@@ -152,14 +150,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
     } else {
         AttachMode::Clsact
     };
-    Ok((
-        Datapath {
-            ebpf,
-            attach_mode,
-            attached: BTreeMap::new(),
-        },
-        maps,
-    ))
+    Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new() }, maps))
 }
 
 /// Loads the object and attaches both programs to every interface, the path
@@ -167,10 +158,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 ///
 /// # Errors
 /// As [`load`] and [`Datapath::attach`].
-pub fn load_and_attach(
-    opts: &LoadOptions,
-    interfaces: &[String],
-) -> Result<(Datapath, KernelMaps), LoadError> {
+pub fn load_and_attach(opts: &LoadOptions, interfaces: &[String]) -> Result<(Datapath, KernelMaps), LoadError> {
     let (mut datapath, maps) = load(opts)?;
     for iface in interfaces {
         datapath.attach(iface)?;
@@ -191,11 +179,7 @@ impl Datapath {
             if self.attached.contains_key(&(iface.to_owned(), direction)) {
                 continue;
             }
-            let attach_err = |source| LoadError::Attach {
-                iface: iface.to_owned(),
-                direction,
-                source,
-            };
+            let attach_err = |source| LoadError::Attach { iface: iface.to_owned(), direction, source };
             if self.attach_mode == AttachMode::Clsact {
                 // EEXIST (clsact already there) is the normal case.
                 let _ = tc::qdisc_add_clsact(iface);
@@ -215,13 +199,9 @@ impl Datapath {
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         for ((iface, direction), link) in attached {
-            let result = self
-                .program_mut(direction)
-                .and_then(|p| p.detach(link).map_err(|source| LoadError::Attach {
-                    iface: iface.clone(),
-                    direction,
-                    source,
-                }));
+            let result = self.program_mut(direction).and_then(|p| {
+                p.detach(link).map_err(|source| LoadError::Attach { iface: iface.clone(), direction, source })
+            });
             match result {
                 Ok(()) => tracing::info!(iface, %direction, "detached"),
                 // An interface that vanished took its link with it.
@@ -300,21 +280,15 @@ pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), 
         let map: FlowMap = HashMap::try_from(take(ebpf, name)?).map_err(|source| LoadError::Map { name, source })?;
         flows.push(map);
     }
-    let [a, b]: [FlowMap; 2] =
-        flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
-    gen_map
-        .set(0, &a, 0)
-        .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
+    let [a, b]: [FlowMap; 2] = flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
+    gen_map.set(0, &a, 0).map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
     Ok((gen_map, [a, b]))
 }
 
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones to the
+/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`; later ones to the
 /// memory cgroup, where this is harmless.
 fn raise_memlock_limit() {
-    let limit = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_MEMLOCK");

@@ -28,7 +28,7 @@ impl EndReason {
         EndReason::LackOfResources,
     ];
 
-    /// snake_case name, as printed in JSON and logs.
+    /// `snake_case` name, as printed in JSON and logs.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {

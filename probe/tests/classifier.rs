@@ -1,31 +1,30 @@
 //! The real classifier, loaded into the kernel and run on crafted packets
-//! through BPF_PROG_TEST_RUN, then drained through the real generation flip.
+//! through `BPF_PROG_TEST_RUN`, then drained through the real generation flip.
 //! Needs root.
 
 mod support;
 
-use std::{collections::BTreeMap, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
+use vxflow::{
+    drain::{CounterSnapshot, DeltaSource, FlowDelta},
+    loader::{self, Direction, LoadOptions},
+};
+use vxflow_common::{Counter, flow::DIRECTION_EGRESS, flow::DIRECTION_INGRESS};
 use vxflow_testkit::{
     netns::{Netns, RawSender},
     packets::{self, Case, Expect, Runner},
     pcap, require_root, unique_prefix,
 };
-use vxflow::{
-    drain::{CounterSnapshot, DeltaSource, FlowDelta},
-    loader::{self, Direction, LoadOptions},
-};
-use vxflow_common::{Counter, flow::DIRECTION_INGRESS, flow::DIRECTION_EGRESS};
 
-/// TC_ACT_UNSPEC: the programs never change a packet's fate.
+/// `TC_ACT_UNSPEC`: the programs never change a packet's fate.
 const TC_ACT_UNSPEC: i32 = -1;
 
 fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
-    LoadOptions {
-        flow_entries,
-        fallback_ring_bytes,
-        vxlan_ports: vec![4789, 8472],
-    }
+    LoadOptions { flow_entries, fallback_ring_bytes, vxlan_ports: vec![4789, 8472] }
 }
 
 fn diff(before: &CounterSnapshot, after: &CounterSnapshot) -> BTreeMap<&'static str, u64> {
@@ -91,7 +90,7 @@ fn fixture(case: &Case) -> Vec<u8> {
 }
 
 /// The committed pcaps are what `packets.rs` builds. Set
-/// VXFLOW_UPDATE_FIXTURES=1 to rewrite them after changing a packet.
+/// `VXFLOW_UPDATE_FIXTURES=1` to rewrite them after changing a packet.
 #[test]
 fn fixtures_match_their_builders() {
     let update = std::env::var_os("VXFLOW_UPDATE_FIXTURES").is_some();
@@ -101,12 +100,7 @@ fn fixtures_match_their_builders() {
         if update {
             pcap::write(&path, &case.frame);
         }
-        assert_eq!(
-            pcap::read(&path),
-            case.frame,
-            "{} is stale: rerun with VXFLOW_UPDATE_FIXTURES=1",
-            path.display()
-        );
+        assert_eq!(pcap::read(&path), case.frame, "{} is stale: rerun with VXFLOW_UPDATE_FIXTURES=1", path.display());
     }
 }
 

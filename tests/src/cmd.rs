@@ -17,15 +17,10 @@ pub fn run(argv: &[&str]) -> String {
 }
 
 /// Runs `argv` and returns its output, success or not.
+#[must_use]
 pub fn output(argv: &[&str]) -> Output {
     Command::new(argv[0])
         .args(&argv[1..])
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{}`: {e} (is it installed? see scripts/setup.sh)", argv[0]))
-}
-
-/// Runs a shell-like line split on whitespace.
-pub fn sh(line: &str) -> String {
-    let argv: Vec<&str> = line.split_whitespace().collect();
-    run(&argv)
 }

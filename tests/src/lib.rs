@@ -5,6 +5,11 @@
 //! Everything a test creates has a unique name and is removed on drop, so
 //! tests run in parallel and leave nothing behind, even when they fail.
 
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "a test kit: panicking with a clear message is how it reports a failed step"
+)]
+
 pub mod cmd;
 pub mod netns;
 pub mod packets;
@@ -17,7 +22,10 @@ pub mod traffic;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test creates network namespaces and loads eBPF programs: run it as root (sudo scripts/test.sh)");
+    assert_eq!(
+        euid, 0,
+        "this test creates network namespaces and loads eBPF programs: run it as root (sudo scripts/test.sh)"
+    );
 }
 
 /// A name prefix unique to this process and call, short enough that

@@ -16,6 +16,11 @@ pub struct LinkCounters {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Packets the device dropped. TC egress runs before the device, so a
+    /// packet veth drops after it (its peer's ring full) was seen by vxflow
+    /// but is not in `tx_packets`.
+    pub tx_dropped: u64,
+    pub rx_dropped: u64,
 }
 
 impl LinkCounters {
@@ -27,6 +32,8 @@ impl LinkCounters {
             rx_bytes: self.rx_bytes - before.rx_bytes,
             tx_packets: self.tx_packets - before.tx_packets,
             tx_bytes: self.tx_bytes - before.tx_bytes,
+            tx_dropped: self.tx_dropped - before.tx_dropped,
+            rx_dropped: self.rx_dropped - before.rx_dropped,
         }
     }
 }
@@ -59,9 +66,9 @@ impl Netns {
 
     /// `ip -n <ns> <args>`.
     pub fn ip(&self, args: &str) -> String {
-        let mut argv = vec!["ip", "-n", &self.name];
-        argv.extend(args.split_whitespace());
-        cmd::run(&argv)
+        let mut cmdline = vec!["ip", "-n", &self.name];
+        cmdline.extend(args.split_whitespace());
+        cmd::run(&cmdline)
     }
 
     /// Runs a command inside the namespace.
@@ -95,16 +102,15 @@ impl Netns {
     #[must_use]
     pub fn counters(&self, dev: &str) -> LinkCounters {
         let read = |name: &str| -> u64 {
-            self.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")])
-                .trim()
-                .parse()
-                .unwrap()
+            self.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")]).trim().parse().unwrap()
         };
         LinkCounters {
             rx_packets: read("rx_packets"),
             rx_bytes: read("rx_bytes"),
             tx_packets: read("tx_packets"),
             tx_bytes: read("tx_bytes"),
+            tx_dropped: read("tx_dropped"),
+            rx_dropped: read("rx_dropped"),
         }
     }
 
@@ -140,7 +146,7 @@ impl Drop for Netns {
 }
 
 /// Sends raw Ethernet frames out of an interface of the caller's namespace
-/// (AF_PACKET), as a NIC would deliver them to its peer, malformed or not.
+/// (`AF_PACKET`), as a NIC would deliver them to its peer, malformed or not.
 pub struct RawSender {
     fd: std::os::fd::OwnedFd,
     ifindex: i32,

@@ -7,8 +7,8 @@
 //! the code under test.
 
 use etherparse::{
-    IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv4Options, Ipv6Extensions, Ipv6FragmentHeader,
-    Ipv6Header, Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder,
+    IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv4Options, Ipv6Extensions, Ipv6FragmentHeader, Ipv6Header,
+    Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder,
 };
 use vxflow_common::{
     Counter, FlowKey,
@@ -37,14 +37,7 @@ pub enum Expect {
     /// Exactly one flow delta with this key (ifindex and direction are the
     /// test's) and these counts; `notes` are the annotation counters that must
     /// rise (by the packet count) and no others.
-    Flow {
-        key: FlowKey,
-        packets: u64,
-        bytes: u64,
-        outer_bytes: u64,
-        tcp_flags: u64,
-        notes: Vec<Counter>,
-    },
+    Flow { key: FlowKey, packets: u64, bytes: u64, outer_bytes: u64, tcp_flags: u64, notes: Vec<Counter> },
     /// No flow; `bucket` rises by one, and so do `notes`.
     NoFlow { bucket: Counter, notes: Vec<Counter> },
 }
@@ -52,9 +45,9 @@ pub enum Expect {
 /// How a case reaches the classifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runner {
-    /// BPF_PROG_TEST_RUN with the frame as data.
+    /// `BPF_PROG_TEST_RUN` with the frame as data.
     TestRun,
-    /// Sent with AF_PACKET out of a veth whose peer has the programs on
+    /// Sent with `AF_PACKET` out of a veth whose peer has the programs on
     /// ingress. For frames whose fixed IP header is cut short: the kernel's
     /// test run (6.18) refuses those, while a NIC can still deliver them.
     Inject,
@@ -79,6 +72,7 @@ fn addr16(v4: [u8; 4]) -> [u8; 16] {
 }
 
 /// A plain key; addresses of 4 bytes are IPv4, of 16 IPv6.
+#[must_use]
 pub fn key(src: &[u8], dst: &[u8], sport: u16, dport: u16, protocol: u8) -> FlowKey {
     let to16 = |a: &[u8]| if a.len() == 4 { addr16(a.try_into().unwrap()) } else { a.try_into().unwrap() };
     FlowKey {
@@ -93,6 +87,7 @@ pub fn key(src: &[u8], dst: &[u8], sport: u16, dport: u16, protocol: u8) -> Flow
 }
 
 /// `inner` as carried in VXLAN between two VTEPs.
+#[must_use]
 pub fn vxlan_key(inner: FlowKey, vni: u32, outer_src: &[u8], outer_dst: &[u8], sport: u16, dport: u16) -> FlowKey {
     let outer = key(outer_src, outer_dst, sport, dport, UDP);
     FlowKey {
@@ -120,6 +115,7 @@ fn eth() -> etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
 }
 
 /// IPv4 TCP SYN, no payload: 20 + 20 = 40 IP bytes.
+#[must_use]
 pub fn ipv4_tcp_syn() -> Vec<u8> {
     let mut f = Vec::new();
     eth().ipv4(POD_A, POD_B, 64).tcp(40000, 80, 1, 64240).syn().write(&mut f, &[]).unwrap();
@@ -127,6 +123,7 @@ pub fn ipv4_tcp_syn() -> Vec<u8> {
 }
 
 /// IPv4 UDP with 32 bytes of payload: 20 + 8 + 32 = 60.
+#[must_use]
 pub fn ipv4_udp() -> Vec<u8> {
     let mut f = Vec::new();
     eth().ipv4(POD_A, POD_B, 64).udp(5353, 53).write(&mut f, &[0x55; 32]).unwrap();
@@ -140,13 +137,14 @@ fn inner_ipv4_udp() -> Vec<u8> {
 
 /// IPv4 TCP whose header has 12 bytes of options (IHL 8): 32 + 20 + 10 = 62.
 /// Read at a fixed offset of 20, the options would pass for ports.
+#[must_use]
 pub fn ipv4_options_tcp() -> Vec<u8> {
     let mut ip = Ipv4Header::new(0, 64, IpNumber::TCP, POD_A, POD_B).unwrap();
     // Router Alert (RFC 2113) then eight NOPs: 12 bytes.
     ip.options = Ipv4Options::try_from(&[0x94, 0x04, 0x00, 0x00, 1, 1, 1, 1, 1, 1, 1, 1][..]).unwrap();
     let mut f = Vec::new();
     eth()
-        .ip(IpHeaders::Ipv4(ip, Default::default()))
+        .ip(IpHeaders::Ipv4(ip, etherparse::Ipv4Extensions::default()))
         .tcp(40001, 443, 7, 502)
         .psh()
         .ack(9)
@@ -157,13 +155,9 @@ pub fn ipv4_options_tcp() -> Vec<u8> {
 
 /// IPv6 with hop-by-hop, destination-options and routing headers (8 bytes
 /// each), then UDP with 16 bytes: 40 + 24 + 8 + 16 = 88.
+#[must_use]
 pub fn ipv6_ext_udp() -> Vec<u8> {
-    let ip = Ipv6Header {
-        source: POD6_A,
-        destination: POD6_B,
-        hop_limit: 64,
-        ..Default::default()
-    };
+    let ip = Ipv6Header { source: POD6_A, destination: POD6_B, hop_limit: 64, ..Default::default() };
     let exts = Ipv6Extensions {
         hop_by_hop_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::UDP, &[1, 4, 0, 0, 0, 0]).unwrap()),
         destination_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::UDP, &[1, 4, 0, 0, 0, 0]).unwrap()),
@@ -180,6 +174,7 @@ pub fn ipv6_ext_udp() -> Vec<u8> {
 }
 
 /// IPv6 TCP SYN: 40 + 20 = 60.
+#[must_use]
 pub fn ipv6_tcp_syn() -> Vec<u8> {
     let mut f = Vec::new();
     eth().ipv6(POD6_A, POD6_B, 64).tcp(40000, 80, 1, 64800).syn().write(&mut f, &[]).unwrap();
@@ -200,7 +195,7 @@ fn ipv4_fragment(offset: u16, more: bool, udp: bool) -> Vec<u8> {
     ip.more_fragments = more;
     ip.identification = 0x1234;
     let mut f = Vec::new();
-    let b = eth().ip(IpHeaders::Ipv4(ip, Default::default()));
+    let b = eth().ip(IpHeaders::Ipv4(ip, etherparse::Ipv4Extensions::default()));
     if udp {
         b.udp(5000, 6000).write(&mut f, &[0x11; 24]).unwrap();
     } else {
@@ -212,12 +207,7 @@ fn ipv4_fragment(offset: u16, more: bool, udp: bool) -> Vec<u8> {
 }
 
 fn ipv6_fragment(offset: u16, more: bool, udp: bool) -> Vec<u8> {
-    let ip = Ipv6Header {
-        source: POD6_A,
-        destination: POD6_B,
-        hop_limit: 64,
-        ..Default::default()
-    };
+    let ip = Ipv6Header { source: POD6_A, destination: POD6_B, hop_limit: 64, ..Default::default() };
     let exts = Ipv6Extensions {
         fragment: Some(Ipv6FragmentHeader::new(IpNumber::UDP, IpFragOffset::try_new(offset).unwrap(), more, 0xbeef)),
         ..Default::default()
@@ -240,6 +230,7 @@ fn ipv6_fragment(offset: u16, more: bool, udp: bool) -> Vec<u8> {
 }
 
 /// 802.1ad outer tag 200, 802.1Q inner tag 100, IPv4 TCP SYN (40 IP bytes).
+#[must_use]
 pub fn qinq_tcp() -> Vec<u8> {
     let mut f = Vec::new();
     eth()
@@ -278,12 +269,14 @@ fn arp_request() -> Vec<u8> {
 }
 
 /// A VXLAN header (RFC 7348): flags, 3 reserved, VNI, 1 reserved.
+#[must_use]
 pub fn vxlan_header(flags: u8, vni: u32) -> [u8; 8] {
     let v = vni.to_be_bytes();
     [flags, 0, 0, 0, v[1], v[2], v[3], 0]
 }
 
 /// `inner` in VXLAN over IPv4 (or IPv6 if the addresses are 16 bytes) UDP.
+#[must_use]
 pub fn vxlan(outer_src: &[u8], outer_dst: &[u8], sport: u16, dport: u16, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
     let mut payload = vxlan_header(flags, vni).to_vec();
     payload.extend_from_slice(inner);
@@ -317,6 +310,7 @@ fn case(name: &str, frame: Vec<u8>, expect: Expect) -> Case {
 
 /// Every single-frame case.
 #[must_use]
+#[expect(clippy::too_many_lines, reason = "a table of cases reads best as one list")]
 pub fn cases() -> Vec<Case> {
     let v4_tcp = key(&POD_A, &POD_B, 40000, 80, TCP);
     let v4_udp = key(&POD_A, &POD_B, 5353, 53, UDP);
@@ -344,11 +338,7 @@ pub fn cases() -> Vec<Case> {
             // 20 + 8 + 56; echo request is type 8 code 0.
             flow(key(&POD_A, &POD_B, 0, 0x0800, ICMP), 84, 0, vec![]),
         ),
-        case(
-            "ipv4-options-tcp",
-            ipv4_options_tcp(),
-            flow(key(&POD_A, &POD_B, 40001, 443, TCP), 62, 0x18, vec![]),
-        ),
+        case("ipv4-options-tcp", ipv4_options_tcp(), flow(key(&POD_A, &POD_B, 40001, 443, TCP), 62, 0x18, vec![])),
         case(
             "ipv4-gre",
             {
@@ -360,11 +350,7 @@ pub fn cases() -> Vec<Case> {
             flow(key(&POD_A, &POD_B, 0, 0, 47), 24, 0, vec![]),
         ),
         case("ipv6-tcp-syn", ipv6_tcp_syn(), flow(v6_tcp, 60, 0x02, vec![])),
-        case(
-            "ipv6-ext-udp",
-            ipv6_ext_udp(),
-            flow(key(&POD6_A, &POD6_B, 33000, 4000, UDP), 88, 0, vec![]),
-        ),
+        case("ipv6-ext-udp", ipv6_ext_udp(), flow(key(&POD6_A, &POD6_B, 33000, 4000, UDP), 88, 0, vec![])),
         case(
             "ipv6-icmpv6-echo",
             ipv6_icmp_echo(POD6_A, POD6_B),
@@ -505,7 +491,7 @@ pub fn cases() -> Vec<Case> {
 
 /// The frame cut at each header boundary (and one byte into the transport
 /// header), with what each cut must give. The shortest cut is 15 bytes, one
-/// into the header after Ethernet (an AF_PACKET socket will not send less).
+/// into the header after Ethernet (an `AF_PACKET` socket will not send less).
 fn truncations(base: &str, frame: &[u8]) -> Vec<Case> {
     let cut = |len: usize, expect: Expect| case(&format!("truncated-{base}-{len}"), frame[..len].to_vec(), expect);
     let malformed = || Expect::NoFlow { bucket: Counter::Malformed, notes: vec![] };
@@ -588,7 +574,12 @@ fn truncations(base: &str, frame: &[u8]) -> Vec<Case> {
                 ),
                 cut(
                     14 + 78,
-                    vxlan_flow(vxlan_key(key(&POD_A, &POD_B, 5353, 53, UDP), 1, &NODE_A, &NODE_B, 50000, 8472), 28, 78, 0),
+                    vxlan_flow(
+                        vxlan_key(key(&POD_A, &POD_B, 5353, 53, UDP), 1, &NODE_A, &NODE_B, 50000, 8472),
+                        28,
+                        78,
+                        0,
+                    ),
                 ),
             ]
         }

@@ -1,6 +1,9 @@
 //! Reading and writing the one-frame pcap files in `fixtures/`.
 
-use std::{fs::File, path::{Path, PathBuf}};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 

@@ -20,10 +20,8 @@ use crate::netns::Netns;
 /// `target/debug/vxflow` (the test script builds it first).
 #[must_use]
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os("VXFLOW_BIN").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vxflow"),
-        PathBuf::from,
-    );
+    let path = std::env::var_os("VXFLOW_BIN")
+        .map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vxflow"), PathBuf::from);
     assert!(path.exists(), "{} missing: run `cargo build -p vxflow` first, or set VXFLOW_BIN", path.display());
     path
 }
@@ -81,6 +79,8 @@ pub struct Vxflow {
 /// What a stopped vxflow printed.
 pub struct Finished {
     pub records: Vec<Record>,
+    /// The JSON lines as printed, in the order of `records`.
+    pub lines: Vec<String>,
     pub stderr: String,
     /// The numeric fields of the "final counters" log line.
     pub counters: BTreeMap<String, u64>,
@@ -98,10 +98,10 @@ impl Vxflow {
     #[must_use]
     pub fn start(ns: &Netns, args: &[&str]) -> Self {
         let bin = binary();
-        let mut argv = vec![bin.to_str().unwrap(), "run"];
-        argv.extend_from_slice(args);
+        let mut cmdline = vec![bin.to_str().unwrap(), "run"];
+        cmdline.extend_from_slice(args);
         let mut child = ns
-            .command(&argv)
+            .command(&cmdline)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -122,12 +122,7 @@ impl Vxflow {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut v = Self {
-            child: Some(child),
-            stdout: Some(stdout),
-            stderr,
-            stderr_thread: Some(stderr_thread),
-        };
+        let mut v = Self { child: Some(child), stdout: Some(stdout), stderr, stderr_thread: Some(stderr_thread) };
         v.wait_for_log("vxflow running", Duration::from_secs(30));
         v
     }
@@ -179,7 +174,7 @@ impl Vxflow {
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect();
-        Finished { records, counters: final_counters(&stderr), stderr }
+        Finished { records, lines, counters: final_counters(&stderr), stderr }
     }
 }
 

@@ -39,12 +39,7 @@ pub struct Options {
 impl Default for Options {
     /// Flannel's defaults: VNI 1, port 8472, IPv4 everywhere.
     fn default() -> Self {
-        Self {
-            vni: 1,
-            vxlan_port: 8472,
-            underlay: Family::V4,
-            pods: Family::V4,
-        }
+        Self { vni: 1, vxlan_port: 8472, underlay: Family::V4, pods: Family::V4 }
     }
 }
 
@@ -86,18 +81,10 @@ fn underlay_addr(f: Family, node: usize) -> (String, u8) {
 /// Pod subnet of `node`, its `.0` (flannel.1) and `.1` (cni0) addresses.
 fn pod_net(f: Family, node: usize) -> (String, String, String, u8) {
     match f {
-        Family::V4 => (
-            format!("10.244.{node}.0/24"),
-            format!("10.244.{node}.0"),
-            format!("10.244.{node}.1"),
-            24,
-        ),
-        Family::V6 => (
-            format!("fd00:244:{node}::/64"),
-            format!("fd00:244:{node}::"),
-            format!("fd00:244:{node}::1"),
-            64,
-        ),
+        Family::V4 => (format!("10.244.{node}.0/24"), format!("10.244.{node}.0"), format!("10.244.{node}.1"), 24),
+        Family::V6 => {
+            (format!("fd00:244:{node}::/64"), format!("fd00:244:{node}::"), format!("fd00:244:{node}::1"), 64)
+        }
     }
 }
 

@@ -53,14 +53,9 @@ fn measure_generation(ebpf: &Ebpf) -> Option<GenerationMemory> {
     let fd = data.fd().as_fd().as_raw_fd();
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
     let field = |name: &str| -> Option<u64> {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
+        info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok())
     };
-    Some(GenerationMemory {
-        bytes: field("memlock:")?,
-        max_entries: u32::try_from(field("max_entries:")?).ok()?,
-    })
+    Some(GenerationMemory { bytes: field("memlock:")?, max_entries: u32::try_from(field("max_entries:")?).ok()? })
 }
 
 impl KernelMaps {
@@ -75,14 +70,7 @@ impl KernelMaps {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))
             .and_then(|m| PerCpuArray::try_from(m).map_err(|source| LoadError::Map { name: MAP_COUNTERS, source }))?;
-        Ok(Self {
-            gen_map,
-            flows,
-            active: 0,
-            fallback,
-            counters,
-            generation_memory,
-        })
+        Ok(Self { gen_map, flows, active: 0, fallback, counters, generation_memory })
     }
 
     /// Kernel memory of one flow-map generation and its entries, measured
@@ -133,10 +121,7 @@ impl KernelMaps {
             // SAFETY: the datapath writes whole FallbackRecords; read_unaligned
             // because the ring gives no alignment promise for the Rust type.
             let rec: FallbackRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            out.push(FlowDelta {
-                key: rec.key,
-                stats: rec.stats,
-            });
+            out.push(FlowDelta { key: rec.key, stats: rec.stats });
         }
     }
 }
@@ -147,9 +132,7 @@ impl DeltaSource for KernelMaps {
         let next = 1 - old;
         // The old generation was emptied by the previous drain, so the
         // datapath starts the new period on an empty map.
-        self.gen_map
-            .set(0, &self.flows[next], 0)
-            .map_err(DrainError::Flip)?;
+        self.gen_map.set(0, &self.flows[next], 0).map_err(DrainError::Flip)?;
         self.active = next;
         let drained = self.drain_generation(old, out);
         // Ring records are whole packets; reading them in any drain is exact.

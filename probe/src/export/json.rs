@@ -104,7 +104,8 @@ impl<'a> JsonRecord<'a> {
     pub fn new(r: &FlowRecord, interface: &'a str, ctx: &ExportContext<'_>) -> Self {
         let k = &r.key;
         let icmp = matches!(k.protocol, 1 | 58);
-        let has_ports = matches!(k.protocol, 6 | 17) && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED | KEY_FLAG_EXT_LIMIT) == 0;
+        let has_ports = matches!(k.protocol, 6 | 17)
+            && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED | KEY_FLAG_EXT_LIMIT) == 0;
         let has_icmp = icmp && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
         let vxlan = k.encap == ENCAP_VXLAN;
         let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
@@ -133,9 +134,8 @@ impl<'a> JsonRecord<'a> {
             packets: r.packets,
             bytes: r.bytes,
             outer_bytes: vxlan.then_some(r.outer_bytes),
-            tcp_flags: (k.protocol == 6 && has_ports).then(|| {
-                (0..8).filter(|b| r.tcp_flags & (1 << b) != 0).map(|b| TCP_FLAG_NAMES[b]).collect()
-            }),
+            tcp_flags: (k.protocol == 6 && has_ports)
+                .then(|| (0..8).filter(|b| r.tcp_flags & (1 << b) != 0).map(|b| TCP_FLAG_NAMES[b]).collect()),
             fragment: k.flags & KEY_FLAG_FRAGMENT != 0,
             l4_truncated: k.flags & KEY_FLAG_L4_TRUNCATED != 0,
             ipv6_ext_limit: k.flags & KEY_FLAG_EXT_LIMIT != 0,

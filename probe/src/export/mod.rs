@@ -1,4 +1,4 @@
-//! Outputs for expired flow records. JSON lines now; IPFIX and NetFlow
+//! Outputs for expired flow records. JSON lines now; IPFIX and `NetFlow`
 //! collectors come as one folder per protocol.
 
 pub mod json;

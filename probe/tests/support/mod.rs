@@ -1,4 +1,4 @@
-//! Running the loaded classifier through BPF_PROG_TEST_RUN.
+//! Running the loaded classifier through `BPF_PROG_TEST_RUN`.
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
 
@@ -16,11 +16,8 @@ pub fn test_run(prog: &SchedClassifier, frame: &[u8], gso: Option<(u32, u32)>) -
         ctx[SKB_GSO_SEGS..SKB_GSO_SEGS + 4].copy_from_slice(&segs.to_ne_bytes());
         ctx[SKB_GSO_SIZE..SKB_GSO_SIZE + 4].copy_from_slice(&size.to_ne_bytes());
     }
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        ctx_in: gso.is_some().then_some(&ctx[..]),
-        ..TestRunOptions::default()
-    };
+    let opts =
+        TestRunOptions { data_in: Some(frame), ctx_in: gso.is_some().then_some(&ctx[..]), ..TestRunOptions::default() };
     let len = frame.len();
     let result = prog
         .test_run(opts)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and testing vxflow needs on Debian 12, idempotently:
+# Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, ...), the
+# nightly rust-src component and bpf-linker 0.10 (newer releases need a system
+# LLVM that Debian 12 does not have). Needs root for apt.
+set -euo pipefail
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup.sh needs root (apt-get, network namespaces, eBPF): run it with sudo" >&2
+  exit 1
+fi
+
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump tcpdump bpftool procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly (the eBPF crate builds core with -Z build-std)"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.'; then
+  log "installing bpf-linker 0.10.0"
+  cargo install bpf-linker@0.10.0 --locked
+fi
+log "ready"

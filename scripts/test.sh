@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every vxflow test: unit tests, BPF_PROG_TEST_RUN tests of the real
+# classifier, and end-to-end tests in network namespaces against real traffic.
+# Installs what it needs first (scripts/setup.sh). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== format and lints" >&2
+cargo fmt --all --check
+# probe-ebpf builds for the bpf target only, so it is linted on its own.
+cargo clippy --workspace --exclude vxflow-ebpf --all-targets --quiet -- -D warnings
+cargo +nightly clippy -p vxflow-ebpf --target bpfel-unknown-none -Z build-std=core --quiet -- -D warnings
+
+echo "== build" >&2
+cargo build --workspace --exclude vxflow-ebpf --all-targets --quiet
+
+echo "== tests" >&2
+cargo test --workspace --exclude vxflow-ebpf --quiet -- --test-threads 2
+
+echo "== leftovers" >&2
+# Every test removes what it made; fail loudly if something is left behind.
+left=$(ip netns list | grep -E '^vxt[0-9]' || true)
+if [ -n "$left" ]; then
+  echo "network namespaces left behind:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+echo "all tests passed" >&2
