@@ -1,0 +1,61 @@
+//! The `vxflow` command line: help, config checking, and clear errors for bad
+//! input. `run` with a missing interface needs root to get past privilege
+//! checks, like every test that runs the datapath.
+
+use std::process::{Command, Output};
+
+fn vxflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vxflow")).args(args).env("RUST_LOG", "info").output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn help_lists_commands_and_flags() {
+    let o = vxflow(&["--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    assert!(t.contains("run") && t.contains("check-config"), "{t}");
+    let o = vxflow(&["run", "--help"]);
+    let t = text(&o);
+    for flag in ["--interface", "--vxlan-port", "--active-timeout", "--inactive-timeout", "--max-flows", "--config"] {
+        assert!(t.contains(flag), "run --help lacks {flag}:\n{t}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/vxflow.toml");
+    let o = vxflow(&["check-config", example]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("OK"));
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_line() {
+    let dir = std::env::temp_dir().join(format!("vxflow-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "interfaces = [\"eth0\"]\n\n[cache]\nactive_timout = \"30s\"\n").unwrap();
+    let o = vxflow(&["check-config", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(t.contains("active_timout") && t.contains("line 4"), "{t}");
+}
+
+#[test]
+fn run_without_interfaces_says_how_to_name_one() {
+    let o = vxflow(&["run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--interface"), "{}", text(&o));
+}
+
+#[test]
+fn run_names_a_missing_interface() {
+    let o = vxflow(&["run", "--interface", "nosuch0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("interface nosuch0 does not exist"), "{}", text(&o));
+}
