@@ -34,11 +34,13 @@ struct Run {
     poll_interval: &'static str,
     active_timeout: &'static str,
     tcp_limit: &'static [&'static str],
+    /// More vxflow flags.
+    extra: &'static [&'static str],
 }
 
 impl Run {
     fn new(tag: &'static str, options: Options, offloads: Offloads) -> Self {
-        Self { tag, options, offloads, poll_interval: "200ms", active_timeout: "60s", tcp_limit: &TCP_SIZE }
+        Self { tag, options, offloads, poll_interval: "200ms", active_timeout: "60s", tcp_limit: &TCP_SIZE, extra: &[] }
     }
 
     fn vxflow_args(&self) -> Vec<String> {
@@ -55,16 +57,23 @@ impl Run {
             "10s",
         ]
         .iter()
+        .chain(self.extra)
         .map(ToString::to_string)
         .collect()
     }
 }
 
-/// Runs the standard traffic mix and checks the records against `eth0`.
+/// Builds the topology, runs the standard traffic mix and checks the records
+/// against `eth0`.
 fn run_variant(run: &Run) -> Finished {
     require_root();
     let topo = Flannel::build(&unique_prefix(run.tag), run.options.clone());
     topo.set_offloads(run.offloads);
+    measure(&topo, run)
+}
+
+/// Runs vxflow and the traffic mix on a built topology and checks the records.
+fn measure(topo: &Flannel, run: &Run) -> Finished {
     let node1 = &topo.nodes[0];
     let node2 = &topo.nodes[1];
     topo.settle(Duration::from_millis(1500));
@@ -86,7 +95,7 @@ fn run_variant(run: &Run) -> Finished {
     topo.settle(Duration::from_millis(700));
     let truth = node1.ns.counters("eth0").since(&before);
     let done = vxflow.stop();
-    check(&topo, &done, &truth, run.offloads, tcp);
+    check(topo, &done, &truth, run.offloads, tcp);
     done
 }
 
@@ -292,4 +301,38 @@ fn sigterm_during_traffic_exports_every_counted_packet() {
     assert_eq!(done.counter("drained_packets"), done.counter("seen_packets"));
     assert_eq!(done.counter("accounted_packets"), done.counter("seen_packets"));
     assert!(done.records.iter().any(|r| r.end_reason == "forced_end"));
+}
+
+/// clsact + cls_bpf, the attach path for kernels before 6.6, end to end.
+#[test]
+fn clsact_attach_counts_exactly() {
+    let run = Run { extra: &["--attach-mode", "clsact"], ..Run::new("clsact", Options::default(), Offloads::Off) };
+    run_variant(&run);
+}
+
+/// Filters of ours on an interface, by program name.
+fn vxflow_filters(topo: &Flannel) -> (usize, usize) {
+    let ns = &topo.nodes[0].ns;
+    let count = |dir: &str| {
+        let out = ns.exec(&["tc", "filter", "show", "dev", "eth0", dir]);
+        out.lines().filter(|l| l.contains(&format!("vxflow_{dir}"))).count()
+    };
+    (count("ingress"), count("egress"))
+}
+
+/// A clsact run killed with SIGKILL leaves its filters behind (netlink
+/// filters outlive their process); the next run removes them, so packets are
+/// not seen by two programs, counts exactly, and leaves nothing on exit.
+#[test]
+fn clsact_filters_left_by_a_killed_run_are_replaced() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("stale"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let killed = Vxflow::start(&topo.nodes[0].ns, &["--interface", "eth0", "--attach-mode", "clsact"]);
+    drop(killed); // SIGKILL
+    assert_eq!(vxflow_filters(&topo), (1, 1), "the killed run's filters should still be attached");
+    let run = Run { extra: &["--attach-mode", "clsact"], ..Run::new("stale", Options::default(), Offloads::Off) };
+    let done = measure(&topo, &run);
+    assert!(done.stderr.contains("removed a stale vxflow filter"), "{}", done.stderr);
+    assert_eq!(vxflow_filters(&topo), (0, 0), "filters left after a clean exit");
 }

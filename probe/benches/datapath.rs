@@ -1,6 +1,6 @@
 //! Datapath and memory figures: `cargo bench -p vxflow --bench datapath`
 //! (as root). Prints, for the real classifier loaded in the kernel, the mean
-//! time per packet through BPF_PROG_TEST_RUN for a plain IPv4 TCP packet, a
+//! time per packet through `BPF_PROG_TEST_RUN` for a plain IPv4 TCP packet, a
 //! VXLAN (IPv4 in IPv4) TCP packet and an IPv6 TCP packet; the kernel bytes
 //! per flow slot; and the userspace cache's resident bytes per flow.
 
@@ -65,7 +65,12 @@ fn cache_bytes_per_flow(n: u32) -> u64 {
 }
 
 fn main() {
-    let opts = LoadOptions { flow_entries: 65_536, fallback_ring_bytes: 1 << 20, vxlan_ports: vec![4789, 8472] };
+    let opts = LoadOptions {
+        flow_entries: 65_536,
+        fallback_ring_bytes: 1 << 20,
+        vxlan_ports: vec![4789, 8472],
+        attach: loader::AttachPreference::Auto,
+    };
     let (datapath, mut maps) = loader::load(&opts).expect("loading the datapath (run as root)");
     let prog = datapath.program(Direction::Ingress).unwrap();
     println!("vxflow datapath, BPF_PROG_TEST_RUN, mean of {REPEAT} runs, median of {ROUNDS} rounds");

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::{config::Overrides, loader::AttachPreference};
 
 /// vxflow: a NetFlow/IPFIX exporter probe that accounts flows in TC eBPF,
 /// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).
@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// slower fallback ring.
     #[arg(long, value_name = "N")]
     pub flow_map_entries: Option<u32>,
+    /// How to attach: tcx (kernel 6.6+; links go with the process), clsact
+    /// (tc filters, any kernel; stale ones from a crashed run are removed),
+    /// or auto [default: auto, TCX where the kernel has it].
+    #[arg(long, value_name = "MODE")]
+    pub attach_mode: Option<AttachPreference>,
 }
 
 impl RunArgs {
@@ -78,6 +83,7 @@ impl RunArgs {
             max_flows: self.max_flows,
             poll_interval: self.poll_interval,
             flow_map_entries: self.flow_map_entries,
+            attach_mode: self.attach_mode,
         }
     }
 }

@@ -6,7 +6,10 @@ use std::{path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{cache::CacheConfig, loader::LoadOptions};
+use crate::{
+    cache::CacheConfig,
+    loader::{AttachPreference, LoadOptions},
+};
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -55,6 +58,7 @@ pub struct KernelSection {
     pub poll_interval: Option<Duration>,
     pub flow_map_entries: Option<u32>,
     pub fallback_ring_bytes: Option<u32>,
+    pub attach_mode: Option<AttachPreference>,
 }
 
 /// Settings given on the command line; each replaces the file's value.
@@ -68,6 +72,7 @@ pub struct Overrides {
     pub max_flows: Option<usize>,
     pub poll_interval: Option<Duration>,
     pub flow_map_entries: Option<u32>,
+    pub attach_mode: Option<AttachPreference>,
 }
 
 /// Validated settings.
@@ -138,6 +143,7 @@ impl FileConfig {
             flow_entries: o.flow_map_entries.or(self.kernel.flow_map_entries).unwrap_or(defaults::FLOW_MAP_ENTRIES),
             fallback_ring_bytes: self.kernel.fallback_ring_bytes.unwrap_or(defaults::FALLBACK_RING_BYTES),
             vxlan_ports,
+            attach: o.attach_mode.or(self.kernel.attach_mode).unwrap_or_default(),
         };
         let config = RuntimeConfig { interfaces, poll_interval, cache, load };
         config.validate()?;

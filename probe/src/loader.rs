@@ -9,8 +9,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, ArrayOfMaps, HashMap, MapData, MapError},
     programs::{
-        ProgramError, SchedClassifier, TcAttachType,
-        tc::{self, SchedClassifierLinkId},
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
     },
     util::KernelVersion,
 };
@@ -36,6 +36,32 @@ pub struct LoadOptions {
     pub fallback_ring_bytes: u32,
     /// UDP destination ports parsed as VXLAN.
     pub vxlan_ports: Vec<u16>,
+    /// How to attach to interfaces.
+    pub attach: AttachPreference,
+}
+
+/// How the operator wants programs attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachPreference {
+    /// TCX on kernels that have it (6.6+), clsact otherwise.
+    #[default]
+    Auto,
+    Tcx,
+    Clsact,
+}
+
+impl std::str::FromStr for AttachPreference {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "tcx" => Ok(Self::Tcx),
+            "clsact" => Ok(Self::Clsact),
+            other => Err(format!("{other:?} is not an attach mode: use auto, tcx or clsact")),
+        }
+    }
 }
 
 /// A traffic direction on an interface.
@@ -145,10 +171,11 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
     let maps = KernelMaps::take(&mut ebpf)?;
-    let attach_mode = if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
-        AttachMode::Tcx
-    } else {
-        AttachMode::Clsact
+    let tcx_available = || KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let attach_mode = match opts.attach {
+        AttachPreference::Tcx => AttachMode::Tcx,
+        AttachPreference::Auto if tcx_available() => AttachMode::Tcx,
+        AttachPreference::Clsact | AttachPreference::Auto => AttachMode::Clsact,
     };
     Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new() }, maps))
 }
@@ -180,14 +207,21 @@ impl Datapath {
                 continue;
             }
             let attach_err = |source| LoadError::Attach { iface: iface.to_owned(), direction, source };
-            if self.attach_mode == AttachMode::Clsact {
-                // EEXIST (clsact already there) is the normal case.
-                let _ = tc::qdisc_add_clsact(iface);
-                // Filters left by an earlier run that died without detaching.
-                let _ = tc::qdisc_detach_program(iface, direction.tc(), direction.program());
-            }
+            let options = match self.attach_mode {
+                AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+                AttachMode::Clsact => {
+                    // EEXIST (clsact already there) is the normal case.
+                    let _ = tc::qdisc_add_clsact(iface);
+                    // Filters of ours left by an earlier run that died without
+                    // detaching (netlink filters outlive their process).
+                    if tc::qdisc_detach_program(iface, direction.tc(), direction.program()).is_ok() {
+                        tracing::warn!(iface, %direction, "removed a stale vxflow filter left by an earlier run");
+                    }
+                    TcAttachOptions::Netlink(NlOptions::default())
+                }
+            };
             let prog = self.program_mut(direction)?;
-            let link = prog.attach(iface, direction.tc()).map_err(attach_err)?;
+            let link = prog.attach_with_options(iface, direction.tc(), options).map_err(attach_err)?;
             self.attached.insert((iface.to_owned(), direction), link);
             tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
         }

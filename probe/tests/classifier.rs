@@ -24,7 +24,12 @@ use vxflow_testkit::{
 const TC_ACT_UNSPEC: i32 = -1;
 
 fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
-    LoadOptions { flow_entries, fallback_ring_bytes, vxlan_ports: vec![4789, 8472] }
+    LoadOptions {
+        flow_entries,
+        fallback_ring_bytes,
+        vxlan_ports: vec![4789, 8472],
+        attach: loader::AttachPreference::Auto,
+    }
 }
 
 fn diff(before: &CounterSnapshot, after: &CounterSnapshot) -> BTreeMap<&'static str, u64> {
