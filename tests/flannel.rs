@@ -303,7 +303,7 @@ fn sigterm_during_traffic_exports_every_counted_packet() {
     assert!(done.records.iter().any(|r| r.end_reason == "forced_end"));
 }
 
-/// clsact + cls_bpf, the attach path for kernels before 6.6, end to end.
+/// clsact + `cls_bpf`, the attach path for kernels before 6.6, end to end.
 #[test]
 fn clsact_attach_counts_exactly() {
     let run = Run { extra: &["--attach-mode", "clsact"], ..Run::new("clsact", Options::default(), Offloads::Off) };

@@ -120,11 +120,17 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
         kernel_bytes_per_flow = memory.map(|m| m.bytes_per_flow()),
         "vxflow running"
     );
+    let mut names = NameCache::default();
+    for iface in &config.interfaces {
+        if let Some(index) = crate::ifaces::index_of(iface) {
+            names.remember(index, iface);
+        }
+    }
     let mut pipeline = Pipeline {
         source: maps,
         cache: FlowCache::new(config.cache.clone()),
         sink,
-        names: NameCache::default(),
+        names,
         deltas: Vec::new(),
         records: Vec::new(),
         totals: Totals::default(),

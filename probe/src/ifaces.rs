@@ -32,6 +32,12 @@ pub struct NameCache {
 }
 
 impl NameCache {
+    /// Remembers `name` for `index` now, so records keep naming the interface
+    /// after it is gone.
+    pub fn remember(&mut self, index: u32, name: &str) {
+        self.names.insert(index, name.to_owned());
+    }
+
     /// The name of `index`, looked up once and remembered; `if<index>` when the
     /// interface is gone and was never seen.
     pub fn name(&mut self, index: u32) -> &str {

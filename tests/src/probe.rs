@@ -151,9 +151,15 @@ impl Vxflow {
 
     /// Sends SIGTERM and collects everything it printed; asserts exit 0.
     #[must_use]
-    pub fn stop(mut self) -> Finished {
+    pub fn stop(self) -> Finished {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` and collects everything it printed; asserts exit 0.
+    #[must_use]
+    pub fn stop_with(mut self, signal: i32) -> Finished {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        unsafe { libc::kill(self.pid(), signal) };
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
@@ -162,7 +168,7 @@ impl Vxflow {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("vxflow did not exit within 30 s of SIGTERM:\n{}", self.stderr.lock().unwrap());
+                panic!("vxflow did not exit within 30 s of signal {signal}:\n{}", self.stderr.lock().unwrap());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
