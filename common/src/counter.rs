@@ -71,6 +71,17 @@ impl Counter {
         Counter::GsoSkbs,
     ];
 
+    /// The annotation counters: they describe accounted packets (by packet,
+    /// not by skb) and are not buckets of the conservation law.
+    pub const NOTES: [Counter; 6] = [
+        Counter::Fragment,
+        Counter::L4Truncated,
+        Counter::Ipv6ExtLimit,
+        Counter::Vxlan,
+        Counter::VxlanInvalid,
+        Counter::VxlanInnerNotIp,
+    ];
+
     /// Stable snake_case name, used in logs and metrics.
     #[must_use]
     pub const fn name(self) -> &'static str {

@@ -81,15 +81,7 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
         tally.add(Counter::Accounted, p.packets);
         return;
     }
-    let fresh = FlowStats {
-        packets: p.packets,
-        bytes: p.bytes,
-        outer_bytes: p.outer_bytes,
-        first_seen_ns: now,
-        last_seen_ns: now,
-        tcp_flags: p.tcp_flags,
-    };
-    match flows.insert(key, fresh, u64::from(BPF_NOEXIST)) {
+    match flows.insert(key, p.stats(now), u64::from(BPF_NOEXIST)) {
         Ok(()) => tally.add(Counter::Accounted, p.packets),
         Err(e) if e == -EEXIST => match flows.get_ptr_mut(key) {
             Some(stats) => {
@@ -136,14 +128,7 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
             // SAFETY: `rec` points at a reserved, writable FallbackRecord.
             unsafe {
                 (&raw mut (*rec).key).write(*key);
-                (&raw mut (*rec).stats).write(FlowStats {
-                    packets: p.packets,
-                    bytes: p.bytes,
-                    outer_bytes: p.outer_bytes,
-                    first_seen_ns: now,
-                    last_seen_ns: now,
-                    tcp_flags: p.tcp_flags,
-                });
+                (&raw mut (*rec).stats).write(p.stats(now));
             }
             entry.submit(0);
             tally.add(Counter::Fallback, p.packets);
@@ -156,15 +141,7 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
 /// branch per counter (branches here multiply the verifier's paths).
 #[inline(always)]
 fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
-    const NOTES: [Counter; 6] = [
-        Counter::Fragment,
-        Counter::L4Truncated,
-        Counter::Ipv6ExtLimit,
-        Counter::Vxlan,
-        Counter::VxlanInvalid,
-        Counter::VxlanInnerNotIp,
-    ];
-    for c in NOTES {
+    for c in Counter::NOTES {
         tally.add(c, p.packets * u64::from((p.notes >> c as u32) & 1));
     }
 }

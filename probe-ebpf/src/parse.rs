@@ -11,7 +11,7 @@ use core::ptr::{read_volatile, write_volatile};
 use aya_ebpf::programs::TcContext;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
 use vxflow_common::{
-    Counter, FlowKey,
+    Counter, FlowKey, FlowStats,
     flow::{ENCAP_VXLAN, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
     vxlan_port_slot,
 };
@@ -67,6 +67,21 @@ pub struct Parsed {
     /// Annotation counters this packet adds to (bit `1 << Counter`), counted
     /// with `packets` once the packet is accounted.
     pub notes: u32,
+}
+
+impl Parsed {
+    /// A flow entry holding just this packet, seen at `now`.
+    #[inline(always)]
+    pub fn stats(&self, now: u64) -> FlowStats {
+        FlowStats {
+            packets: self.packets,
+            bytes: self.bytes,
+            outer_bytes: self.outer_bytes,
+            first_seen_ns: now,
+            last_seen_ns: now,
+            tcp_flags: self.tcp_flags,
+        }
+    }
 }
 
 #[inline(always)]

@@ -161,12 +161,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 
     for dir in Direction::BOTH {
         let name = dir.program();
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .ok_or(LoadError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| LoadError::Verify { name, source })?;
-        prog.load().map_err(|source| LoadError::Verify { name, source })?;
+        classifier_mut(&mut ebpf, dir)?.load().map_err(|source| LoadError::Verify { name, source })?;
     }
 
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
@@ -271,13 +266,17 @@ impl Datapath {
     }
 
     fn program_mut(&mut self, direction: Direction) -> Result<&mut SchedClassifier, LoadError> {
-        let name = direction.program();
-        self.ebpf
-            .program_mut(name)
-            .ok_or(LoadError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| LoadError::Verify { name, source })
+        classifier_mut(&mut self.ebpf, direction)
     }
+}
+
+/// The program for `direction` in `ebpf`, mutable (to load or attach it).
+fn classifier_mut(ebpf: &mut Ebpf, direction: Direction) -> Result<&mut SchedClassifier, LoadError> {
+    let name = direction.program();
+    ebpf.program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| LoadError::Verify { name, source })
 }
 
 impl Drop for Datapath {
