@@ -64,6 +64,37 @@ fn cache_bytes_per_flow(n: u32) -> u64 {
     grown / u64::from(n)
 }
 
+/// Fills one generation with distinct flows, then times the drain (flip,
+/// read, delete) that empties it.
+fn drain_full_generation(
+    prog: &aya::programs::SchedClassifier,
+    maps: &mut vxflow::drain::kernel::KernelMaps,
+    flows: u32,
+) {
+    for i in 0..flows {
+        let mut frame = Vec::new();
+        let octets = i.to_be_bytes();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, octets[1], octets[2], octets[3]], [10, 255, 0, octets[0].wrapping_add(1)], 64)
+            .udp(1000, 53)
+            .write(&mut frame, &[0; 16])
+            .unwrap();
+        let opts = TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() };
+        prog.test_run(opts).unwrap();
+    }
+    let mut drained = Vec::with_capacity(flows as usize);
+    let started = std::time::Instant::now();
+    maps.drain(&mut drained).unwrap();
+    let took = started.elapsed();
+    assert_eq!(drained.len(), flows as usize, "every flow drained once");
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let per_flow = took.as_nanos() as f64 / f64::from(flows);
+    println!(
+        "drain of a full generation: {flows} flows in {:.1} ms ({per_flow:.0} ns per flow)",
+        took.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let opts = LoadOptions {
         flow_entries: 65_536,
@@ -86,6 +117,13 @@ fn main() {
         let mut drained = Vec::new();
         maps.drain(&mut drained).unwrap();
     }
+    // The floor: a frame the parser gives up on at the Ethernet header still
+    // pays for the test run itself, the program call and the counters.
+    let arp = pcap::read(&pcap::classifier_dir().join("arp.pcap"));
+    println!("  {:<24} {:>6.1} ns/packet  (non-IP: the cost floor of a run)", "ARP", ns_per_packet(prog, &arp));
+
+    drain_full_generation(prog, &mut maps, opts.flow_entries);
+
     if let Some(m) = maps.generation_memory() {
         println!(
             "kernel flow map: {} B for {} entries per generation; {} B per flow slot for both generations",

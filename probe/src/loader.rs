@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, ArrayOfMaps, HashMap, MapData, MapError},
+    maps::{Array, ArrayOfMaps, HashMap, Map, MapData, MapError},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
@@ -18,8 +18,9 @@ use vxflow_common::{FlowKey, FlowStats, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS
 
 use crate::{drain::kernel::KernelMaps, ebpf_object::EBPF_OBJECT};
 
-/// One generation of the kernel flow map.
-pub(crate) type FlowMap = HashMap<MapData, FlowKey, FlowStats>;
+/// One generation of the kernel flow map (a `FlowKey` to `FlowStats` hash),
+/// kept as raw map data: it is drained with batch syscalls aya does not wrap.
+pub(crate) type FlowMap = MapData;
 /// The one-slot array of maps that selects the generation being written.
 pub(crate) type GenMap = ArrayOfMaps<MapData, FlowMap>;
 
@@ -310,8 +311,13 @@ pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), 
         .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
     let mut flows = Vec::with_capacity(2);
     for name in MAP_FLOWS {
-        let map: FlowMap = HashMap::try_from(take(ebpf, name)?).map_err(|source| LoadError::Map { name, source })?;
-        flows.push(map);
+        let map = take(ebpf, name)?;
+        // Checks the map is a FlowKey -> FlowStats hash; kept as its data.
+        HashMap::<&MapData, FlowKey, FlowStats>::try_from(&map).map_err(|source| LoadError::Map { name, source })?;
+        let Map::HashMap(data) = map else {
+            return Err(LoadError::MissingMap(name));
+        };
+        flows.push(data);
     }
     let [a, b]: [FlowMap; 2] = flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
     gen_map.set(0, &a, 0).map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;

@@ -8,6 +8,8 @@
 //! that could have looked up the old generation has finished. Reading and
 //! deleting its entries then races with nothing.
 
+use std::os::fd::AsFd as _;
+
 use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
@@ -80,36 +82,9 @@ impl KernelMaps {
         self.generation_memory
     }
 
-    /// Reads every entry of a quiescent generation, then deletes each one.
-    /// On a read error nothing was deleted and `out` is left as it was; an
-    /// entry whose delete fails is taken back out of `out`, so it is exported
-    /// when a later drain reads it again. Either way nothing is lost or
-    /// counted twice. (Deleting while iterating would restart the kernel's
-    /// `get_next_key` walk from bucket 0 after every delete.)
+    /// Empties a quiescent generation into `out`, in batches.
     fn drain_generation(&mut self, index: usize, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
-        let map = &mut self.flows[index];
-        let start = out.len();
-        for item in map.iter() {
-            match item {
-                Ok((key, stats)) => out.push(FlowDelta { key, stats }),
-                Err(e) => {
-                    out.truncate(start);
-                    return Err(DrainError::Read(e));
-                }
-            }
-        }
-        let mut failed = None;
-        let mut i = start;
-        while i < out.len() {
-            match map.remove(&out[i].key) {
-                Ok(()) => i += 1,
-                Err(e) => {
-                    out.swap_remove(i);
-                    failed = Some(e);
-                }
-            }
-        }
-        failed.map_or(Ok(()), |e| Err(DrainError::Clear(e)))
+        super::batch::take_all(self.flows[index].fd().as_fd(), out).map_err(DrainError::Batch)
     }
 
     fn drain_fallback(&mut self, out: &mut Vec<FlowDelta>) {

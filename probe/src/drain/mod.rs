@@ -3,6 +3,7 @@
 //! The cache depends only on [`DeltaSource`], so it is tested with a fake
 //! source and no kernel; [`kernel::KernelMaps`] is the real one.
 
+mod batch;
 pub mod kernel;
 
 use vxflow_common::{Counter, FlowKey, FlowStats};
@@ -40,10 +41,8 @@ impl CounterSnapshot {
 pub enum DrainError {
     #[error("flipping the flow-map generation")]
     Flip(#[source] aya::maps::MapError),
-    #[error("reading the drained flow map")]
-    Read(#[source] aya::maps::MapError),
-    #[error("clearing the drained flow map")]
-    Clear(#[source] aya::maps::MapError),
+    #[error("draining a flow-map generation (BPF_MAP_LOOKUP_AND_DELETE_BATCH, Linux 5.6+)")]
+    Batch(#[source] std::io::Error),
     #[error("reading the datapath counters")]
     Counters(#[source] aya::maps::MapError),
 }

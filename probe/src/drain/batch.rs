@@ -1,0 +1,88 @@
+//! `BPF_MAP_LOOKUP_AND_DELETE_BATCH` on a flow-map generation: thousands of
+//! entries per syscall instead of three syscalls (next key, lookup, delete)
+//! per flow. aya 0.14 has no wrapper, so this issues the syscall itself.
+//!
+//! Exactly once: the drained generation is quiescent (see `kernel.rs`), and
+//! the kernel returns in `count` exactly the elements it copied out and
+//! deleted (`__htab_map_lookup_and_delete_batch`, kernel/bpf/hashtab.c,
+//! Linux 5.6+), even when the call ends in an error.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+};
+
+use vxflow_common::{FlowKey, FlowStats};
+
+use super::FlowDelta;
+
+/// `BPF_MAP_LOOKUP_AND_DELETE_BATCH` in `enum bpf_cmd` (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+
+/// Elements asked for per call. A hash-map call returns whole buckets, so the
+/// buffer must hold the fullest bucket; `ENOSPC` with nothing copied grows it.
+const CHUNK: usize = 4096;
+
+/// The `batch` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const _: () = assert!(size_of::<BatchAttr>() == 56);
+
+/// Moves every entry of the map behind `fd` into `out`, emptying the map.
+///
+/// # Errors
+/// The syscall's error; what was copied and deleted before it is in `out`.
+pub fn take_all(fd: BorrowedFd<'_>, out: &mut Vec<FlowDelta>) -> io::Result<()> {
+    let mut capacity = CHUNK;
+    let mut keys = vec![FlowKey::default(); capacity];
+    let mut values = vec![FlowStats::default(); capacity];
+    // Hash maps use a u32 bucket index as the batch token.
+    let mut token: u32 = 0;
+    let mut first = true;
+    loop {
+        let mut next_token: u32 = 0;
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { (&raw const token) as u64 },
+            out_batch: (&raw mut next_token) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: u32::try_from(capacity).unwrap_or(u32::MAX),
+            map_fd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the
+        // key and value buffers hold `capacity` elements of the map's key and
+        // value types; the token pointers are valid u32s for the call.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_AND_DELETE_BATCH, &raw mut attr, size_of::<BatchAttr>())
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        let n = (attr.count as usize).min(capacity);
+        out.extend(keys[..n].iter().zip(&values[..n]).map(|(&key, &stats)| FlowDelta { key, stats }));
+        match err {
+            None => {
+                token = next_token;
+                first = false;
+            }
+            // ENOENT: the walk reached the end of the map.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Some(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
+                capacity *= 2;
+                keys.resize(capacity, FlowKey::default());
+                values.resize(capacity, FlowStats::default());
+            }
+            Some(e) => return Err(e),
+        }
+    }
+}
