@@ -327,7 +327,8 @@ fn full_flow_map_falls_back_to_the_ring_and_stays_exact() {
         poll_interval: "100ms",
         ..Run::new("ring", Options::default(), Offloads::On)
     };
-    run_variant(&run);
+    let done = run_variant(&run);
+    assert!(done.stderr.contains("raise kernel.flow_map_entries"), "the operator was not told:\n{}", done.stderr);
 }
 
 /// clsact + `cls_bpf`, the attach path for kernels before 6.6, end to end.

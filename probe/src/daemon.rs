@@ -15,8 +15,13 @@ use crate::{
     export::{ExportContext, RecordSink},
     ifaces::NameCache,
     loader::{self, LoadError},
+    pressure::PressureWatch,
     record::{EndReason, FlowRecord},
 };
+
+/// Most one fallback or loss report per this long; each carries the counts
+/// since the previous one.
+const PRESSURE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_mins(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -47,6 +52,7 @@ struct Pipeline<'a, S: DeltaSource> {
     deltas: Vec<FlowDelta>,
     records: Vec<FlowRecord>,
     totals: Totals,
+    pressure: PressureWatch,
 }
 
 impl<S: DeltaSource> Pipeline<'_, S> {
@@ -60,6 +66,7 @@ impl<S: DeltaSource> Pipeline<'_, S> {
             tracing::error!(error = %crate::error_chain(&error), "drain failed; retrying next interval");
         }
         self.totals.drains += 1;
+        self.report_pressure();
         for d in &self.deltas {
             self.totals.drained_packets += d.stats.packets;
             self.totals.drained_bytes += d.stats.bytes;
@@ -77,6 +84,31 @@ impl<S: DeltaSource> Pipeline<'_, S> {
             "drained"
         );
         self.export()
+    }
+
+    /// Tells the operator when packets took the fallback ring or were lost.
+    fn report_pressure(&mut self) {
+        let Ok(counters) = self.source.counters() else {
+            return;
+        };
+        let Some(p) = self.pressure.observe(std::time::Instant::now(), &counters) else {
+            return;
+        };
+        if p.lost_packets > 0 {
+            tracing::error!(
+                lost_packets = p.lost_packets,
+                lost_bytes = p.lost_bytes,
+                fallback_packets = p.fallback_packets,
+                "packets not accounted: the flow map and the fallback ring were both full; raise \
+                 kernel.flow_map_entries or kernel.fallback_ring_bytes, or shorten kernel.poll_interval"
+            );
+        } else {
+            tracing::warn!(
+                fallback_packets = p.fallback_packets,
+                "the kernel flow map filled up: packets took the slower fallback ring (still counted); \
+                 raise kernel.flow_map_entries or shorten kernel.poll_interval"
+            );
+        }
     }
 
     fn export(&mut self) -> Result<(), DaemonError> {
@@ -134,6 +166,7 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
         deltas: Vec::new(),
         records: Vec::new(),
         totals: Totals::default(),
+        pressure: PressureWatch::new(PRESSURE_REPORT_INTERVAL),
     };
     let mut tick = interval(config.poll_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

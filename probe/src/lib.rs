@@ -11,6 +11,7 @@ pub mod ebpf_object;
 pub mod export;
 pub mod ifaces;
 pub mod loader;
+pub mod pressure;
 pub mod record;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
