@@ -20,7 +20,7 @@ const PING_COUNT: u32 = 50;
 const PING_SIZE: usize = 300;
 /// iperf3's default transfer: bounded in size, so in time too, and in rate,
 /// so it cannot outrun the underlay veth (see the drop check in `check`).
-const TCP_SIZE: [&str; 4] = ["-n", "30M", "-b", "2G"];
+const TCP_SIZE: [&str; 4] = ["-n", "30M", "-b", "1G"];
 
 fn ip_header(addr: IpAddr) -> u64 {
     if addr.is_ipv4() { 20 } else { 40 }
