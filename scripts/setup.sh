@@ -37,4 +37,8 @@ if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.'; then
   log "installing bpf-linker 0.10.0"
   cargo install bpf-linker@0.10.0 --locked
 fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz (libFuzzer targets in fuzz/)"
+  cargo install cargo-fuzz --locked
+fi
 log "ready"

@@ -22,6 +22,16 @@ cargo test --workspace --exclude vxflow-ebpf --exclude vxflow-tests --quiet -- -
 # the link counters an inexact reference (the tests check for drops).
 cargo test -p vxflow-tests --quiet -- --test-threads 1
 
+echo "== fuzzing (30 s a target)" >&2
+for target in config cache; do
+  (cd fuzz && cargo +nightly fuzz run "$target" -O -- -max_total_time=30 2>&1 | grep -E '^Done|^==|panicked|SUMMARY' >&2) || true
+  # libFuzzer leaves a crash-* file behind on any failure.
+  if ls fuzz/artifacts/"$target"/crash-* >/dev/null 2>&1; then
+    echo "fuzz target $target found a crash: fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+done
+
 echo "== leftovers" >&2
 # Every test removes what it made; fail loudly if something is left behind.
 left=$(ip netns list | grep -E '^vxt[0-9]' || true)
