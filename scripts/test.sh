@@ -24,12 +24,16 @@ cargo test -p vxflow-tests --quiet -- --test-threads 1
 
 echo "== fuzzing (30 s a target)" >&2
 for target in config cache; do
-  (cd fuzz && cargo +nightly fuzz run "$target" -O -- -max_total_time=30 2>&1 | grep -E '^Done|^==|panicked|SUMMARY' >&2) || true
-  # libFuzzer leaves a crash-* file behind on any failure.
-  if ls fuzz/artifacts/"$target"/crash-* >/dev/null 2>&1; then
-    echo "fuzz target $target found a crash: fuzz/artifacts/$target/" >&2
+  log=$(mktemp)
+  # A build failure or a crash both make cargo fuzz exit non-zero.
+  if ! (cd fuzz && cargo +nightly fuzz run "$target" -O -- -max_total_time=30) >"$log" 2>&1; then
+    grep -v '^warning: vxflow@' "$log" | tail -n 40 >&2
+    echo "fuzz target $target failed; a crashing input, if any, is in fuzz/artifacts/$target/" >&2
+    rm -f "$log"
     exit 1
   fi
+  grep -E '^Done' "$log" | sed "s/^/  $target: /" >&2
+  rm -f "$log"
 done
 
 echo "== leftovers" >&2
