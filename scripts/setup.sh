@@ -32,6 +32,13 @@ if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'
   log "adding rust-src to nightly (the eBPF crate builds core with -Z build-std)"
   rustup component add rust-src --toolchain nightly
 fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^clippy'; then
+  log "adding clippy to nightly (lints the eBPF crate)"
+  rustup component add clippy --toolchain nightly
+fi
+for c in clippy rustfmt; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
 
 if ! bpf-linker --version 2>/dev/null | grep -q '0\.10\.'; then
   log "installing bpf-linker 0.10.0"
