@@ -189,6 +189,7 @@ fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, run: &Run, iperf
         assert_eq!(recs.iter().map(|x| x.packets).sum::<u64>(), u64::from(PING_COUNT), "{recs:?}");
         assert_eq!(recs.iter().map(|x| x.bytes).sum::<u64>(), ping_bytes);
         assert!(recs.iter().all(|x| x.direction == dir));
+        assert!(recs.iter().all(|x| x.tos == traffic::PING_TOS), "the inner TOS is part of the key: {recs:?}");
     }
     let tcp: Vec<&Record> =
         r.iter().filter(|x| x.protocol == "tcp" && x.dst_addr == p2a && x.dst_port == Some(5201)).collect();

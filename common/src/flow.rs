@@ -60,9 +60,13 @@ pub struct FlowKey {
     pub encap: u8,
     /// `KEY_FLAG_*` bits.
     pub flags: u8,
+    /// ipClassOfService (IE 5): IPv4 TOS or IPv6 traffic class, of the inner
+    /// packet for VXLAN.
+    pub tos: u8,
+    pub _pad: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 88);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 92);
 
 /// Counters of one flow since its entry was created in the current map
 /// generation. Updated with atomic adds, so one entry serves every CPU.
@@ -97,4 +101,4 @@ pub struct FallbackRecord {
     pub stats: FlowStats,
 }
 
-const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 136);
+const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 144);

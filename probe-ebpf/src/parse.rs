@@ -173,7 +173,8 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey, stash: &mut Stash) -> Result<Pa
     key.vlan_id = if vlan_present != 0 { (vlan_tci & 0x0fff) as u16 } else { 0 };
 
     let (l3_off, ethertype) = parse_l2(ctx, 0, &mut key.vlan_id)?;
-    let outer = parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version)?;
+    let outer =
+        parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version, &mut key.tos)?;
     key.protocol = outer.protocol;
     let outer_l4 = parse_l4(ctx, &outer);
     set_l4(key, &outer, &outer_l4);
@@ -328,7 +329,9 @@ fn parse_inner(ctx: &TcContext, eth_off: usize, key: &mut FlowKey) -> Option<(Ip
     // Inner VLAN tags are skipped but not recorded: vlan_id is the outer one.
     let mut inner_vlan = 0u16;
     let (l3_off, ethertype) = parse_l2(ctx, eth_off, &mut inner_vlan).ok()?;
-    let inner = parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version).ok()?;
+    let inner =
+        parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version, &mut key.tos)
+            .ok()?;
     key.protocol = inner.protocol;
     let l4 = parse_l4(ctx, &inner);
     set_l4(key, &inner, &l4);
@@ -368,6 +371,7 @@ fn parse_ip(
     src: &mut [u8; 16],
     dst: &mut [u8; 16],
     version: &mut u8,
+    tos: &mut u8,
 ) -> Result<IpLayer, NoFlow> {
     let avail = (ctx.len() as usize).saturating_sub(off);
     match ethertype {
@@ -395,6 +399,7 @@ fn parse_ip(
             *src = s;
             *dst = d;
             *version = 4;
+            *tos = h.tos;
             let frag_offset = u16::from_be_bytes(h.frags) & 0x1fff;
             Ok(IpLayer {
                 l3_off: off,
@@ -414,6 +419,8 @@ fn parse_ip(
             *src = h.src_addr;
             *dst = h.dst_addr;
             *version = 6;
+            // Traffic class: the 8 bits after the version nibble.
+            *tos = (h.vcf[0] << 4) | (h.vcf[1] >> 4);
             let payload = usize::from(u16::from_be_bytes(h.payload_len));
             // payload_len 0 means a jumbogram or a BIG TCP super-packet.
             let ip_len = if payload == 0 { avail } else { (Ipv6Hdr::LEN + payload).min(avail) };

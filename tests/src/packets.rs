@@ -435,6 +435,48 @@ pub fn cases() -> Vec<Case> {
         ),
     ];
 
+    // TOS / traffic class: DSCP EF (46 << 2 = 0xb8) is part of the key; for
+    // VXLAN the inner packet's, not the outer's.
+    let mut ef = Ipv4Header::new(0, 64, IpNumber::UDP, POD_A, POD_B).unwrap();
+    ef.dscp = etherparse::IpDscp::try_new(46).unwrap();
+    let ipv4_ef = {
+        let mut f = Vec::new();
+        eth()
+            .ip(IpHeaders::Ipv4(ef, etherparse::Ipv4Extensions::default()))
+            .udp(5353, 53)
+            .write(&mut f, &[0x55; 32])
+            .unwrap();
+        f
+    };
+    let mut v4_ef = v4_udp;
+    v4_ef.tos = 0xb8;
+    cases.push(case("ipv4-dscp-ef-udp", ipv4_ef.clone(), flow(v4_ef, 60, 0, vec![])));
+    let ipv6_tclass = {
+        let ip = Ipv6Header {
+            source: POD6_A,
+            destination: POD6_B,
+            hop_limit: 64,
+            traffic_class: 0xb8,
+            ..Default::default()
+        };
+        let mut f = Vec::new();
+        eth()
+            .ip(IpHeaders::Ipv6(ip, Ipv6Extensions::default()))
+            .tcp(40000, 80, 1, 64800)
+            .syn()
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    };
+    let mut v6_ef = v6_tcp;
+    v6_ef.tos = 0xb8;
+    cases.push(case("ipv6-traffic-class-tcp", ipv6_tclass, flow(v6_ef, 60, 0x02, vec![])));
+    cases.push(case(
+        "vxlan-inner-dscp-ef",
+        vxlan(&NODE_A, &NODE_B, 50000, 8472, 0x08, 1, &ipv4_ef),
+        vxlan_flow(vxlan_key(v4_ef, 1, &NODE_A, &NODE_B, 50000, 8472), 60, 110, 0),
+    ));
+
     // GSO/GRO super-packets: counts are those of the segments on the wire.
     // BPF_PROG_TEST_RUN takes at most about a page of data, so 4 x 800.
     let mut gso = case(

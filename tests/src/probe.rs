@@ -38,6 +38,7 @@ pub struct Record {
     pub ip_version: u8,
     pub protocol: String,
     pub protocol_number: u8,
+    pub tos: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
     pub src_port: Option<u16>,

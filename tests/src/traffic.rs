@@ -55,11 +55,17 @@ pub fn udp_train(from: &Netns, to_ns: &Netns, to: IpAddr, port: u16, count: u32,
     })
 }
 
-/// `ping -c count -s size` from `from` to `to`; asserts every echo came back.
+/// TOS the pings carry (DSCP EF), so records show it.
+pub const PING_TOS: u8 = 0xb8;
+
+/// `ping -c count -s size -Q 0xb8` from `from` to `to`; asserts every echo
+/// came back.
 pub fn ping(from: &Netns, to: IpAddr, count: u32, size: usize) {
     let out = from.exec(&[
         "ping",
         "-q",
+        "-Q",
+        &PING_TOS.to_string(),
         "-c",
         &count.to_string(),
         "-i",

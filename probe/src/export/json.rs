@@ -27,6 +27,8 @@ pub struct JsonRecord<'a> {
     pub ip_version: u8,
     pub protocol: String,
     pub protocol_number: u8,
+    /// IPv4 TOS or IPv6 traffic class (DSCP and ECN), of the inner packet for VXLAN.
+    pub tos: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +120,7 @@ impl<'a> JsonRecord<'a> {
             ip_version: k.ip_version,
             protocol: protocol_name(k.protocol),
             protocol_number: k.protocol,
+            tos: k.tos,
             src_addr: ip_addr(k.ip_version, &k.src_addr),
             dst_addr: ip_addr(k.ip_version, &k.dst_addr),
             src_port: has_ports.then_some(k.src_port),
