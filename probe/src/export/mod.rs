@@ -1,6 +1,7 @@
 //! Outputs for expired flow records. JSON lines now; IPFIX and `NetFlow`
 //! collectors come as one folder per protocol.
 
+pub mod ipfix;
 pub mod json;
 
 use crate::{clock::WallClock, ifaces::NameCache, record::FlowRecord};

@@ -1,0 +1,174 @@
+//! Packs flow records into IPFIX messages (RFC 7011) of at most `mtu` bytes:
+//! templates first when asked (at start and every refresh on UDP), then data
+//! sets grouped by template.
+
+use super::{
+    fields::Field,
+    template::{Shape, write_template_record},
+};
+use crate::{clock::WallClock, record::FlowRecord};
+
+/// IPFIX version number (RFC 7011 3.1).
+const VERSION: u16 = 10;
+const HEADER_LEN: usize = 16;
+const SET_HEADER_LEN: usize = 4;
+/// Set id of a Template Set (RFC 7011 3.3.2).
+const TEMPLATE_SET_ID: u16 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("mtu {mtu} is too small: an IPFIX message needs at least {min} bytes for the largest template or record")]
+    MtuTooSmall { mtu: usize, min: usize },
+}
+
+/// A shape's template, ready to use.
+struct Layout {
+    shape: Shape,
+    fields: Vec<Field>,
+    record_len: usize,
+    template: Vec<u8>,
+}
+
+/// One exporting process's IPFIX stream to one collector.
+pub struct IpfixEncoder {
+    domain_id: u32,
+    mtu: usize,
+    /// Data records sent so far in this stream, modulo 2^32 (RFC 7011 3.1):
+    /// templates do not count.
+    sequence: u32,
+    layouts: Vec<Layout>,
+}
+
+/// A message under construction.
+struct Message {
+    buf: Vec<u8>,
+    /// The open set: its id and where its header starts.
+    set: Option<(u16, usize)>,
+}
+
+impl Message {
+    fn new(export_secs: u32, sequence: u32, domain_id: u32, mtu: usize) -> Self {
+        let mut buf = Vec::with_capacity(mtu);
+        buf.extend_from_slice(&VERSION.to_be_bytes());
+        buf.extend_from_slice(&[0, 0]); // length, filled by finish()
+        buf.extend_from_slice(&export_secs.to_be_bytes());
+        buf.extend_from_slice(&sequence.to_be_bytes());
+        buf.extend_from_slice(&domain_id.to_be_bytes());
+        Self { buf, set: None }
+    }
+
+    /// Room needed for `len` more bytes in set `set_id`.
+    fn needs(&self, set_id: u16, len: usize) -> usize {
+        match self.set {
+            Some((id, _)) if id == set_id => len,
+            _ => len + SET_HEADER_LEN,
+        }
+    }
+
+    fn append(&mut self, set_id: u16, bytes: impl FnOnce(&mut Vec<u8>)) {
+        if !matches!(self.set, Some((id, _)) if id == set_id) {
+            self.close_set();
+            self.set = Some((set_id, self.buf.len()));
+            self.buf.extend_from_slice(&set_id.to_be_bytes());
+            self.buf.extend_from_slice(&[0, 0]);
+        }
+        bytes(&mut self.buf);
+    }
+
+    fn close_set(&mut self) {
+        if let Some((_, start)) = self.set.take() {
+            let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
+            self.buf[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.len() == HEADER_LEN
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.close_set();
+        let len = u16::try_from(self.buf.len()).unwrap_or(u16::MAX);
+        self.buf[2..4].copy_from_slice(&len.to_be_bytes());
+        self.buf
+    }
+}
+
+impl IpfixEncoder {
+    /// An encoder for observation domain `domain_id` whose messages are at
+    /// most `mtu` bytes.
+    ///
+    /// # Errors
+    /// When `mtu` cannot hold the largest template or record.
+    pub fn new(domain_id: u32, mtu: usize) -> Result<Self, EncodeError> {
+        let layouts: Vec<Layout> = Shape::ALL
+            .iter()
+            .map(|&shape| {
+                let fields = shape.fields();
+                let record_len = fields.iter().map(|f| usize::from(f.width())).sum();
+                let mut template = Vec::new();
+                write_template_record(shape, &mut template);
+                Layout { shape, fields, record_len, template }
+            })
+            .collect();
+        let largest = layouts.iter().map(|l| l.record_len.max(l.template.len())).max().unwrap_or(0);
+        let min = HEADER_LEN + SET_HEADER_LEN + largest;
+        if mtu < min {
+            return Err(EncodeError::MtuTooSmall { mtu, min });
+        }
+        Ok(Self { domain_id, mtu, sequence: 0, layouts })
+    }
+
+    /// Data records encoded so far, modulo 2^32.
+    #[must_use]
+    pub fn sequence(&self) -> u32 {
+        self.sequence
+    }
+
+    fn layout(&self, shape: Shape) -> &Layout {
+        self.layouts.iter().find(|l| l.shape == shape).unwrap_or_else(|| unreachable!("a layout per shape"))
+    }
+
+    /// Encodes `records` into messages, preceded by every template when
+    /// `with_templates`. `export_secs` is the export time (Unix seconds).
+    pub fn encode(
+        &mut self,
+        records: &[FlowRecord],
+        clock: &WallClock,
+        export_secs: u32,
+        with_templates: bool,
+    ) -> Vec<Vec<u8>> {
+        let mut messages = Vec::new();
+        let mut msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
+        if with_templates {
+            for layout in &self.layouts {
+                if msg.buf.len() + msg.needs(TEMPLATE_SET_ID, layout.template.len()) > self.mtu {
+                    messages.push(msg.finish());
+                    msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
+                }
+                msg.append(TEMPLATE_SET_ID, |b| b.extend_from_slice(&layout.template));
+            }
+        }
+        // Grouped by template, so each data set holds as many records as fit.
+        let mut order: Vec<(u16, &FlowRecord)> = records.iter().map(|r| (Shape::of(&r.key).template_id(), r)).collect();
+        order.sort_by_key(|(id, _)| *id);
+        for (set_id, record) in order {
+            let layout = self.layout(Shape::of(&record.key));
+            if msg.buf.len() + msg.needs(set_id, layout.record_len) > self.mtu {
+                messages.push(msg.finish());
+                msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
+            }
+            let fields = &layout.fields;
+            msg.append(set_id, |b| {
+                for f in fields {
+                    f.write(record, clock, b);
+                }
+            });
+            self.sequence = self.sequence.wrapping_add(1);
+        }
+        if !msg.is_empty() {
+            messages.push(msg.finish());
+        }
+        messages
+    }
+}

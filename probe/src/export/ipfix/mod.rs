@@ -1,0 +1,14 @@
+//! IPFIX (RFC 7011) export: information elements, templates per record shape,
+//! and the message encoder. The inner tuple goes in the standard elements;
+//! the VNI and the outer tuple in elements the best collectors decode
+//! (DESIGN.md section 3).
+
+pub mod encoder;
+pub mod fields;
+pub mod template;
+
+pub use encoder::{EncodeError, IpfixEncoder};
+pub use template::Shape;
+
+#[cfg(test)]
+mod tests;
