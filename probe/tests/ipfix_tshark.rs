@@ -1,0 +1,110 @@
+//! IPFIX from the encoder, decoded by Wireshark's cflow dissector (`tshark`):
+//! no malformed packet, and the VNI and outer addresses of every shape
+//! visible among the decoded fields.
+
+use std::{net::Ipv4Addr, process::Command};
+
+use vxflow::{
+    clock::WallClock,
+    export::ipfix::IpfixEncoder,
+    record::{EndReason, FlowRecord},
+};
+use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
+
+fn addr(v: &[u8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..v.len()].copy_from_slice(v);
+    a
+}
+
+const POD_A: [u8; 16] = [0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const NODE6_A: [u8; 16] = [0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+
+fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
+    let mut key = FlowKey {
+        src_addr: if inner_v6 { POD_A } else { addr(&[10, 244, 0, 2]) },
+        dst_addr: if inner_v6 { POD_A } else { addr(&[10, 244, 1, 3]) },
+        src_port: 40000,
+        dst_port: 5201,
+        protocol: 6,
+        ip_version: if inner_v6 { 6 } else { 4 },
+        ifindex: 2,
+        ..FlowKey::default()
+    };
+    if let Some(outer_v6) = outer {
+        key.encap = ENCAP_VXLAN;
+        key.vni = vni;
+        key.outer_ip_version = if outer_v6 { 6 } else { 4 };
+        key.outer_src_addr = if outer_v6 { NODE6_A } else { addr(&[192, 168, 56, 11]) };
+        key.outer_dst_addr = if outer_v6 { NODE6_A } else { addr(&[192, 168, 56, 12]) };
+        key.outer_src_port = 51234;
+        key.outer_dst_port = 8472;
+    }
+    FlowRecord {
+        key,
+        start_ns: 1_000_000_000,
+        end_ns: 2_000_000_000,
+        packets: 10,
+        bytes: 1000,
+        outer_bytes: 0,
+        tcp_flags: 0x12,
+        end_reason: EndReason::IdleTimeout,
+    }
+}
+
+#[test]
+fn tshark_decodes_every_shape_with_vni_and_outer_addresses() {
+    let records = vec![
+        record(false, None, 0),
+        record(true, None, 0),
+        record(false, Some(false), 1),
+        record(true, Some(false), 2),
+        record(false, Some(true), 3),
+        record(true, Some(true), 4),
+    ];
+    let mut enc = IpfixEncoder::new(77, 1400).unwrap();
+    let messages = enc.encode(&records, &WallClock::with_offset_ns(1_767_225_600_000_000_000), 1_767_225_700, true);
+
+    let dir = std::env::temp_dir().join(format!("vxflow-tshark-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("ipfix.pcap");
+    let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+    for m in &messages {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(Ipv4Addr::LOCALHOST.octets(), Ipv4Addr::LOCALHOST.octets(), 64)
+            .udp(50000, 4739)
+            .write(&mut frame, m)
+            .unwrap();
+        let len = u32::try_from(frame.len()).unwrap();
+        w.write_packet(&pcap_file::pcap::PcapPacket::new(std::time::Duration::ZERO, len, &frame)).unwrap();
+    }
+    drop(w);
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-V", "-d", "udp.port==4739,cflow"])
+        .output()
+        .expect("tshark (Debian package tshark, installed by scripts/setup.sh)");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for bad in ["Malformed", "Expert Info (Error", "Expert Info (Warning"] {
+        assert!(!text.contains(bad), "tshark reports {bad}:\n{text}");
+    }
+    for id in 256..=261 {
+        assert!(text.contains(&format!("Template Id: {id}")), "template {id} not decoded");
+    }
+    for want in [
+        "Layer2 Segment Id: 72057594037927937",
+        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1",
+        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 4",
+        "Untunneled IPv4 source address: 192.168.56.11",
+        "Untunneled IPv4 destination address: 192.168.56.12",
+        "Untunneled IPv6 source address: fd00:56::11",
+        "Untunneled IPv4 destination port: 8472",
+        "SrcAddr: 10.244.0.2",
+        "SrcAddr: fd00:244::2",
+        "Observation Domain Id: 77",
+    ] {
+        assert!(text.contains(want), "tshark does not show {want:?}");
+    }
+}
