@@ -1,9 +1,9 @@
 //! Datapath counters, one slot each in a per-CPU array.
 //!
 //! Every packet a program sees lands in exactly one of the buckets
-//! `Accounted`, `Fallback`, `Lost`, `NonIp` or `Malformed`, so
-//! `Seen == Accounted + Fallback + Lost + NonIp + Malformed` holds at all
-//! times; tests rely on it. The remaining counters annotate accounted packets.
+//! `Accounted`, `Fallback`, `Lost`, `NonIp`, `Malformed` or `SelfExport`, so
+//! `Seen` is their sum at all times; tests rely on it. The remaining
+//! counters annotate accounted packets.
 
 /// All counters of one CPU, the single value of the per-CPU counter map: one
 /// lookup per packet serves every counter.
@@ -46,11 +46,13 @@ pub enum Counter {
     VlanTooDeep,
     /// Accounted GSO/GRO super-packets (one per skb, not per segment).
     GsoSkbs,
+    /// Packets of the probe's own export traffic, not accounted.
+    SelfExport,
 }
 
 impl Counter {
     /// Number of counters, the length of the per-CPU array.
-    pub const COUNT: u32 = Counter::GsoSkbs as u32 + 1;
+    pub const COUNT: u32 = Counter::SelfExport as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
@@ -69,6 +71,7 @@ impl Counter {
         Counter::VxlanInnerNotIp,
         Counter::VlanTooDeep,
         Counter::GsoSkbs,
+        Counter::SelfExport,
     ];
 
     /// The annotation counters: they describe accounted packets (by packet,
@@ -101,6 +104,7 @@ impl Counter {
             Counter::VxlanInnerNotIp => "vxlan_inner_not_ip_packets",
             Counter::VlanTooDeep => "vlan_too_deep_packets",
             Counter::GsoSkbs => "gso_skbs",
+            Counter::SelfExport => "self_export_packets",
         }
     }
 }

@@ -102,3 +102,19 @@ pub struct FallbackRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 144);
+
+/// The exporter's own socket, as a flow tuple: packets matching it (either
+/// orientation, inner tuple for VXLAN) are the probe's own export traffic and
+/// are not accounted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ExportTuple {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<ExportTuple>() == 40);

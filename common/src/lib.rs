@@ -12,7 +12,7 @@ pub mod flow;
 pub mod user;
 
 pub use counter::{Counter, Counters};
-pub use flow::{FallbackRecord, FlowKey, FlowStats};
+pub use flow::{ExportTuple, FallbackRecord, FlowKey, FlowStats};
 
 /// Name of the one-slot `ARRAY_OF_MAPS` whose slot 0 holds the flow map the
 /// datapath currently writes.
@@ -25,6 +25,10 @@ pub const MAP_FALLBACK: &str = "FALLBACK";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).
 pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
+/// Bitmap of the exporter's local ports (same layout), a cheap prefilter.
+pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
+/// The exporter's own sockets, as [`ExportTuple`]s in both orientations.
+pub const MAP_EXPORT_TUPLES: &str = "EXPORT_TUPLES";
 
 /// Number of `u64` words in the VXLAN port bitmap: one bit per UDP port.
 pub const VXLAN_PORT_WORDS: u32 = 65536 / 64;

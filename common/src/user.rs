@@ -1,6 +1,6 @@
 //! Userspace-only glue: `aya::Pod` for the shared structs.
 
-use crate::{FallbackRecord, FlowKey, FlowStats};
+use crate::{ExportTuple, FallbackRecord, FlowKey, FlowStats};
 
 // SAFETY: plain `#[repr(C)]` data with explicit padding; every bit pattern is
 // a valid value.
@@ -9,3 +9,5 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FallbackRecord {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ExportTuple {}

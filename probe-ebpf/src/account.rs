@@ -5,10 +5,10 @@
 use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::TcContext};
-use vxflow_common::{Counter, Counters, FlowKey, FlowStats};
+use vxflow_common::{Counter, Counters, ExportTuple, FlowKey, FlowStats, vxlan_port_slot};
 
 use crate::{
-    maps::{COUNTERS, FALLBACK, FLOW_GEN, SCRATCH},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH},
     parse::{NoFlow, Parsed, parse},
 };
 
@@ -45,6 +45,10 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         ..FlowKey::default()
     };
     match parse(ctx, key, &mut scratch.stash) {
+        Ok(parsed) if is_own_export(key) => {
+            tally.add(Counter::SelfExport, parsed.packets);
+            tally.add(Counter::Seen, parsed.packets);
+        }
         Ok(parsed) => account(key, &parsed, &mut tally),
         Err(no_flow) => {
             // SAFETY: as above.
@@ -61,6 +65,31 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             tally.add(Counter::Seen, segs);
         }
     }
+}
+
+/// Whether the packet belongs to one of the exporter's own sockets: the
+/// port bitmap rules out almost every packet before the exact lookup.
+#[inline(always)]
+fn is_own_export(key: &FlowKey) -> bool {
+    if key.protocol != 6 && key.protocol != 17 {
+        return false;
+    }
+    let marked = |port: u16| {
+        let (word, bit) = vxlan_port_slot(port);
+        EXPORT_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+    };
+    if !marked(key.src_port) && !marked(key.dst_port) {
+        return false;
+    }
+    let tuple = ExportTuple {
+        src_addr: key.src_addr,
+        dst_addr: key.dst_addr,
+        src_port: key.src_port,
+        dst_port: key.dst_port,
+        protocol: key.protocol,
+        _pad: [0; 3],
+    };
+    EXPORT_TUPLES.get_ptr(tuple).is_some()
 }
 
 #[inline(always)]

@@ -5,7 +5,7 @@ use aya_ebpf::{
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use vxflow_common::{Counters, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
+use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
 
 use crate::parse::Stash;
 
@@ -53,6 +53,15 @@ pub struct Scratch {
 
 #[btf_map]
 pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+
+/// One bit per local port of the exporter's sockets: a packet with neither
+/// port set here is not export traffic, without a hash lookup.
+#[btf_map]
+pub static EXPORT_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
+
+/// The exporter's sockets (both orientations); few entries.
+#[btf_map]
+pub static EXPORT_TUPLES: HashMap<ExportTuple, u8, 64> = HashMap::new();
 
 /// One bit per UDP destination port to parse as VXLAN. An array rather than a
 /// hash so the verifier inlines the lookup; userspace can change it live.

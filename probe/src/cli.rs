@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config::Overrides, loader::AttachPreference};
+use crate::{config::Overrides, export::collector::CollectorSection, loader::AttachPreference};
 
 /// vxflow: a NetFlow/IPFIX exporter probe that accounts flows in TC eBPF,
 /// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).
@@ -69,6 +69,16 @@ pub struct RunArgs {
     /// or auto [default: auto, TCX where the kernel has it].
     #[arg(long, value_name = "MODE")]
     pub attach_mode: Option<AttachPreference>,
+    /// Send records to a collector; repeat for several. SCHEME is ipfix,
+    /// ipfix+tcp, netflow9 or netflow5, e.g. ipfix://10.0.0.5:4739 or
+    /// netflow9://[2001:db8::5]:2055. Adds to the config file's collectors.
+    #[arg(long = "collector", value_name = "SCHEME://HOST:PORT")]
+    #[expect(clippy::doc_markdown, reason = "clap prints this as --help text, where backticks would show")]
+    pub collectors: Vec<CollectorSection>,
+    /// Also write JSON lines to FILE, or to stdout with "-" (the default when
+    /// no collector is configured).
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
 }
 
 impl RunArgs {
@@ -84,6 +94,8 @@ impl RunArgs {
             poll_interval: self.poll_interval,
             flow_map_entries: self.flow_map_entries,
             attach_mode: self.attach_mode,
+            collectors: self.collectors.clone(),
+            json: self.json.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     cache::CacheConfig,
+    export::collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
     loader::{AttachPreference, LoadOptions},
 };
 
@@ -37,6 +38,27 @@ pub struct FileConfig {
     pub cache: CacheSection,
     #[serde(default)]
     pub kernel: KernelSection,
+    #[serde(default)]
+    pub export: ExportSection,
+    /// `[[collector]]` tables.
+    #[serde(default, rename = "collector")]
+    pub collectors: Vec<CollectorSection>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    /// IPFIX observation domain id / NetFlow v9 source id; unique per node.
+    pub observation_domain_id: Option<u32>,
+    /// Where JSON lines go: a file path, or "-" for stdout.
+    pub json: Option<String>,
+}
+
+/// Where JSON lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonTarget {
+    Stdout,
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -73,6 +95,9 @@ pub struct Overrides {
     pub poll_interval: Option<Duration>,
     pub flow_map_entries: Option<u32>,
     pub attach_mode: Option<AttachPreference>,
+    /// Added to the file's collectors.
+    pub collectors: Vec<CollectorSection>,
+    pub json: Option<String>,
 }
 
 /// Validated settings.
@@ -82,6 +107,10 @@ pub struct RuntimeConfig {
     pub poll_interval: Duration,
     pub cache: CacheConfig,
     pub load: LoadOptions,
+    pub collectors: Vec<Collector>,
+    pub observation_domain_id: u32,
+    /// JSON lines output: stdout when no collector is configured, unless set.
+    pub json: Option<JsonTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +127,8 @@ pub enum ConfigError {
     NoInterfaces,
     #[error("{key} = {value}: {why}")]
     Invalid { key: &'static str, value: String, why: &'static str },
+    #[error(transparent)]
+    Collector(#[from] CollectorError),
 }
 
 impl FileConfig {
@@ -145,7 +176,27 @@ impl FileConfig {
             vxlan_ports,
             attach: o.attach_mode.or(self.kernel.attach_mode).unwrap_or_default(),
         };
-        let config = RuntimeConfig { interfaces, poll_interval, cache, load };
+        let collectors = self
+            .collectors
+            .iter()
+            .chain(&o.collectors)
+            .map(CollectorSection::resolve)
+            .collect::<Result<Vec<_>, _>>()?;
+        let json = match o.json.clone().or(self.export.json) {
+            Some(t) if t == "-" => Some(JsonTarget::Stdout),
+            Some(path) => Some(JsonTarget::File(path.into())),
+            None if collectors.is_empty() => Some(JsonTarget::Stdout),
+            None => None,
+        };
+        let config = RuntimeConfig {
+            interfaces,
+            poll_interval,
+            cache,
+            load,
+            collectors,
+            observation_domain_id: self.export.observation_domain_id.unwrap_or_else(default_observation_domain),
+            json,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -251,6 +302,25 @@ mod tests {
             let err = FileConfig::parse(text).unwrap().resolve(&Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn collectors_come_from_file_and_flags_and_decide_json() {
+        let file = FileConfig::parse(
+            "interfaces = [\"eth0\"]\n[[collector]]\naddress = \"127.0.0.1:4739\"\nprotocol = \"ipfix\"\nmtu = 1200\n",
+        )
+        .unwrap();
+        let o = Overrides { collectors: vec!["netflow5://127.0.0.1:2055".parse().unwrap()], ..Overrides::default() };
+        let c = file.resolve(&o).unwrap();
+        assert_eq!(c.collectors.len(), 2);
+        assert_eq!(c.collectors[0].mtu, 1200);
+        assert_eq!(c.json, None, "collectors configured: no JSON unless asked");
+        let c = FileConfig::parse("interfaces = [\"eth0\"]").unwrap().resolve(&Overrides::default()).unwrap();
+        assert_eq!(c.json, Some(JsonTarget::Stdout), "no collector: JSON on stdout");
+        let err =
+            FileConfig::parse("interfaces = [\"eth0\"]\n[[collector]]\naddress = \"x:1\"\nprotocol = \"sflow\"\n")
+                .unwrap_err();
+        assert!(err.contains("sflow") && err.contains("line 4"), "{err}");
     }
 
     #[test]

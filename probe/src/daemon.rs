@@ -111,10 +111,9 @@ impl<S: DeltaSource> Pipeline<'_, S> {
         }
     }
 
+    /// Hands this cycle's records to every output; called even with none,
+    /// so UDP collectors get their template refresh on time.
     fn export(&mut self) -> Result<(), DaemonError> {
-        if self.records.is_empty() {
-            return Ok(());
-        }
         let mut ctx = ExportContext { clock: WallClock::now(), names: &mut self.names };
         let result = self.sink.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();
@@ -140,6 +139,8 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let (mut datapath, maps) = loader::load_and_attach(&config.load, &config.interfaces)?;
+    // Before the first export: the probe's own export traffic is not a flow.
+    datapath.exclude_own_sockets(&sink.own_sockets())?;
     let memory = maps.generation_memory();
     tracing::info!(
         interfaces = ?config.interfaces,
@@ -185,6 +186,7 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
     datapath.detach_all();
     let finished = pipeline.finish();
     log_summary(&pipeline.source.counters().unwrap_or_default(), &pipeline.totals, &pipeline.cache);
+    pipeline.sink.log_stats();
     outcome.and(finished).map(|()| pipeline.totals)
 }
 
@@ -209,6 +211,7 @@ fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         vxlan_invalid_packets = c.get(Counter::VxlanInvalid),
         vxlan_inner_not_ip_packets = c.get(Counter::VxlanInnerNotIp),
         vlan_too_deep_packets = c.get(Counter::VlanTooDeep),
+        self_export_packets = c.get(Counter::SelfExport),
         gso_skbs = c.get(Counter::GsoSkbs),
         drains = t.drains,
         drain_errors = t.drain_errors,

@@ -14,7 +14,10 @@ use aya::{
     },
     util::KernelVersion,
 };
-use vxflow_common::{FlowKey, FlowStats, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot};
+use vxflow_common::{
+    ExportTuple, FlowKey, FlowStats, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS,
+    VXLAN_PORT_WORDS, vxlan_port_slot,
+};
 
 use crate::{drain::kernel::KernelMaps, ebpf_object::EBPF_OBJECT};
 
@@ -240,6 +243,47 @@ impl Datapath {
         }
     }
 
+    /// Leaves traffic of the exporter's own sockets out of accounting: each
+    /// socket's tuple in both orientations, and its local port in the bitmap
+    /// the datapath checks first.
+    ///
+    /// # Errors
+    /// When the maps cannot be written (more than 32 sockets).
+    pub fn exclude_own_sockets(&mut self, sockets: &[crate::export::OwnSocket]) -> Result<(), LoadError> {
+        let name = MAP_EXPORT_TUPLES;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut tuples: HashMap<&mut MapData, ExportTuple, u8> =
+            HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        let mut ports = Vec::new();
+        for s in sockets {
+            let (local, remote) = (addr16(s.local.ip()), addr16(s.remote.ip()));
+            let out = ExportTuple {
+                src_addr: local,
+                dst_addr: remote,
+                src_port: s.local.port(),
+                dst_port: s.remote.port(),
+                protocol: s.protocol,
+                _pad: [0; 3],
+            };
+            let back = ExportTuple {
+                src_addr: remote,
+                dst_addr: local,
+                src_port: s.remote.port(),
+                dst_port: s.local.port(),
+                ..out
+            };
+            for t in [out, back] {
+                tuples.insert(t, 1, 0).map_err(|source| LoadError::Map { name, source })?;
+            }
+            ports.push(s.local.port());
+        }
+        set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
+        if !sockets.is_empty() {
+            tracing::debug!(sockets = sockets.len(), "own export traffic excluded from accounting");
+        }
+        Ok(())
+    }
+
     /// The interfaces programs are attached to.
     #[must_use]
     pub fn interfaces(&self) -> Vec<String> {
@@ -286,9 +330,25 @@ impl Drop for Datapath {
     }
 }
 
+/// An address as the datapath stores it: IPv4 in the first four bytes.
+fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&v4.octets());
+            a
+        }
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
 /// Writes the VXLAN port bitmap.
 fn set_vxlan_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
-    let name = MAP_VXLAN_PORTS;
+    set_port_bitmap(ebpf, MAP_VXLAN_PORTS, ports)
+}
+
+/// Writes a one-bit-per-port bitmap map.
+fn set_port_bitmap(ebpf: &mut Ebpf, name: &'static str, ports: &[u16]) -> Result<(), LoadError> {
     let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
     let mut bitmap: Array<&mut MapData, u64> =
         Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;

@@ -8,7 +8,6 @@ use tracing_subscriber::EnvFilter;
 use vxflow::{
     cli::{Cli, Command},
     config::{FileConfig, Overrides},
-    export::json::JsonLines,
 };
 
 fn main() -> ExitCode {
@@ -45,8 +44,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let mut sink = JsonLines::stdout();
-            runtime.block_on(vxflow::daemon::run(config, &mut sink))?;
+            let mut sinks = vxflow::export::open_sinks(&config)?;
+            runtime.block_on(vxflow::daemon::run(config, &mut sinks))?;
             Ok(())
         }
     }

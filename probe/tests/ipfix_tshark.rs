@@ -74,7 +74,7 @@ fn tshark_decodes_every_shape_with_vni_and_outer_addresses() {
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(Ipv4Addr::LOCALHOST.octets(), Ipv4Addr::LOCALHOST.octets(), 64)
             .udp(50000, 4739)
-            .write(&mut frame, m)
+            .write(&mut frame, &m.bytes)
             .unwrap();
         let len = u32::try_from(frame.len()).unwrap();
         w.write_packet(&pcap_file::pcap::PcapPacket::new(std::time::Duration::ZERO, len, &frame)).unwrap();

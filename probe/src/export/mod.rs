@@ -1,10 +1,17 @@
 //! Outputs for expired flow records. JSON lines now; IPFIX and `NetFlow`
 //! collectors come as one folder per protocol.
 
+pub mod collector;
 pub mod ipfix;
 pub mod json;
+pub mod udp;
 
-use crate::{clock::WallClock, ifaces::NameCache, record::FlowRecord};
+use crate::{
+    clock::WallClock,
+    config::{JsonTarget, RuntimeConfig},
+    ifaces::NameCache,
+    record::FlowRecord,
+};
 
 /// What every output needs besides the records: wall-clock conversion and
 /// interface names.
@@ -15,9 +22,112 @@ pub struct ExportContext<'a> {
 
 /// A destination for flow records.
 pub trait RecordSink {
-    /// Writes a batch of records.
+    /// Writes a batch of records, possibly empty (a chance to refresh
+    /// templates).
     ///
     /// # Errors
     /// When the destination fails; the caller reports it and goes on.
     fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()>;
+
+    /// Logs what this sink did, at shutdown.
+    fn log_stats(&self) {}
+
+    /// The sockets this sink sends from, so the datapath leaves the probe's
+    /// own export traffic out.
+    fn own_sockets(&self) -> Vec<OwnSocket> {
+        Vec::new()
+    }
+}
+
+/// A socket of the exporter: protocol number and both ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnSocket {
+    pub protocol: u8,
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+}
+
+/// Every sink gets every record; one failing does not stop the others.
+#[derive(Default)]
+pub struct Fanout {
+    sinks: Vec<Box<dyn RecordSink>>,
+}
+
+impl Fanout {
+    pub fn push(&mut self, sink: Box<dyn RecordSink>) {
+        self.sinks.push(sink);
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sinks.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+}
+
+impl RecordSink for Fanout {
+    fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()> {
+        let mut first_error = None;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.write(records, ctx) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn log_stats(&self) {
+        for sink in &self.sinks {
+            sink.log_stats();
+        }
+    }
+
+    fn own_sockets(&self) -> Vec<OwnSocket> {
+        self.sinks.iter().flat_map(|s| s.own_sockets()).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("opening JSON output {path}")]
+    Json {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] udp::SinkError),
+    #[error("collector {0}: this protocol or transport is not implemented yet; use ipfix:// (IPFIX over UDP)")]
+    NotYet(String),
+}
+
+/// Opens every output the configuration names.
+///
+/// # Errors
+/// When an output cannot be opened.
+pub fn open_sinks(config: &RuntimeConfig) -> Result<Fanout, OpenError> {
+    let mut fanout = Fanout::default();
+    match &config.json {
+        Some(JsonTarget::Stdout) => fanout.push(Box::new(json::JsonLines::stdout())),
+        Some(JsonTarget::File(path)) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| OpenError::Json { path: path.display().to_string(), source })?;
+            fanout.push(Box::new(json::JsonLines::new(file)));
+        }
+        None => {}
+    }
+    for c in &config.collectors {
+        if c.protocol != collector::Protocol::Ipfix || c.transport != collector::Transport::Udp {
+            return Err(OpenError::NotYet(c.name.clone()));
+        }
+        fanout.push(Box::new(udp::UdpIpfixSink::new(c.clone(), config.observation_domain_id)?));
+    }
+    Ok(fanout)
 }

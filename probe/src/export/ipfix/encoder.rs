@@ -39,11 +39,23 @@ pub struct IpfixEncoder {
     layouts: Vec<Layout>,
 }
 
+/// An encoded message and the data records in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Data records in the message (templates do not count).
+    pub records: u32,
+    /// Whether the message carries templates.
+    pub templates: bool,
+}
+
 /// A message under construction.
 struct Message {
     buf: Vec<u8>,
     /// The open set: its id and where its header starts.
     set: Option<(u16, usize)>,
+    records: u32,
+    templates: bool,
 }
 
 impl Message {
@@ -54,7 +66,7 @@ impl Message {
         buf.extend_from_slice(&export_secs.to_be_bytes());
         buf.extend_from_slice(&sequence.to_be_bytes());
         buf.extend_from_slice(&domain_id.to_be_bytes());
-        Self { buf, set: None }
+        Self { buf, set: None, records: 0, templates: false }
     }
 
     /// Room needed for `len` more bytes in set `set_id`.
@@ -86,11 +98,11 @@ impl Message {
         self.buf.len() == HEADER_LEN
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    fn finish(mut self) -> Encoded {
         self.close_set();
         let len = u16::try_from(self.buf.len()).unwrap_or(u16::MAX);
         self.buf[2..4].copy_from_slice(&len.to_be_bytes());
-        self.buf
+        Encoded { bytes: self.buf, records: self.records, templates: self.templates }
     }
 }
 
@@ -137,7 +149,7 @@ impl IpfixEncoder {
         clock: &WallClock,
         export_secs: u32,
         with_templates: bool,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<Encoded> {
         let mut messages = Vec::new();
         let mut msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
         if with_templates {
@@ -147,6 +159,7 @@ impl IpfixEncoder {
                     msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
                 }
                 msg.append(TEMPLATE_SET_ID, |b| b.extend_from_slice(&layout.template));
+                msg.templates = true;
             }
         }
         // Grouped by template, so each data set holds as many records as fit.
@@ -164,6 +177,7 @@ impl IpfixEncoder {
                     f.write(record, clock, b);
                 }
             });
+            msg.records += 1;
             self.sequence = self.sequence.wrapping_add(1);
         }
         if !msg.is_empty() {

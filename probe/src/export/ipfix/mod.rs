@@ -7,7 +7,7 @@ pub mod encoder;
 pub mod fields;
 pub mod template;
 
-pub use encoder::{EncodeError, IpfixEncoder};
+pub use encoder::{EncodeError, Encoded, IpfixEncoder};
 pub use template::Shape;
 
 #[cfg(test)]

@@ -128,11 +128,11 @@ fn expected(r: &FlowRecord) -> Vec<(u16, Option<u32>, Vec<u8>)> {
 type Decoded = Vec<(IpfixField, Vec<u8>)>;
 
 /// Every message decoded, and each data record.
-fn decode(messages: &[Vec<u8>]) -> (Vec<IPFix>, Vec<Decoded>) {
+fn decode(messages: &[super::Encoded]) -> (Vec<IPFix>, Vec<Decoded>) {
     let mut parser = NetflowParser::default();
     let (mut headers, mut records) = (Vec::new(), Vec::new());
     for m in messages {
-        let result = parser.parse_bytes(m);
+        let result = parser.parse_bytes(&m.bytes);
         assert!(result.error.is_none(), "netflow_parser rejected a message: {:?}", result.error);
         for packet in result.packets {
             let NetflowPacket::IPFix(ipfix) = packet else { panic!("not IPFIX: {packet:?}") };
@@ -217,9 +217,12 @@ fn messages_fit_the_mtu_and_sequence_numbers_count_data_records() {
     messages.extend(enc.encode(&records[400..], &CLOCK, 2, false));
     assert_eq!(enc.sequence(), 1000);
     for m in &messages {
-        assert!(m.len() <= 1400, "message of {} bytes", m.len());
-        assert_eq!(usize::from(u16::from_be_bytes([m[2], m[3]])), m.len());
+        let b = &m.bytes;
+        assert!(b.len() <= 1400, "message of {} bytes", b.len());
+        assert_eq!(usize::from(u16::from_be_bytes([b[2], b[3]])), b.len());
     }
+    assert_eq!(messages.iter().map(|m| m.records).sum::<u32>(), 1000, "record counts per message add up");
+    assert!(messages[0].templates && messages[1..].iter().all(|m| !m.templates));
     let (headers, decoded) = decode(&messages);
     assert_eq!(decoded.len(), 1000);
     // Each header's sequence is the data records sent before it.

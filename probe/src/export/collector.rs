@@ -1,0 +1,205 @@
+//! Who gets the records: a collector's address, protocol, transport and
+//! message sizing, from the config file (`[[collector]]`) or the command line
+//! (`--collector ipfix://HOST:PORT`), validated.
+
+use std::{
+    fmt,
+    net::{SocketAddr, ToSocketAddrs as _},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Export protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IPFIX, RFC 7011.
+    Ipfix,
+    /// NetFlow version 9, RFC 3954.
+    Netflow9,
+    /// NetFlow version 5.
+    Netflow5,
+}
+
+/// Transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    /// IPFIX only (RFC 7011 10.4).
+    Tcp,
+}
+
+/// Default interval between template retransmissions on UDP.
+pub const DEFAULT_TEMPLATE_REFRESH: Duration = Duration::from_mins(1);
+/// Default largest message: fits a 1450-byte overlay MTU with room to spare.
+pub const DEFAULT_MTU: usize = 1400;
+/// Smallest message size accepted (the largest template must fit).
+pub const MIN_MTU: usize = 512;
+
+/// A `[[collector]]` table as written.
+#[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// `host:port`; IPv6 as `[addr]:port`.
+    pub address: String,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default, with = "humantime_serde")]
+    pub template_refresh: Option<Duration>,
+    pub mtu: Option<usize>,
+}
+
+/// A validated collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collector {
+    /// As the operator wrote it, for logs.
+    pub name: String,
+    pub address: SocketAddr,
+    pub protocol: Protocol,
+    pub transport: Transport,
+    pub template_refresh: Duration,
+    pub mtu: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CollectorError {
+    #[error("collector {0:?}: expected SCHEME://HOST:PORT with SCHEME one of ipfix, ipfix+tcp, netflow9, netflow5")]
+    Url(String),
+    #[error("collector {address:?}: cannot resolve it to an address ({why})")]
+    Resolve { address: String, why: String },
+    #[error("collector {address:?}: transport tcp is for IPFIX only (NetFlow v5 and v9 are UDP)")]
+    TcpNotIpfix { address: String },
+    #[error("collector {address:?}: mtu {mtu} is out of range {MIN_MTU}..=65535")]
+    Mtu { address: String, mtu: usize },
+    #[error("collector {address:?}: template_refresh must be longer than zero")]
+    Refresh { address: String },
+}
+
+impl CollectorSection {
+    /// Validates and resolves the address.
+    ///
+    /// # Errors
+    /// A message naming the collector and the bad setting.
+    pub fn resolve(&self) -> Result<Collector, CollectorError> {
+        let address = self.address.clone();
+        if self.transport == Transport::Tcp && self.protocol != Protocol::Ipfix {
+            return Err(CollectorError::TcpNotIpfix { address });
+        }
+        let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
+        if !(MIN_MTU..=65535).contains(&mtu) {
+            return Err(CollectorError::Mtu { address, mtu });
+        }
+        let template_refresh = self.template_refresh.unwrap_or(DEFAULT_TEMPLATE_REFRESH);
+        if template_refresh.is_zero() {
+            return Err(CollectorError::Refresh { address });
+        }
+        let resolved = self
+            .address
+            .to_socket_addrs()
+            .map_err(|e| CollectorError::Resolve { address: address.clone(), why: e.to_string() })?
+            .next()
+            .ok_or_else(|| CollectorError::Resolve { address: address.clone(), why: "no address".into() })?;
+        Ok(Collector {
+            name: format!("{}://{}", self.scheme(), self.address),
+            address: resolved,
+            protocol: self.protocol,
+            transport: self.transport,
+            template_refresh,
+            mtu,
+        })
+    }
+
+    fn scheme(&self) -> &'static str {
+        match (self.protocol, self.transport) {
+            (Protocol::Ipfix, Transport::Udp) => "ipfix",
+            (Protocol::Ipfix, Transport::Tcp) => "ipfix+tcp",
+            (Protocol::Netflow9, _) => "netflow9",
+            (Protocol::Netflow5, _) => "netflow5",
+        }
+    }
+}
+
+/// `--collector SCHEME://HOST:PORT`.
+impl FromStr for CollectorSection {
+    type Err = CollectorError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let (scheme, address) = url.split_once("://").ok_or_else(|| CollectorError::Url(url.into()))?;
+        let (protocol, transport) = match scheme {
+            "ipfix" => (Protocol::Ipfix, Transport::Udp),
+            "ipfix+tcp" => (Protocol::Ipfix, Transport::Tcp),
+            "netflow9" => (Protocol::Netflow9, Transport::Udp),
+            "netflow5" => (Protocol::Netflow5, Transport::Udp),
+            _ => return Err(CollectorError::Url(url.into())),
+        };
+        if address.is_empty() || !address.contains(':') {
+            return Err(CollectorError::Url(url.into()));
+        }
+        Ok(Self {
+            address: address.trim_end_matches('/').to_owned(),
+            protocol,
+            transport,
+            template_refresh: None,
+            mtu: None,
+        })
+    }
+}
+
+impl fmt::Display for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// An observation domain id that is stable for this host: FNV-1a of
+/// /etc/machine-id (systemd's stable host id), else of the hostname.
+#[must_use]
+pub fn default_observation_domain() -> u32 {
+    let seed = std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    fnv1a(seed.trim().as_bytes())
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_to_protocol_and_transport() {
+        let c: CollectorSection = "ipfix+tcp://127.0.0.1:4739".parse().unwrap();
+        assert_eq!((c.protocol, c.transport, c.address.as_str()), (Protocol::Ipfix, Transport::Tcp, "127.0.0.1:4739"));
+        let c: CollectorSection = "netflow9://[::1]:2055".parse().unwrap();
+        assert_eq!(c.resolve().unwrap().address, "[::1]:2055".parse().unwrap());
+        for bad in ["127.0.0.1:4739", "sflow://a:1", "ipfix://", "ipfix://host"] {
+            assert!(bad.parse::<CollectorSection>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_collectors_name_the_problem() {
+        let tcp_v9 = CollectorSection { transport: Transport::Tcp, ..("netflow9://127.0.0.1:2055".parse().unwrap()) };
+        assert!(matches!(tcp_v9.resolve(), Err(CollectorError::TcpNotIpfix { .. })));
+        let small = CollectorSection { mtu: Some(100), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
+        assert!(matches!(small.resolve(), Err(CollectorError::Mtu { .. })));
+        let nowhere: CollectorSection = "ipfix://no-such-host.invalid:4739".parse().unwrap();
+        assert!(matches!(nowhere.resolve(), Err(CollectorError::Resolve { .. })));
+    }
+
+    #[test]
+    fn observation_domain_is_stable() {
+        assert_eq!(default_observation_domain(), default_observation_domain());
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c, "FNV-1a test vector");
+    }
+}

@@ -1,0 +1,153 @@
+//! Sending IPFIX over UDP to one collector: one socket with a fixed source
+//! port, templates at start and every `template_refresh`, and a count of
+//! every record that could not be sent. A dead collector costs a failed
+//! non-blocking send, never a stall.
+
+use std::{
+    io,
+    net::{SocketAddr, UdpSocket},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use super::{
+    ExportContext, RecordSink,
+    collector::Collector,
+    ipfix::{EncodeError, IpfixEncoder},
+};
+use crate::record::FlowRecord;
+
+/// How often a failing collector is logged, at most.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_mins(1);
+
+/// What a collector sink did, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SinkStats {
+    pub records_sent: u64,
+    /// Records in messages the socket refused (collector unreachable, ...).
+    pub records_failed: u64,
+    pub messages_sent: u64,
+    pub send_errors: u64,
+}
+
+pub struct UdpIpfixSink {
+    collector: Collector,
+    socket: UdpSocket,
+    encoder: IpfixEncoder,
+    templates_sent: Option<Instant>,
+    stats: SinkStats,
+    last_error_log: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("collector {collector}: opening a UDP socket")]
+    Socket {
+        collector: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("collector {collector}")]
+    Encoder {
+        collector: String,
+        #[source]
+        source: EncodeError,
+    },
+}
+
+impl UdpIpfixSink {
+    /// Opens the socket (its source port stays for the process's life).
+    ///
+    /// # Errors
+    /// When no socket can be opened or the MTU is too small.
+    pub fn new(collector: Collector, domain_id: u32) -> Result<Self, SinkError> {
+        let socket_err = |source| SinkError::Socket { collector: collector.name.clone(), source };
+        let local: SocketAddr = if collector.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .unwrap_or_else(|_| unreachable!("literal addresses"));
+        let socket = UdpSocket::bind(local).map_err(socket_err)?;
+        // Connected, so ICMP unreachable from the collector surfaces as an
+        // error on a later send instead of vanishing.
+        socket.connect(collector.address).map_err(socket_err)?;
+        socket.set_nonblocking(true).map_err(socket_err)?;
+        let encoder = IpfixEncoder::new(domain_id, collector.mtu)
+            .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?;
+        tracing::info!(
+            collector = %collector,
+            source = %socket.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
+            domain_id,
+            "exporting"
+        );
+        Ok(Self { collector, socket, encoder, templates_sent: None, stats: SinkStats::default(), last_error_log: None })
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> SinkStats {
+        self.stats
+    }
+
+    #[must_use]
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+}
+
+impl RecordSink for UdpIpfixSink {
+    /// Never fails: what cannot be sent is counted and logged.
+    fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> io::Result<()> {
+        let now = Instant::now();
+        let with_templates =
+            self.templates_sent.is_none_or(|t| now.duration_since(t) >= self.collector.template_refresh);
+        if records.is_empty() && !with_templates {
+            return Ok(());
+        }
+        let export_secs =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let messages = self.encoder.encode(records, &ctx.clock, export_secs, with_templates);
+        let mut templates_ok = true;
+        for m in &messages {
+            match self.socket.send(&m.bytes) {
+                Ok(_) => {
+                    self.stats.messages_sent += 1;
+                    self.stats.records_sent += u64::from(m.records);
+                }
+                Err(error) => {
+                    self.stats.send_errors += 1;
+                    self.stats.records_failed += u64::from(m.records);
+                    templates_ok &= !m.templates;
+                    if self.last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
+                        self.last_error_log = Some(now);
+                        tracing::warn!(
+                            collector = %self.collector,
+                            %error,
+                            records_failed = self.stats.records_failed,
+                            "cannot send to collector; records are counted as not sent"
+                        );
+                    }
+                }
+            }
+        }
+        if with_templates && templates_ok {
+            self.templates_sent = Some(now);
+        }
+        Ok(())
+    }
+
+    fn own_sockets(&self) -> Vec<super::OwnSocket> {
+        match (self.socket.local_addr(), self.socket.peer_addr()) {
+            (Ok(local), Ok(remote)) => vec![super::OwnSocket { protocol: 17, local, remote }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn log_stats(&self) {
+        let s = self.stats;
+        tracing::info!(
+            collector = %self.collector,
+            records_sent = s.records_sent,
+            records_failed = s.records_failed,
+            messages_sent = s.messages_sent,
+            send_errors = s.send_errors,
+            "export totals"
+        );
+    }
+}
