@@ -11,6 +11,7 @@
 )]
 
 pub mod cmd;
+pub mod collectors;
 pub mod netns;
 pub mod packets;
 pub mod pcap;
