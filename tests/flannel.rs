@@ -367,19 +367,15 @@ fn clsact_filters_left_by_a_killed_run_are_replaced() {
     assert_eq!(vxflow_filters(&topo), (0, 0), "filters left after a clean exit");
 }
 
-/// IPFIX to nfcapd beside JSON on stdout: the JSON records are exact against
+/// Export to nfcapd beside JSON on stdout: the JSON records are exact against
 /// eth0 (as in every run), nfdump shows exactly the same flows with the inner
 /// pod tuples and counts, and nfcapd saw no sequence failure.
-#[test]
-fn ipfix_to_nfcapd_shows_the_same_flows_as_json() {
+fn export_to_nfcapd(tag: &'static str, collector: &'static [&'static str]) {
     require_root();
-    let topo = Flannel::build(&unique_prefix("nfcapd"), Options::default());
+    let topo = Flannel::build(&unique_prefix(tag), Options::default());
     topo.set_offloads(Offloads::On);
     let nfcapd = Nfcapd::start(&topo.nodes[0].ns, 9995);
-    let run = Run {
-        extra: &["--collector", "ipfix://127.0.0.1:9995", "--json", "-"],
-        ..Run::new("nfcapd", Options::default(), Offloads::On)
-    };
+    let run = Run { extra: collector, ..Run::new(tag, Options::default(), Offloads::On) };
     let done = measure(&topo, &run);
     let collected = nfcapd.stop();
     assert_eq!(collected.sequence_failures, 0);
@@ -407,4 +403,14 @@ fn ipfix_to_nfcapd_shows_the_same_flows_as_json() {
     from_nfdump.sort();
     assert_eq!(from_nfdump, from_json, "nfdump and the JSON records disagree");
     assert!(from_nfdump.iter().any(|f| f.protocol == "TCP" && f.dst_port == 5201), "the iperf3 flow is missing");
+}
+
+#[test]
+fn ipfix_to_nfcapd_shows_the_same_flows_as_json() {
+    export_to_nfcapd("nfipfix", &["--collector", "ipfix://127.0.0.1:9995", "--json", "-"]);
+}
+
+#[test]
+fn netflow9_to_nfcapd_shows_the_same_flows_as_json() {
+    export_to_nfcapd("nfv9", &["--collector", "netflow9://127.0.0.1:9995", "--json", "-"]);
 }

@@ -2,8 +2,14 @@
 //! collectors come as one folder per protocol.
 
 pub mod collector;
+pub mod fields;
 pub mod ipfix;
 pub mod json;
+pub mod message;
+pub mod netflow9;
+pub mod shape;
+#[cfg(test)]
+mod testing;
 pub mod udp;
 
 use crate::{
@@ -101,7 +107,7 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Sink(#[from] udp::SinkError),
-    #[error("collector {0}: this protocol or transport is not implemented yet; use ipfix:// (IPFIX over UDP)")]
+    #[error("collector {0}: this protocol or transport is not implemented yet; use ipfix:// or netflow9:// (UDP)")]
     NotYet(String),
 }
 
@@ -124,10 +130,10 @@ pub fn open_sinks(config: &RuntimeConfig) -> Result<Fanout, OpenError> {
         None => {}
     }
     for c in &config.collectors {
-        if c.protocol != collector::Protocol::Ipfix || c.transport != collector::Transport::Udp {
+        if c.protocol == collector::Protocol::Netflow5 || c.transport != collector::Transport::Udp {
             return Err(OpenError::NotYet(c.name.clone()));
         }
-        fanout.push(Box::new(udp::UdpIpfixSink::new(c.clone(), config.observation_domain_id)?));
+        fanout.push(Box::new(udp::UdpSink::new(c.clone(), config.observation_domain_id)?));
     }
     Ok(fanout)
 }

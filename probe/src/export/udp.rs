@@ -1,7 +1,7 @@
-//! Sending IPFIX over UDP to one collector: one socket with a fixed source
-//! port, templates at start and every `template_refresh`, and a count of
-//! every record that could not be sent. A dead collector costs a failed
-//! non-blocking send, never a stall.
+//! Sending IPFIX or NetFlow v9 over UDP to one collector: one socket with a
+//! fixed source port, templates at start and every `template_refresh`, and a
+//! count of every record that could not be sent. A dead collector costs a
+//! failed non-blocking send, never a stall.
 
 use std::{
     io,
@@ -11,8 +11,9 @@ use std::{
 
 use super::{
     ExportContext, RecordSink,
-    collector::Collector,
-    ipfix::{EncodeError, IpfixEncoder},
+    collector::{Collector, Protocol},
+    ipfix::{EncodeError, Encoded, IpfixEncoder},
+    netflow9::Netflow9Encoder,
 };
 use crate::record::FlowRecord;
 
@@ -29,10 +30,38 @@ pub struct SinkStats {
     pub send_errors: u64,
 }
 
-pub struct UdpIpfixSink {
+/// The template-based encoders a UDP sink can drive.
+enum Encoder {
+    Ipfix(IpfixEncoder),
+    Netflow9(Netflow9Encoder),
+}
+
+impl Encoder {
+    fn encode(
+        &mut self,
+        records: &[FlowRecord],
+        ctx: &ExportContext<'_>,
+        now: SystemTime,
+        templates: bool,
+    ) -> Vec<Encoded> {
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        match self {
+            Encoder::Ipfix(e) => {
+                let secs = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
+                e.encode(records, &ctx.clock, secs, templates)
+            }
+            Encoder::Netflow9(e) => {
+                let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+                e.encode(records, &ctx.clock, ms, templates)
+            }
+        }
+    }
+}
+
+pub struct UdpSink {
     collector: Collector,
     socket: UdpSocket,
-    encoder: IpfixEncoder,
+    encoder: Encoder,
     templates_sent: Option<Instant>,
     stats: SinkStats,
     last_error_log: Option<Instant>,
@@ -46,6 +75,8 @@ pub enum SinkError {
         #[source]
         source: io::Error,
     },
+    #[error("collector {collector}: NetFlow v5 has no templates and does not use this sink")]
+    Unsupported { collector: String },
     #[error("collector {collector}")]
     Encoder {
         collector: String,
@@ -54,7 +85,7 @@ pub enum SinkError {
     },
 }
 
-impl UdpIpfixSink {
+impl UdpSink {
     /// Opens the socket (its source port stays for the process's life).
     ///
     /// # Errors
@@ -69,8 +100,14 @@ impl UdpIpfixSink {
         // error on a later send instead of vanishing.
         socket.connect(collector.address).map_err(socket_err)?;
         socket.set_nonblocking(true).map_err(socket_err)?;
-        let encoder = IpfixEncoder::new(domain_id, collector.mtu)
-            .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?;
+        let encoder = match collector.protocol {
+            Protocol::Ipfix => Encoder::Ipfix(
+                IpfixEncoder::new(domain_id, collector.mtu)
+                    .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
+            ),
+            Protocol::Netflow9 => Encoder::Netflow9(Netflow9Encoder::new(domain_id, collector.mtu)),
+            Protocol::Netflow5 => return Err(SinkError::Unsupported { collector: collector.name.clone() }),
+        };
         tracing::info!(
             collector = %collector,
             source = %socket.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
@@ -91,7 +128,7 @@ impl UdpIpfixSink {
     }
 }
 
-impl RecordSink for UdpIpfixSink {
+impl RecordSink for UdpSink {
     /// Never fails: what cannot be sent is counted and logged.
     fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> io::Result<()> {
         let now = Instant::now();
@@ -100,9 +137,7 @@ impl RecordSink for UdpIpfixSink {
         if records.is_empty() && !with_templates {
             return Ok(());
         }
-        let export_secs =
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
-        let messages = self.encoder.encode(records, &ctx.clock, export_secs, with_templates);
+        let messages = self.encoder.encode(records, ctx, SystemTime::now(), with_templates);
         let mut templates_ok = true;
         for m in &messages {
             match self.socket.send(&m.bytes) {

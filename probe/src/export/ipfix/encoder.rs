@@ -2,10 +2,8 @@
 //! templates first when asked (at start and every refresh on UDP), then data
 //! sets grouped by template.
 
-use super::{
-    fields::Field,
-    template::{Shape, write_template_record},
-};
+use super::template::write_template_record;
+use crate::export::{fields::Field, message::SetWriter, shape::Shape};
 use crate::{clock::WallClock, record::FlowRecord};
 
 /// IPFIX version number (RFC 7011 3.1).
@@ -51,58 +49,32 @@ pub struct Encoded {
 
 /// A message under construction.
 struct Message {
-    buf: Vec<u8>,
-    /// The open set: its id and where its header starts.
-    set: Option<(u16, usize)>,
+    sets: SetWriter,
     records: u32,
     templates: bool,
 }
 
 impl Message {
     fn new(export_secs: u32, sequence: u32, domain_id: u32, mtu: usize) -> Self {
-        let mut buf = Vec::with_capacity(mtu);
-        buf.extend_from_slice(&VERSION.to_be_bytes());
-        buf.extend_from_slice(&[0, 0]); // length, filled by finish()
-        buf.extend_from_slice(&export_secs.to_be_bytes());
-        buf.extend_from_slice(&sequence.to_be_bytes());
-        buf.extend_from_slice(&domain_id.to_be_bytes());
-        Self { buf, set: None, records: 0, templates: false }
-    }
-
-    /// Room needed for `len` more bytes in set `set_id`.
-    fn needs(&self, set_id: u16, len: usize) -> usize {
-        match self.set {
-            Some((id, _)) if id == set_id => len,
-            _ => len + SET_HEADER_LEN,
-        }
-    }
-
-    fn append(&mut self, set_id: u16, bytes: impl FnOnce(&mut Vec<u8>)) {
-        if !matches!(self.set, Some((id, _)) if id == set_id) {
-            self.close_set();
-            self.set = Some((set_id, self.buf.len()));
-            self.buf.extend_from_slice(&set_id.to_be_bytes());
-            self.buf.extend_from_slice(&[0, 0]);
-        }
-        bytes(&mut self.buf);
-    }
-
-    fn close_set(&mut self) {
-        if let Some((_, start)) = self.set.take() {
-            let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
-            self.buf[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
-        }
+        let mut header = Vec::with_capacity(mtu);
+        header.extend_from_slice(&VERSION.to_be_bytes());
+        header.extend_from_slice(&[0, 0]); // length, filled by finish()
+        header.extend_from_slice(&export_secs.to_be_bytes());
+        header.extend_from_slice(&sequence.to_be_bytes());
+        header.extend_from_slice(&domain_id.to_be_bytes());
+        Self { sets: SetWriter::new(header, 1), records: 0, templates: false }
     }
 
     fn is_empty(&self) -> bool {
-        self.buf.len() == HEADER_LEN
+        self.sets.buf.len() == HEADER_LEN
     }
 
     fn finish(mut self) -> Encoded {
-        self.close_set();
-        let len = u16::try_from(self.buf.len()).unwrap_or(u16::MAX);
-        self.buf[2..4].copy_from_slice(&len.to_be_bytes());
-        Encoded { bytes: self.buf, records: self.records, templates: self.templates }
+        self.sets.close_set();
+        let mut bytes = self.sets.buf;
+        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+        bytes[2..4].copy_from_slice(&len.to_be_bytes());
+        Encoded { bytes, records: self.records, templates: self.templates }
     }
 }
 
@@ -154,11 +126,11 @@ impl IpfixEncoder {
         let mut msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
         if with_templates {
             for layout in &self.layouts {
-                if msg.buf.len() + msg.needs(TEMPLATE_SET_ID, layout.template.len()) > self.mtu {
+                if msg.sets.size_with(TEMPLATE_SET_ID, layout.template.len()) > self.mtu {
                     messages.push(msg.finish());
                     msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
                 }
-                msg.append(TEMPLATE_SET_ID, |b| b.extend_from_slice(&layout.template));
+                msg.sets.append(TEMPLATE_SET_ID, |b| b.extend_from_slice(&layout.template));
                 msg.templates = true;
             }
         }
@@ -167,12 +139,12 @@ impl IpfixEncoder {
         order.sort_by_key(|(id, _)| *id);
         for (set_id, record) in order {
             let layout = self.layout(Shape::of(&record.key));
-            if msg.buf.len() + msg.needs(set_id, layout.record_len) > self.mtu {
+            if msg.sets.size_with(set_id, layout.record_len) > self.mtu {
                 messages.push(msg.finish());
                 msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
             }
             let fields = &layout.fields;
-            msg.append(set_id, |b| {
+            msg.sets.append(set_id, |b| {
                 for f in fields {
                     f.write(record, clock, b);
                 }

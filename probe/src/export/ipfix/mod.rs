@@ -4,11 +4,10 @@
 //! (DESIGN.md section 3).
 
 pub mod encoder;
-pub mod fields;
 pub mod template;
 
+pub use crate::export::shape::Shape;
 pub use encoder::{EncodeError, Encoded, IpfixEncoder};
-pub use template::Shape;
 
 #[cfg(test)]
 mod tests;

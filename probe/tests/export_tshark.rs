@@ -1,12 +1,12 @@
-//! IPFIX from the encoder, decoded by Wireshark's cflow dissector (`tshark`):
-//! no malformed packet, and the VNI and outer addresses of every shape
-//! visible among the decoded fields.
+//! IPFIX and NetFlow v9 from the encoders, decoded by Wireshark's cflow
+//! dissector (`tshark`): no malformed packet, and the VNI and outer addresses
+//! of every shape visible among the decoded fields.
 
 use std::{net::Ipv4Addr, process::Command};
 
 use vxflow::{
     clock::WallClock,
-    export::ipfix::IpfixEncoder,
+    export::{ipfix::IpfixEncoder, netflow9::Netflow9Encoder},
     record::{EndReason, FlowRecord},
 };
 use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
@@ -52,59 +52,85 @@ fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
     }
 }
 
-#[test]
-fn tshark_decodes_every_shape_with_vni_and_outer_addresses() {
-    let records = vec![
+fn records() -> Vec<FlowRecord> {
+    vec![
         record(false, None, 0),
         record(true, None, 0),
         record(false, Some(false), 1),
         record(true, Some(false), 2),
         record(false, Some(true), 3),
         record(true, Some(true), 4),
-    ];
-    let mut enc = IpfixEncoder::new(77, 1400).unwrap();
-    let messages = enc.encode(&records, &WallClock::with_offset_ns(1_767_225_600_000_000_000), 1_767_225_700, true);
+    ]
+}
 
-    let dir = std::env::temp_dir().join(format!("vxflow-tshark-{}", std::process::id()));
+const CLOCK: WallClock = WallClock::with_offset_ns(1_767_225_600_000_000_000);
+
+/// Wraps each message in a UDP datagram to `port`, writes a pcap, and returns
+/// tshark's verbose decoding of it as cflow.
+fn tshark(messages: &[Vec<u8>], port: u16) -> String {
+    let dir = std::env::temp_dir().join(format!("vxflow-tshark-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("ipfix.pcap");
+    let pcap = dir.join("export.pcap");
     let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
-    for m in &messages {
+    for m in messages {
         let mut frame = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(Ipv4Addr::LOCALHOST.octets(), Ipv4Addr::LOCALHOST.octets(), 64)
-            .udp(50000, 4739)
-            .write(&mut frame, &m.bytes)
+            .udp(50000, port)
+            .write(&mut frame, m)
             .unwrap();
         let len = u32::try_from(frame.len()).unwrap();
         w.write_packet(&pcap_file::pcap::PcapPacket::new(std::time::Duration::ZERO, len, &frame)).unwrap();
     }
     drop(w);
+    let decode_as = format!("udp.port=={port},cflow");
     let out = Command::new("tshark")
-        .args(["-r", pcap.to_str().unwrap(), "-V", "-d", "udp.port==4739,cflow"])
+        .args(["-r", pcap.to_str().unwrap(), "-V", "-d", &decode_as])
         .output()
         .expect("tshark (Debian package tshark, installed by scripts/setup.sh)");
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     for bad in ["Malformed", "Expert Info (Error", "Expert Info (Warning"] {
         assert!(!text.contains(bad), "tshark reports {bad}:\n{text}");
     }
+    text
+}
+
+/// What tshark must show of the six shapes, in either protocol.
+const VISIBLE: [&str; 8] = [
+    "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1",
+    "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 4",
+    "Untunneled IPv4 source address: 192.168.56.11",
+    "Untunneled IPv4 destination address: 192.168.56.12",
+    "Untunneled IPv6 source address: fd00:56::11",
+    "Untunneled IPv4 destination port: 8472",
+    "SrcAddr: 10.244.0.2",
+    "SrcAddr: fd00:244::2",
+];
+
+#[test]
+fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
+    let mut enc = IpfixEncoder::new(77, 1400).unwrap();
+    let messages: Vec<Vec<u8>> =
+        enc.encode(&records(), &CLOCK, 1_767_225_700, true).into_iter().map(|m| m.bytes).collect();
+    let text = tshark(&messages, 4739);
     for id in 256..=261 {
         assert!(text.contains(&format!("Template Id: {id}")), "template {id} not decoded");
     }
-    for want in [
-        "Layer2 Segment Id: 72057594037927937",
-        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1",
-        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 4",
-        "Untunneled IPv4 source address: 192.168.56.11",
-        "Untunneled IPv4 destination address: 192.168.56.12",
-        "Untunneled IPv6 source address: fd00:56::11",
-        "Untunneled IPv4 destination port: 8472",
-        "SrcAddr: 10.244.0.2",
-        "SrcAddr: fd00:244::2",
-        "Observation Domain Id: 77",
-    ] {
+    for want in VISIBLE.iter().chain(&["Layer2 Segment Id: 72057594037927937", "Observation Domain Id: 77"]) {
+        assert!(text.contains(want), "tshark does not show {want:?}");
+    }
+}
+
+#[test]
+fn tshark_decodes_netflow9_of_every_shape_with_vni_and_outer_addresses() {
+    let mut enc = Netflow9Encoder::new(78, 1400);
+    let messages: Vec<Vec<u8>> =
+        enc.encode(&records(), &CLOCK, 1_767_225_700_000, true).into_iter().map(|m| m.bytes).collect();
+    let text = tshark(&messages, 2055);
+    assert!(text.contains("Version: 9"), "not decoded as NetFlow v9");
+    for want in VISIBLE.iter().chain(&["SourceId: 78"]) {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }
 }

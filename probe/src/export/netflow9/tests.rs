@@ -1,0 +1,109 @@
+//! NetFlow v9 packets decoded by an independent parser (`netflow_parser`):
+//! the same element values as IPFIX under v9's type numbers, timestamps as
+//! sysUptime offsets, a count of records per packet, a sequence that counts
+//! packets, and uptime that never wraps across a record.
+
+use netflow_parser::{
+    NetflowPacket, NetflowParser,
+    variable_versions::v9::{FlowSetBody, V9},
+};
+
+use super::Netflow9Encoder;
+use crate::export::{
+    fields::NTOP_PEN,
+    ipfix::Encoded,
+    testing::{CLOCK, expected, one_of_each},
+};
+
+/// 2026-01-01T00:00:05Z: the records start at 00:00:01 and end at 00:00:02.5.
+const NOW_MS: u64 = 1_767_225_605_000;
+
+type Decoded = Vec<(u16, Vec<u8>)>;
+
+fn decode(packets: &[Encoded]) -> (Vec<V9>, Vec<Decoded>) {
+    let mut parser = NetflowParser::default();
+    let (mut headers, mut records) = (Vec::new(), Vec::new());
+    for p in packets {
+        let result = parser.parse_bytes(&p.bytes);
+        assert!(result.error.is_none(), "netflow_parser rejected a packet: {:?}", result.error);
+        for packet in result.packets {
+            let NetflowPacket::V9(v9) = packet else { panic!("not NetFlow v9: {packet:?}") };
+            for set in &v9.flowsets {
+                if let FlowSetBody::Data(data) = &set.body {
+                    for rec in &data.fields {
+                        records.push(
+                            rec.iter()
+                                .map(|(f, v)| {
+                                    let mut b = Vec::new();
+                                    v.write_be_bytes(&mut b).unwrap();
+                                    (u16::from(*f), b)
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+            }
+            headers.push(v9);
+        }
+    }
+    (headers, records)
+}
+
+#[test]
+fn every_shape_round_trips_with_v9_types_and_uptime_timestamps() {
+    let records = one_of_each();
+    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400);
+    let packets = enc.encode(&records, &CLOCK, NOW_MS, true);
+    let (headers, decoded) = decode(&packets);
+    assert_eq!(decoded.len(), records.len());
+    for (h, p) in headers.iter().zip(&packets) {
+        assert_eq!(h.header.source_id, 0x0a0b_0c0d);
+        assert_eq!(h.header.unix_secs, 1_767_225_605);
+        let templates = if p.templates { 6 } else { 0 };
+        assert_eq!(u32::from(h.header.count), templates + p.records, "count is every record in the packet");
+    }
+    let uptime = headers[0].header.sys_up_time;
+    for r in &records {
+        let got = decoded
+            .iter()
+            .find(|d| d.iter().any(|(t, b)| *t == 2 && *b == r.packets.to_be_bytes()))
+            .expect("record decoded");
+        for (id, pen, bytes) in expected(r) {
+            let (ty, want) = match (id, pen) {
+                // Absolute ms become sysUptime offsets: now - start, now - end.
+                (152, None) => (22, (uptime - 4_000).to_be_bytes().to_vec()),
+                (153, None) => (21, (uptime - 2_500).to_be_bytes().to_vec()),
+                (n, Some(NTOP_PEN)) => (57_472 + n, bytes),
+                (n, _) => (n, bytes),
+            };
+            let value = got.iter().find(|(t, _)| *t == ty).unwrap_or_else(|| panic!("type {ty} missing"));
+            assert_eq!(value.1, want, "type {ty}");
+        }
+    }
+    assert!(uptime > 4_000, "the epoch precedes the records");
+}
+
+#[test]
+fn sequence_counts_packets_and_uptime_is_rebased_before_it_wraps() {
+    let records = one_of_each();
+    let mut enc = Netflow9Encoder::new(1, 600);
+    let first = enc.encode(&records, &CLOCK, NOW_MS, true);
+    assert!(first.len() > 1, "a small MTU splits the export");
+    assert_eq!(enc.sequence(), u32::try_from(first.len()).unwrap());
+    let (headers, _) = decode(&first);
+    for (i, h) in headers.iter().enumerate() {
+        assert_eq!(h.header.sequence_number, u32::try_from(i).unwrap());
+        assert!(first[i].bytes.len() <= 600);
+    }
+    // 30 days on, uptime would exceed 2^31 ms: the epoch moves, and the
+    // uptime stays well inside a u32.
+    let later = NOW_MS + 30 * 24 * 3600 * 1000;
+    let clock = crate::clock::WallClock::with_offset_ns(i128::from(later - 10_000) * 1_000_000);
+    let again = enc.encode(&records, &clock, later, true);
+    let (headers, decoded) = decode(&again);
+    let uptime = headers[0].header.sys_up_time;
+    assert!(uptime < 1 << 31, "uptime {uptime}");
+    // FIRST_SWITCHED is 10 s + 1 s before now: still consistent after the rebase.
+    let first_switched = decoded[0].iter().find(|(t, _)| *t == 22).unwrap();
+    assert_eq!(u32::from_be_bytes(first_switched.1.clone().try_into().unwrap()), uptime - 9_000);
+}
