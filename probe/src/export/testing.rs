@@ -135,3 +135,16 @@ pub fn one_of_each() -> Vec<FlowRecord> {
     }
     records
 }
+
+/// Every packet in `messages`, decoded by `netflow_parser`; fails on any
+/// parse error.
+pub fn parse_all(messages: &[super::ipfix::Encoded]) -> Vec<netflow_parser::NetflowPacket> {
+    let mut parser = netflow_parser::NetflowParser::default();
+    let mut packets = Vec::new();
+    for m in messages {
+        let result = parser.parse_bytes(&m.bytes);
+        assert!(result.error.is_none(), "netflow_parser rejected a message: {:?}", result.error);
+        packets.extend(result.packets);
+    }
+    packets
+}

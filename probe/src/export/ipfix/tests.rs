@@ -3,14 +3,14 @@
 //! sequence numbers count data records.
 
 use netflow_parser::{
-    IpfixField, NetflowPacket, NetflowParser,
+    IpfixField, NetflowPacket,
     variable_versions::ipfix::{FlowSetBody, IPFix},
 };
 use vxflow_common::flow::DIRECTION_EGRESS;
 
 use super::{IpfixEncoder, Shape};
 use crate::{
-    export::testing::{CLOCK, expected, one_of_each, record},
+    export::testing::{CLOCK, expected, one_of_each, parse_all, record},
     record::FlowRecord,
 };
 
@@ -19,34 +19,29 @@ type Decoded = Vec<(IpfixField, Vec<u8>)>;
 
 /// Every message decoded, and each data record.
 fn decode(messages: &[super::Encoded]) -> (Vec<IPFix>, Vec<Decoded>) {
-    let mut parser = NetflowParser::default();
     let (mut headers, mut records) = (Vec::new(), Vec::new());
-    for m in messages {
-        let result = parser.parse_bytes(&m.bytes);
-        assert!(result.error.is_none(), "netflow_parser rejected a message: {:?}", result.error);
-        for packet in result.packets {
-            let NetflowPacket::IPFix(ipfix) = packet else { panic!("not IPFIX: {packet:?}") };
-            for set in &ipfix.flowsets {
-                match &set.body {
-                    FlowSetBody::Data(data) => {
-                        for rec in &data.fields {
-                            records.push(
-                                rec.iter()
-                                    .map(|(f, v)| {
-                                        let mut b = Vec::new();
-                                        v.write_be_bytes(&mut b).unwrap();
-                                        (*f, b)
-                                    })
-                                    .collect(),
-                            );
-                        }
+    for packet in parse_all(messages) {
+        let NetflowPacket::IPFix(ipfix) = packet else { panic!("not IPFIX: {packet:?}") };
+        for set in &ipfix.flowsets {
+            match &set.body {
+                FlowSetBody::Data(data) => {
+                    for rec in &data.fields {
+                        records.push(
+                            rec.iter()
+                                .map(|(f, v)| {
+                                    let mut b = Vec::new();
+                                    v.write_be_bytes(&mut b).unwrap();
+                                    (*f, b)
+                                })
+                                .collect(),
+                        );
                     }
-                    FlowSetBody::Template(_) | FlowSetBody::Templates(_) => {}
-                    other => panic!("unexpected set {other:?}"),
                 }
+                FlowSetBody::Template(_) | FlowSetBody::Templates(_) => {}
+                other => panic!("unexpected set {other:?}"),
             }
-            headers.push(ipfix);
         }
+        headers.push(ipfix);
     }
     (headers, records)
 }

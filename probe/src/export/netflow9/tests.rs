@@ -4,7 +4,7 @@
 //! packets, and uptime that never wraps across a record.
 
 use netflow_parser::{
-    NetflowPacket, NetflowParser,
+    NetflowPacket,
     variable_versions::v9::{FlowSetBody, V9},
 };
 
@@ -12,7 +12,7 @@ use super::Netflow9Encoder;
 use crate::export::{
     fields::NTOP_PEN,
     ipfix::Encoded,
-    testing::{CLOCK, expected, one_of_each},
+    testing::{CLOCK, expected, one_of_each, parse_all},
 };
 
 /// 2026-01-01T00:00:05Z: the records start at 00:00:01 and end at 00:00:02.5.
@@ -21,30 +21,25 @@ const NOW_MS: u64 = 1_767_225_605_000;
 type Decoded = Vec<(u16, Vec<u8>)>;
 
 fn decode(packets: &[Encoded]) -> (Vec<V9>, Vec<Decoded>) {
-    let mut parser = NetflowParser::default();
     let (mut headers, mut records) = (Vec::new(), Vec::new());
-    for p in packets {
-        let result = parser.parse_bytes(&p.bytes);
-        assert!(result.error.is_none(), "netflow_parser rejected a packet: {:?}", result.error);
-        for packet in result.packets {
-            let NetflowPacket::V9(v9) = packet else { panic!("not NetFlow v9: {packet:?}") };
-            for set in &v9.flowsets {
-                if let FlowSetBody::Data(data) = &set.body {
-                    for rec in &data.fields {
-                        records.push(
-                            rec.iter()
-                                .map(|(f, v)| {
-                                    let mut b = Vec::new();
-                                    v.write_be_bytes(&mut b).unwrap();
-                                    (u16::from(*f), b)
-                                })
-                                .collect(),
-                        );
-                    }
+    for packet in parse_all(packets) {
+        let NetflowPacket::V9(v9) = packet else { panic!("not NetFlow v9: {packet:?}") };
+        for set in &v9.flowsets {
+            if let FlowSetBody::Data(data) = &set.body {
+                for rec in &data.fields {
+                    records.push(
+                        rec.iter()
+                            .map(|(f, v)| {
+                                let mut b = Vec::new();
+                                v.write_be_bytes(&mut b).unwrap();
+                                (u16::from(*f), b)
+                            })
+                            .collect(),
+                    );
                 }
             }
-            headers.push(v9);
         }
+        headers.push(v9);
     }
     (headers, records)
 }
