@@ -414,3 +414,9 @@ fn ipfix_to_nfcapd_shows_the_same_flows_as_json() {
 fn netflow9_to_nfcapd_shows_the_same_flows_as_json() {
     export_to_nfcapd("nfv9", &["--collector", "netflow9://127.0.0.1:9995", "--json", "-"]);
 }
+
+/// NetFlow v5 to nfcapd: the IPv4 inner tuples of the overlay flows, exactly.
+#[test]
+fn netflow5_to_nfcapd_shows_the_same_flows_as_json() {
+    export_to_nfcapd("nfv5", &["--collector", "netflow5://127.0.0.1:9995", "--json", "-"]);
+}

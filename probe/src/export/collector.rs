@@ -52,6 +52,9 @@ pub struct CollectorSection {
     #[serde(default, with = "humantime_serde")]
     pub template_refresh: Option<Duration>,
     pub mtu: Option<usize>,
+    /// NetFlow v5 header engine type and id (v5 only; default 0).
+    pub engine_type: Option<u8>,
+    pub engine_id: Option<u8>,
 }
 
 /// A validated collector.
@@ -64,6 +67,8 @@ pub struct Collector {
     pub transport: Transport,
     pub template_refresh: Duration,
     pub mtu: usize,
+    /// NetFlow v5 engine type and id.
+    pub engine: (u8, u8),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -78,6 +83,10 @@ pub enum CollectorError {
     Mtu { address: String, mtu: usize },
     #[error("collector {address:?}: template_refresh must be longer than zero")]
     Refresh { address: String },
+    #[error(
+        "collector {address:?}: engine_type and engine_id are NetFlow v5 header fields; remove them or use protocol netflow5"
+    )]
+    EngineNotV5 { address: String },
 }
 
 impl CollectorSection {
@@ -93,6 +102,9 @@ impl CollectorSection {
         let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
         if !(MIN_MTU..=65535).contains(&mtu) {
             return Err(CollectorError::Mtu { address, mtu });
+        }
+        if self.protocol != Protocol::Netflow5 && (self.engine_type.is_some() || self.engine_id.is_some()) {
+            return Err(CollectorError::EngineNotV5 { address });
         }
         let template_refresh = self.template_refresh.unwrap_or(DEFAULT_TEMPLATE_REFRESH);
         if template_refresh.is_zero() {
@@ -111,6 +123,7 @@ impl CollectorSection {
             transport: self.transport,
             template_refresh,
             mtu,
+            engine: (self.engine_type.unwrap_or(0), self.engine_id.unwrap_or(0)),
         })
     }
 
@@ -146,6 +159,8 @@ impl FromStr for CollectorSection {
             transport,
             template_refresh: None,
             mtu: None,
+            engine_type: None,
+            engine_id: None,
         })
     }
 }
@@ -193,6 +208,8 @@ mod tests {
         assert!(matches!(tcp_v9.resolve(), Err(CollectorError::TcpNotIpfix { .. })));
         let small = CollectorSection { mtu: Some(100), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
         assert!(matches!(small.resolve(), Err(CollectorError::Mtu { .. })));
+        let engine = CollectorSection { engine_id: Some(3), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
+        assert!(matches!(engine.resolve(), Err(CollectorError::EngineNotV5 { .. })));
         let nowhere: CollectorSection = "ipfix://no-such-host.invalid:4739".parse().unwrap();
         assert!(matches!(nowhere.resolve(), Err(CollectorError::Resolve { .. })));
     }

@@ -6,11 +6,13 @@ pub mod fields;
 pub mod ipfix;
 pub mod json;
 pub mod message;
+pub mod netflow5;
 pub mod netflow9;
 pub mod shape;
 #[cfg(test)]
 mod testing;
 pub mod udp;
+pub mod uptime;
 
 use crate::{
     clock::WallClock,
@@ -107,7 +109,7 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Sink(#[from] udp::SinkError),
-    #[error("collector {0}: this protocol or transport is not implemented yet; use ipfix:// or netflow9:// (UDP)")]
+    #[error("collector {0}: IPFIX over TCP is not implemented yet; use ipfix:// (UDP)")]
     NotYet(String),
 }
 
@@ -130,7 +132,7 @@ pub fn open_sinks(config: &RuntimeConfig) -> Result<Fanout, OpenError> {
         None => {}
     }
     for c in &config.collectors {
-        if c.protocol == collector::Protocol::Netflow5 || c.transport != collector::Transport::Udp {
+        if c.transport != collector::Transport::Udp {
             return Err(OpenError::NotYet(c.name.clone()));
         }
         fanout.push(Box::new(udp::UdpSink::new(c.clone(), config.observation_domain_id)?));

@@ -1,7 +1,7 @@
-//! Sending IPFIX or NetFlow v9 over UDP to one collector: one socket with a
-//! fixed source port, templates at start and every `template_refresh`, and a
-//! count of every record that could not be sent. A dead collector costs a
-//! failed non-blocking send, never a stall.
+//! Sending IPFIX, NetFlow v9 or v5 over UDP to one collector: one socket with
+//! a fixed source port, templates at start and every `template_refresh`, and
+//! a count of every record that could not be sent or carried. A dead
+//! collector costs a failed non-blocking send, never a stall.
 
 use std::{
     io,
@@ -13,6 +13,7 @@ use super::{
     ExportContext, RecordSink,
     collector::{Collector, Protocol},
     ipfix::{EncodeError, Encoded, IpfixEncoder},
+    netflow5::Netflow5Encoder,
     netflow9::Netflow9Encoder,
 };
 use crate::record::FlowRecord;
@@ -28,31 +29,38 @@ pub struct SinkStats {
     pub records_failed: u64,
     pub messages_sent: u64,
     pub send_errors: u64,
+    /// Records the protocol cannot carry (IPv6 in NetFlow v5).
+    pub records_not_carried: u64,
 }
 
-/// The template-based encoders a UDP sink can drive.
+/// The encoders a UDP sink can drive.
 enum Encoder {
     Ipfix(IpfixEncoder),
     Netflow9(Netflow9Encoder),
+    Netflow5(Netflow5Encoder),
 }
 
 impl Encoder {
+    /// The messages for `records`, and how many records the protocol cannot
+    /// carry.
     fn encode(
         &mut self,
         records: &[FlowRecord],
         ctx: &ExportContext<'_>,
         now: SystemTime,
         templates: bool,
-    ) -> Vec<Encoded> {
+    ) -> (Vec<Encoded>, u64) {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
         match self {
             Encoder::Ipfix(e) => {
                 let secs = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
-                e.encode(records, &ctx.clock, secs, templates)
+                (e.encode(records, &ctx.clock, secs, templates), 0)
             }
-            Encoder::Netflow9(e) => {
-                let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-                e.encode(records, &ctx.clock, ms, templates)
+            Encoder::Netflow9(e) => (e.encode(records, &ctx.clock, ms, templates), 0),
+            Encoder::Netflow5(e) => {
+                let out = e.encode(records, &ctx.clock, ms);
+                (out.packets, out.not_carried)
             }
         }
     }
@@ -75,8 +83,6 @@ pub enum SinkError {
         #[source]
         source: io::Error,
     },
-    #[error("collector {collector}: NetFlow v5 has no templates and does not use this sink")]
-    Unsupported { collector: String },
     #[error("collector {collector}")]
     Encoder {
         collector: String,
@@ -106,7 +112,7 @@ impl UdpSink {
                     .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
             ),
             Protocol::Netflow9 => Encoder::Netflow9(Netflow9Encoder::new(domain_id, collector.mtu)),
-            Protocol::Netflow5 => return Err(SinkError::Unsupported { collector: collector.name.clone() }),
+            Protocol::Netflow5 => Encoder::Netflow5(Netflow5Encoder::new(collector.engine.0, collector.engine.1)),
         };
         tracing::info!(
             collector = %collector,
@@ -137,7 +143,17 @@ impl RecordSink for UdpSink {
         if records.is_empty() && !with_templates {
             return Ok(());
         }
-        let messages = self.encoder.encode(records, ctx, SystemTime::now(), with_templates);
+        let (messages, not_carried) = self.encoder.encode(records, ctx, SystemTime::now(), with_templates);
+        if not_carried > 0 {
+            if self.stats.records_not_carried == 0 {
+                tracing::warn!(
+                    collector = %self.collector,
+                    "NetFlow v5 carries IPv4 flows only: IPv6 flows are counted as not carried \
+                     (records_not_carried); use ipfix:// or netflow9:// to export them"
+                );
+            }
+            self.stats.records_not_carried += not_carried;
+        }
         let mut templates_ok = true;
         for m in &messages {
             match self.socket.send(&m.bytes) {
@@ -182,6 +198,7 @@ impl RecordSink for UdpSink {
             records_failed = s.records_failed,
             messages_sent = s.messages_sent,
             send_errors = s.send_errors,
+            records_not_carried = s.records_not_carried,
             "export totals"
         );
     }

@@ -7,6 +7,7 @@ use crate::{
         ipfix::Encoded,
         message::SetWriter,
         shape::Shape,
+        uptime::Uptime,
     },
     record::FlowRecord,
 };
@@ -20,12 +21,6 @@ const NTOP_V9_BASE: u16 = 57472;
 /// `FIRST_SWITCHED` and `LAST_SWITCHED`: sysUptime in ms of the first and last packet.
 const FIRST_SWITCHED: u16 = 22;
 const LAST_SWITCHED: u16 = 21;
-/// Uptime past which the epoch is moved forward, well before a u32 of
-/// milliseconds wraps (49.7 days).
-const REBASE_AFTER_MS: u64 = 1 << 31;
-/// How far back an epoch is set, at first use and at a rebase: longer than
-/// any record's span, so no record starts before it.
-const REBASE_MARGIN_MS: u64 = 24 * 3600 * 1000;
 
 /// The field type and length of an element in NetFlow v9.
 fn v9_field(f: Field) -> (u16, u16) {
@@ -50,8 +45,7 @@ pub struct Netflow9Encoder {
     mtu: usize,
     /// Export packets sent (RFC 3954: the sequence counts packets).
     sequence: u32,
-    /// Wall-clock ms that sysUptime counts from.
-    epoch_ms: Option<u64>,
+    uptime: Uptime,
     layouts: Vec<Layout>,
 }
 
@@ -75,17 +69,13 @@ impl Netflow9Encoder {
                 Layout { shape, fields, record_len, template }
             })
             .collect();
-        Self { source_id, mtu, sequence: 0, epoch_ms: None, layouts }
+        Self { source_id, mtu, sequence: 0, uptime: Uptime::default(), layouts }
     }
 
     /// Export packets encoded so far, modulo 2^32.
     #[must_use]
     pub fn sequence(&self) -> u32 {
         self.sequence
-    }
-
-    fn uptime(epoch_ms: u64, wall_ms: u64) -> u32 {
-        u32::try_from(wall_ms.saturating_sub(epoch_ms)).unwrap_or(u32::MAX)
     }
 
     /// Encodes `records` into export packets, templates first when asked;
@@ -97,21 +87,12 @@ impl Netflow9Encoder {
         now_ms: u64,
         with_templates: bool,
     ) -> Vec<Encoded> {
-        let epoch = match self.epoch_ms {
-            Some(e) if now_ms.saturating_sub(e) < REBASE_AFTER_MS => e,
-            // First use and every rebase: a day back, so every flow in this
-            // and later exports starts after the epoch.
-            _ => {
-                let e = now_ms.saturating_sub(REBASE_MARGIN_MS);
-                self.epoch_ms = Some(e);
-                e
-            }
-        };
+        let epoch = self.uptime.epoch(now_ms);
         let header = |sequence: u32| {
             let mut h = Vec::with_capacity(self.mtu);
             h.extend_from_slice(&VERSION.to_be_bytes());
             h.extend_from_slice(&[0, 0]); // count, filled at the end
-            h.extend_from_slice(&Self::uptime(epoch, now_ms).to_be_bytes());
+            h.extend_from_slice(&Uptime::since(epoch, now_ms).to_be_bytes());
             h.extend_from_slice(&u32::try_from(now_ms / 1000).unwrap_or(u32::MAX).to_be_bytes());
             h.extend_from_slice(&sequence.to_be_bytes());
             h.extend_from_slice(&self.source_id.to_be_bytes());
@@ -156,10 +137,10 @@ impl Netflow9Encoder {
                 for &f in &layout.fields {
                     match f {
                         Field::FlowStartMilliseconds => {
-                            b.extend_from_slice(&Self::uptime(epoch, clock.to_unix_ms(record.start_ns)).to_be_bytes());
+                            b.extend_from_slice(&Uptime::since(epoch, clock.to_unix_ms(record.start_ns)).to_be_bytes());
                         }
                         Field::FlowEndMilliseconds => {
-                            b.extend_from_slice(&Self::uptime(epoch, clock.to_unix_ms(record.end_ns)).to_be_bytes());
+                            b.extend_from_slice(&Uptime::since(epoch, clock.to_unix_ms(record.end_ns)).to_be_bytes());
                         }
                         f => f.write(record, clock, b),
                     }
