@@ -148,3 +148,10 @@ pub fn parse_all(messages: &[super::ipfix::Encoded]) -> Vec<netflow_parser::Netf
     }
     packets
 }
+
+/// A decoded value as it was on the wire.
+pub fn wire_bytes(value: &netflow_parser::FieldValue) -> Vec<u8> {
+    let mut b = Vec::new();
+    value.write_be_bytes(&mut b).unwrap();
+    b
+}

@@ -10,7 +10,7 @@ use vxflow_common::flow::DIRECTION_EGRESS;
 
 use super::{IpfixEncoder, Shape};
 use crate::{
-    export::testing::{CLOCK, expected, one_of_each, parse_all, record},
+    export::testing::{CLOCK, expected, one_of_each, parse_all, record, wire_bytes},
     record::FlowRecord,
 };
 
@@ -26,15 +26,7 @@ fn decode(messages: &[super::Encoded]) -> (Vec<IPFix>, Vec<Decoded>) {
             match &set.body {
                 FlowSetBody::Data(data) => {
                     for rec in &data.fields {
-                        records.push(
-                            rec.iter()
-                                .map(|(f, v)| {
-                                    let mut b = Vec::new();
-                                    v.write_be_bytes(&mut b).unwrap();
-                                    (*f, b)
-                                })
-                                .collect(),
-                        );
+                        records.push(rec.iter().map(|(f, v)| (*f, wire_bytes(v))).collect());
                     }
                 }
                 FlowSetBody::Template(_) | FlowSetBody::Templates(_) => {}

@@ -12,7 +12,7 @@ use super::Netflow9Encoder;
 use crate::export::{
     fields::NTOP_PEN,
     ipfix::Encoded,
-    testing::{CLOCK, expected, one_of_each, parse_all},
+    testing::{CLOCK, expected, one_of_each, parse_all, wire_bytes},
 };
 
 /// 2026-01-01T00:00:05Z: the records start at 00:00:01 and end at 00:00:02.5.
@@ -27,15 +27,7 @@ fn decode(packets: &[Encoded]) -> (Vec<V9>, Vec<Decoded>) {
         for set in &v9.flowsets {
             if let FlowSetBody::Data(data) = &set.body {
                 for rec in &data.fields {
-                    records.push(
-                        rec.iter()
-                            .map(|(f, v)| {
-                                let mut b = Vec::new();
-                                v.write_be_bytes(&mut b).unwrap();
-                                (u16::from(*f), b)
-                            })
-                            .collect(),
-                    );
+                    records.push(rec.iter().map(|(f, v)| (u16::from(*f), wire_bytes(v))).collect());
                 }
             }
         }
