@@ -6,13 +6,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::{MissedTickBehavior, interval},
 };
+use vxflow_common::Counter;
 
 use crate::{
     cache::FlowCache,
     clock::{WallClock, boot_ns},
     config::RuntimeConfig,
     drain::{CounterSnapshot, DeltaSource, FlowDelta},
-    export::{ExportContext, RecordSink},
+    export::{ExportContext, RecordSink, options::Losses},
     ifaces::NameCache,
     loader::{self, LoadError},
     pressure::PressureWatch,
@@ -53,6 +54,8 @@ struct Pipeline<'a, S: DeltaSource> {
     records: Vec<FlowRecord>,
     totals: Totals,
     pressure: PressureWatch,
+    /// Packets the datapath could not account, as the options records say.
+    ignored: Losses,
 }
 
 impl<S: DeltaSource> Pipeline<'_, S> {
@@ -83,7 +86,7 @@ impl<S: DeltaSource> Pipeline<'_, S> {
             drain_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "drained"
         );
-        self.export()
+        self.export(false)
     }
 
     /// Tells the operator when packets took the fallback ring or were lost.
@@ -91,6 +94,9 @@ impl<S: DeltaSource> Pipeline<'_, S> {
         let Ok(counters) = self.source.counters() else {
             return;
         };
+        let lost = counters.get(Counter::Lost).saturating_sub(self.ignored.packets);
+        let lost_bytes = counters.get(Counter::LostBytes).saturating_sub(self.ignored.octets);
+        self.ignored.add(0, lost, lost_bytes, WallClock::now().to_unix_ms(boot_ns()));
         let Some(p) = self.pressure.observe(std::time::Instant::now(), &counters) else {
             return;
         };
@@ -113,8 +119,8 @@ impl<S: DeltaSource> Pipeline<'_, S> {
 
     /// Hands this cycle's records to every output; called even with none,
     /// so UDP collectors get their template refresh on time.
-    fn export(&mut self) -> Result<(), DaemonError> {
-        let mut ctx = ExportContext { clock: WallClock::now(), names: &mut self.names };
+    fn export(&mut self, last: bool) -> Result<(), DaemonError> {
+        let mut ctx = ExportContext { clock: WallClock::now(), names: &mut self.names, ignored: self.ignored, last };
         let result = self.sink.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();
         result
@@ -127,7 +133,9 @@ impl<S: DeltaSource> Pipeline<'_, S> {
         self.cycle(false)?;
         self.cycle(false)?;
         self.cache.flush(&mut self.records);
-        self.export()
+        let exported = self.export(true);
+        self.sink.close();
+        exported
     }
 }
 
@@ -168,6 +176,7 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
         records: Vec::new(),
         totals: Totals::default(),
         pressure: PressureWatch::new(PRESSURE_REPORT_INTERVAL),
+        ignored: Losses::default(),
     };
     let mut tick = interval(config.poll_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -194,7 +203,6 @@ pub async fn run(config: RuntimeConfig, sink: &mut dyn RecordSink) -> Result<Tot
 /// operator (and the tests) can check `seen = accounted + fallback + lost +
 /// non_ip + malformed` and that every drained packet was exported.
 fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
-    use vxflow_common::Counter;
     let s = cache.stats();
     tracing::info!(
         seen_packets = c.get(Counter::Seen),

@@ -38,6 +38,14 @@ impl NameCache {
         self.names.insert(index, name.to_owned());
     }
 
+    /// Every interface known so far, by index.
+    #[must_use]
+    pub fn known(&self) -> Vec<(u32, String)> {
+        let mut all: Vec<(u32, String)> = self.names.iter().map(|(i, n)| (*i, n.clone())).collect();
+        all.sort_unstable();
+        all
+    }
+
     /// The name of `index`, looked up once and remembered; `if<index>` when the
     /// interface is gone and was never seen.
     pub fn name(&mut self, index: u32) -> &str {

@@ -1,12 +1,17 @@
 //! IPFIX and NetFlow v9 from the encoders, decoded by Wireshark's cflow
 //! dissector (`tshark`): no malformed packet, and the VNI and outer addresses
-//! of every shape visible among the decoded fields.
+//! of every shape visible among the decoded fields, and the options records
+//! (sampling, reliability, interface names) decoded with their values.
 
 use std::{net::Ipv4Addr, process::Command};
 
 use vxflow::{
     clock::WallClock,
-    export::{ipfix::IpfixEncoder, netflow9::Netflow9Encoder},
+    export::{
+        ipfix::IpfixEncoder,
+        netflow9::Netflow9Encoder,
+        options::{Losses, OptionValues},
+    },
     record::{EndReason, FlowRecord},
 };
 use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
@@ -63,6 +68,27 @@ fn records() -> Vec<FlowRecord> {
     ]
 }
 
+/// Options values tshark must show.
+fn options() -> OptionValues {
+    OptionValues {
+        not_sent: Losses {
+            flows: 3,
+            packets: 333,
+            octets: 44_444,
+            first_ms: 1_767_225_601_000,
+            last_ms: 1_767_225_602_000,
+        },
+        ignored: Losses {
+            flows: 0,
+            packets: 55,
+            octets: 6_666,
+            first_ms: 1_767_225_603_000,
+            last_ms: 1_767_225_604_000,
+        },
+        interfaces: vec![(2, "eth0".into()), (7, "flannel.1".into())],
+    }
+}
+
 const CLOCK: WallClock = WallClock::with_offset_ns(1_767_225_600_000_000_000);
 
 /// Wraps each message in a UDP datagram to `port`, writes a pcap, and returns
@@ -113,12 +139,26 @@ const VISIBLE: [&str; 8] = [
 fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
     let mut enc = IpfixEncoder::new(77, 1400).unwrap();
     let messages: Vec<Vec<u8>> =
-        enc.encode(&records(), &CLOCK, 1_767_225_700, true).into_iter().map(|m| m.bytes).collect();
+        enc.encode(&records(), &CLOCK, 1_767_225_700, true, Some(&options())).into_iter().map(|m| m.bytes).collect();
     let text = tshark(&messages, 4739);
     for id in 256..=261 {
         assert!(text.contains(&format!("Template Id: {id}")), "template {id} not decoded");
     }
-    for want in VISIBLE.iter().chain(&["Layer2 Segment Id: 72057594037927937", "Observation Domain Id: 77"]) {
+    let options = [
+        "Selector Algorithm: Systematic count-based Sampling (1)",
+        "Sampling Packet Interval: 1",
+        "Sampling Packet Space: 0",
+        "Not Sent Flows: 3",
+        "Not Sent Packets: 333",
+        "Not Sent Octets: 44444",
+        "Observation Time Milliseconds: Jan  1, 2026 00:00:02.000000000 UTC",
+        "Ignored Packets: 55",
+        "Ignored Octets: 6666",
+        "IfName: flannel.1",
+    ];
+    for want in
+        VISIBLE.iter().chain(&["Layer2 Segment Id: 72057594037927937", "Observation Domain Id: 77"]).chain(&options)
+    {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }
 }
@@ -126,11 +166,20 @@ fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
 #[test]
 fn tshark_decodes_netflow9_of_every_shape_with_vni_and_outer_addresses() {
     let mut enc = Netflow9Encoder::new(78, 1400);
-    let messages: Vec<Vec<u8>> =
-        enc.encode(&records(), &CLOCK, 1_767_225_700_000, true).into_iter().map(|m| m.bytes).collect();
+    let messages: Vec<Vec<u8>> = enc
+        .encode(&records(), &CLOCK, 1_767_225_700_000, true, Some(&options()))
+        .into_iter()
+        .map(|m| m.bytes)
+        .collect();
     let text = tshark(&messages, 2055);
     assert!(text.contains("Version: 9"), "not decoded as NetFlow v9");
-    for want in VISIBLE.iter().chain(&["SourceId: 78"]) {
+    let options = [
+        "Sampling interval: 1",
+        "Sampling algorithm: Deterministic sampling (1)",
+        "ScopeInterface: 7",
+        "IfName: flannel.1",
+    ];
+    for want in VISIBLE.iter().chain(&["SourceId: 78"]).chain(&options) {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }
 }

@@ -2,7 +2,41 @@
 //! templates and records in sets of `id, length, contents` (RFC 7011 3.3.2,
 //! RFC 3954 5.2), under a protocol-specific header.
 
+use crate::record::FlowRecord;
+
 const SET_HEADER_LEN: usize = 4;
+
+/// An encoded message (an IPFIX message, a v9 or v5 export packet) and what
+/// it carries, so a sink can count what it could not send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Flow records in the message.
+    pub records: u32,
+    /// Options data records in the message (they count in IPFIX sequence
+    /// numbers, not in flow totals).
+    pub options: u32,
+    /// Packets and octets of the flow records.
+    pub packets: u64,
+    pub octets: u64,
+    /// Whether the message carries templates.
+    pub templates: bool,
+}
+
+impl Encoded {
+    /// Counts one flow record in this message.
+    pub fn add_flow(&mut self, r: &FlowRecord) {
+        self.records += 1;
+        self.packets += r.packets;
+        self.octets += r.bytes;
+    }
+
+    /// Data records of any kind: what an IPFIX sequence number counts.
+    #[must_use]
+    pub fn data_records(&self) -> u32 {
+        self.records + self.options
+    }
+}
 
 /// A message body being filled, with at most one open set.
 pub struct SetWriter {

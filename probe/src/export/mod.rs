@@ -1,5 +1,5 @@
-//! Outputs for expired flow records. JSON lines now; IPFIX and `NetFlow`
-//! collectors come as one folder per protocol.
+//! Outputs for expired flow records: JSON lines, and IPFIX, `NetFlow` v9
+//! and v5 collectors over UDP or (IPFIX) TCP.
 
 pub mod collector;
 pub mod fields;
@@ -8,6 +8,7 @@ pub mod json;
 pub mod message;
 pub mod netflow5;
 pub mod netflow9;
+pub mod options;
 pub mod shape;
 #[cfg(test)]
 mod testing;
@@ -21,11 +22,26 @@ use crate::{
     record::FlowRecord,
 };
 
-/// What every output needs besides the records: wall-clock conversion and
-/// interface names.
+/// What every output needs besides the records: wall-clock conversion,
+/// interface names, and what the options records report.
 pub struct ExportContext<'a> {
     pub clock: WallClock,
     pub names: &'a mut NameCache,
+    /// Packets the datapath saw but could not account (metering-process
+    /// reliability).
+    pub ignored: options::Losses,
+    /// The exporter's last export: options records go out once more, with
+    /// the final counts.
+    pub last: bool,
+}
+
+impl ExportContext<'_> {
+    /// The options values every collector shares; each adds its own
+    /// `not_sent`.
+    #[must_use]
+    pub fn option_values(&self, not_sent: options::Losses) -> options::OptionValues {
+        options::OptionValues { not_sent, ignored: self.ignored, interfaces: self.names.known() }
+    }
 }
 
 /// A destination for flow records.
@@ -36,6 +52,10 @@ pub trait RecordSink {
     /// # Errors
     /// When the destination fails; the caller reports it and goes on.
     fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()>;
+
+    /// Stops the sink, sending what it still holds if it can; called once,
+    /// after the last `write`.
+    fn close(&mut self) {}
 
     /// Logs what this sink did, at shutdown.
     fn log_stats(&self) {}
@@ -86,6 +106,12 @@ impl RecordSink for Fanout {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn close(&mut self) {
+        for sink in &mut self.sinks {
+            sink.close();
+        }
     }
 
     fn log_stats(&self) {

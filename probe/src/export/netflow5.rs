@@ -6,7 +6,7 @@
 
 use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
-use super::{ipfix::Encoded, uptime::Uptime};
+use super::{message::Encoded, uptime::Uptime};
 use crate::{clock::WallClock, record::FlowRecord};
 
 const VERSION: u16 = 5;
@@ -39,7 +39,8 @@ impl Netflow5Encoder {
     /// Encodes `records` at wall-clock `now_ms`.
     pub fn encode(&mut self, records: &[FlowRecord], clock: &WallClock, now_ms: u64) -> V5Export {
         let epoch = self.uptime.epoch(now_ms);
-        let mut body: Vec<[u8; RECORD_LEN]> = Vec::new();
+        // Each record's bytes, packets and octets.
+        let mut body: Vec<([u8; RECORD_LEN], u64, u64)> = Vec::new();
         let mut not_carried = 0;
         for r in records {
             if r.key.ip_version != 4 {
@@ -47,7 +48,7 @@ impl Netflow5Encoder {
                 continue;
             }
             for (packets, bytes) in split_u32(r.packets, r.bytes) {
-                body.push(record(r, clock, epoch, packets, bytes));
+                body.push((record(r, clock, epoch, packets, bytes), u64::from(packets), u64::from(bytes)));
             }
         }
         let packets = body
@@ -64,11 +65,17 @@ impl Netflow5Encoder {
                 b.push(self.engine_type);
                 b.push(self.engine_id);
                 b.extend_from_slice(&0u16.to_be_bytes()); // no sampling
-                for rec in chunk {
+                for (rec, _, _) in chunk {
                     b.extend_from_slice(rec);
                 }
                 self.flow_sequence = self.flow_sequence.wrapping_add(u32::from(count));
-                Encoded { bytes: b, records: u32::from(count), templates: false }
+                Encoded {
+                    bytes: b,
+                    records: u32::from(count),
+                    packets: chunk.iter().map(|c| c.1).sum(),
+                    octets: chunk.iter().map(|c| c.2).sum(),
+                    ..Encoded::default()
+                }
             })
             .collect();
         V5Export { packets, not_carried }

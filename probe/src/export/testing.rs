@@ -7,6 +7,7 @@ use vxflow_common::{
 
 use super::{
     fields::NTOP_PEN,
+    options::{Losses, OptionValues},
     shape::{Family, Shape},
 };
 use crate::{
@@ -138,7 +139,7 @@ pub fn one_of_each() -> Vec<FlowRecord> {
 
 /// Every packet in `messages`, decoded by `netflow_parser`; fails on any
 /// parse error.
-pub fn parse_all(messages: &[super::ipfix::Encoded]) -> Vec<netflow_parser::NetflowPacket> {
+pub fn parse_all(messages: &[super::message::Encoded]) -> Vec<netflow_parser::NetflowPacket> {
     let mut parser = netflow_parser::NetflowParser::default();
     let mut packets = Vec::new();
     for m in messages {
@@ -154,4 +155,25 @@ pub fn wire_bytes(value: &netflow_parser::FieldValue) -> Vec<u8> {
     let mut b = Vec::new();
     value.write_be_bytes(&mut b).unwrap();
     b
+}
+
+/// Options values with every field distinct.
+pub fn option_values() -> OptionValues {
+    OptionValues {
+        not_sent: Losses {
+            flows: 3,
+            packets: 300,
+            octets: 45_000,
+            first_ms: 1_767_225_601_000,
+            last_ms: 1_767_225_602_000,
+        },
+        ignored: Losses {
+            flows: 0,
+            packets: 70,
+            octets: 7_000,
+            first_ms: 1_767_225_603_000,
+            last_ms: 1_767_225_604_000,
+        },
+        interfaces: vec![(2, "eth0".into()), (5, "flannel.1".into())],
+    }
 }

@@ -12,9 +12,11 @@ use std::{
 use super::{
     ExportContext, RecordSink,
     collector::{Collector, Protocol},
-    ipfix::{EncodeError, Encoded, IpfixEncoder},
+    ipfix::{EncodeError, IpfixEncoder},
+    message::Encoded,
     netflow5::Netflow5Encoder,
     netflow9::Netflow9Encoder,
+    options::{Losses, OptionValues},
 };
 use crate::record::FlowRecord;
 
@@ -29,6 +31,9 @@ pub struct SinkStats {
     pub records_failed: u64,
     pub messages_sent: u64,
     pub send_errors: u64,
+    /// Packets and octets of the failed records.
+    pub packets_failed: u64,
+    pub octets_failed: u64,
     /// Records the protocol cannot carry (IPv6 in NetFlow v5).
     pub records_not_carried: u64,
 }
@@ -49,15 +54,16 @@ impl Encoder {
         ctx: &ExportContext<'_>,
         now: SystemTime,
         templates: bool,
+        options: Option<&OptionValues>,
     ) -> (Vec<Encoded>, u64) {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+        let ms = unix_ms(now);
         match self {
             Encoder::Ipfix(e) => {
                 let secs = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
-                (e.encode(records, &ctx.clock, secs, templates), 0)
+                (e.encode(records, &ctx.clock, secs, templates, options), 0)
             }
-            Encoder::Netflow9(e) => (e.encode(records, &ctx.clock, ms, templates), 0),
+            Encoder::Netflow9(e) => (e.encode(records, &ctx.clock, ms, templates, options), 0),
             Encoder::Netflow5(e) => {
                 let out = e.encode(records, &ctx.clock, ms);
                 (out.packets, out.not_carried)
@@ -66,12 +72,19 @@ impl Encoder {
     }
 }
 
+/// `t` as Unix milliseconds.
+fn unix_ms(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
 pub struct UdpSink {
     collector: Collector,
     socket: UdpSocket,
     encoder: Encoder,
     templates_sent: Option<Instant>,
     stats: SinkStats,
+    /// What the collector did not get, for the options records.
+    not_sent: Losses,
     last_error_log: Option<Instant>,
 }
 
@@ -120,7 +133,15 @@ impl UdpSink {
             domain_id,
             "exporting"
         );
-        Ok(Self { collector, socket, encoder, templates_sent: None, stats: SinkStats::default(), last_error_log: None })
+        Ok(Self {
+            collector,
+            socket,
+            encoder,
+            templates_sent: None,
+            stats: SinkStats::default(),
+            not_sent: Losses::default(),
+            last_error_log: None,
+        })
     }
 
     #[must_use]
@@ -140,10 +161,14 @@ impl RecordSink for UdpSink {
         let now = Instant::now();
         let with_templates =
             self.templates_sent.is_none_or(|t| now.duration_since(t) >= self.collector.template_refresh);
-        if records.is_empty() && !with_templates {
+        if records.is_empty() && !with_templates && !ctx.last {
             return Ok(());
         }
-        let (messages, not_carried) = self.encoder.encode(records, ctx, SystemTime::now(), with_templates);
+        // Options go with the templates, and once more at the end with the
+        // final counts.
+        let options = (with_templates || ctx.last).then(|| ctx.option_values(self.not_sent));
+        let wall = SystemTime::now();
+        let (messages, not_carried) = self.encoder.encode(records, ctx, wall, with_templates, options.as_ref());
         if not_carried > 0 {
             if self.stats.records_not_carried == 0 {
                 tracing::warn!(
@@ -164,6 +189,9 @@ impl RecordSink for UdpSink {
                 Err(error) => {
                     self.stats.send_errors += 1;
                     self.stats.records_failed += u64::from(m.records);
+                    self.stats.packets_failed += m.packets;
+                    self.stats.octets_failed += m.octets;
+                    self.not_sent.add(u64::from(m.records), m.packets, m.octets, unix_ms(wall));
                     templates_ok &= !m.templates;
                     if self.last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
                         self.last_error_log = Some(now);
@@ -196,6 +224,8 @@ impl RecordSink for UdpSink {
             collector = %self.collector,
             records_sent = s.records_sent,
             records_failed = s.records_failed,
+            packets_failed = s.packets_failed,
+            octets_failed = s.octets_failed,
             messages_sent = s.messages_sent,
             send_errors = s.send_errors,
             records_not_carried = s.records_not_carried,

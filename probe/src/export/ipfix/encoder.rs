@@ -3,7 +3,12 @@
 //! sets grouped by template.
 
 use super::template::write_template_record;
-use crate::export::{fields::Field, message::SetWriter, shape::Shape};
+use crate::export::{
+    fields::Field,
+    message::{Encoded, SetWriter},
+    options::{Dialect, OptionSet, OptionValues},
+    shape::Shape,
+};
 use crate::{clock::WallClock, record::FlowRecord};
 
 /// IPFIX version number (RFC 7011 3.1).
@@ -12,6 +17,8 @@ const HEADER_LEN: usize = 16;
 const SET_HEADER_LEN: usize = 4;
 /// Set id of a Template Set (RFC 7011 3.3.2).
 const TEMPLATE_SET_ID: u16 = 2;
+/// Set id of an Options Template Set (RFC 7011 3.3.2).
+const OPTIONS_TEMPLATE_SET_ID: u16 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -37,21 +44,10 @@ pub struct IpfixEncoder {
     layouts: Vec<Layout>,
 }
 
-/// An encoded message and the data records in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
-    pub bytes: Vec<u8>,
-    /// Data records in the message (templates do not count).
-    pub records: u32,
-    /// Whether the message carries templates.
-    pub templates: bool,
-}
-
 /// A message under construction.
 struct Message {
     sets: SetWriter,
-    records: u32,
-    templates: bool,
+    encoded: Encoded,
 }
 
 impl Message {
@@ -62,7 +58,7 @@ impl Message {
         header.extend_from_slice(&export_secs.to_be_bytes());
         header.extend_from_slice(&sequence.to_be_bytes());
         header.extend_from_slice(&domain_id.to_be_bytes());
-        Self { sets: SetWriter::new(header, 1), records: 0, templates: false }
+        Self { sets: SetWriter::new(header, 1), encoded: Encoded::default() }
     }
 
     fn is_empty(&self) -> bool {
@@ -74,7 +70,36 @@ impl Message {
         let mut bytes = self.sets.buf;
         let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
         bytes[2..4].copy_from_slice(&len.to_be_bytes());
-        Encoded { bytes, records: self.records, templates: self.templates }
+        Encoded { bytes, ..self.encoded }
+    }
+}
+
+/// One `encode` call's output: finished messages and the open one.
+struct Output {
+    messages: Vec<Encoded>,
+    msg: Message,
+    export_secs: u32,
+    domain_id: u32,
+    mtu: usize,
+}
+
+impl Output {
+    /// Makes room for `len` bytes in set `set_id`, starting a message (whose
+    /// header carries `sequence`) when the open one is full.
+    fn room(&mut self, set_id: u16, len: usize, sequence: u32) -> &mut Message {
+        if self.msg.sets.size_with(set_id, len) > self.mtu {
+            let next = Message::new(self.export_secs, sequence, self.domain_id, self.mtu);
+            let full = std::mem::replace(&mut self.msg, next);
+            self.messages.push(full.finish());
+        }
+        &mut self.msg
+    }
+
+    fn finish(mut self) -> Vec<Encoded> {
+        if !self.msg.is_empty() {
+            self.messages.push(self.msg.finish());
+        }
+        self.messages
     }
 }
 
@@ -113,25 +138,45 @@ impl IpfixEncoder {
         self.layouts.iter().find(|l| l.shape == shape).unwrap_or_else(|| unreachable!("a layout per shape"))
     }
 
-    /// Encodes `records` into messages, preceded by every template when
-    /// `with_templates`. `export_secs` is the export time (Unix seconds).
+    /// Encodes `records` into messages. With `with_templates`, every
+    /// template and options template goes first; with `options`, the options
+    /// records follow. `export_secs` is the export time (Unix seconds).
     pub fn encode(
         &mut self,
         records: &[FlowRecord],
         clock: &WallClock,
         export_secs: u32,
         with_templates: bool,
+        options: Option<&OptionValues>,
     ) -> Vec<Encoded> {
-        let mut messages = Vec::new();
-        let mut msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
+        let mut out = Output {
+            messages: Vec::new(),
+            msg: Message::new(export_secs, self.sequence, self.domain_id, self.mtu),
+            export_secs,
+            domain_id: self.domain_id,
+            mtu: self.mtu,
+        };
         if with_templates {
             for layout in &self.layouts {
-                if msg.sets.size_with(TEMPLATE_SET_ID, layout.template.len()) > self.mtu {
-                    messages.push(msg.finish());
-                    msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
-                }
+                let msg = out.room(TEMPLATE_SET_ID, layout.template.len(), self.sequence);
                 msg.sets.append(TEMPLATE_SET_ID, |b| b.extend_from_slice(&layout.template));
-                msg.templates = true;
+                msg.encoded.templates = true;
+            }
+            for set in OptionSet::of(Dialect::Ipfix) {
+                let template = set.template(Dialect::Ipfix);
+                let msg = out.room(OPTIONS_TEMPLATE_SET_ID, template.len(), self.sequence);
+                msg.sets.append(OPTIONS_TEMPLATE_SET_ID, |b| b.extend_from_slice(&template));
+                msg.encoded.templates = true;
+            }
+        }
+        if let Some(values) = options {
+            for set in OptionSet::of(Dialect::Ipfix) {
+                for record in set.records(Dialect::Ipfix, values, self.domain_id) {
+                    let msg = out.room(set.template_id(), record.len(), self.sequence);
+                    msg.sets.append(set.template_id(), |b| b.extend_from_slice(&record));
+                    msg.encoded.options += 1;
+                    self.sequence = self.sequence.wrapping_add(1);
+                }
             }
         }
         // Grouped by template, so each data set holds as many records as fit.
@@ -139,22 +184,16 @@ impl IpfixEncoder {
         order.sort_by_key(|(id, _)| *id);
         for (set_id, record) in order {
             let layout = self.layout(Shape::of(&record.key));
-            if msg.sets.size_with(set_id, layout.record_len) > self.mtu {
-                messages.push(msg.finish());
-                msg = Message::new(export_secs, self.sequence, self.domain_id, self.mtu);
-            }
+            let msg = out.room(set_id, layout.record_len, self.sequence);
             let fields = &layout.fields;
             msg.sets.append(set_id, |b| {
                 for f in fields {
                     f.write(record, clock, b);
                 }
             });
-            msg.records += 1;
+            msg.encoded.add_flow(record);
             self.sequence = self.sequence.wrapping_add(1);
         }
-        if !msg.is_empty() {
-            messages.push(msg.finish());
-        }
-        messages
+        out.finish()
     }
 }

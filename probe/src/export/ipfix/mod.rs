@@ -6,8 +6,9 @@
 pub mod encoder;
 pub mod template;
 
+pub use crate::export::message::Encoded;
 pub use crate::export::shape::Shape;
-pub use encoder::{EncodeError, Encoded, IpfixEncoder};
+pub use encoder::{EncodeError, IpfixEncoder};
 
 #[cfg(test)]
 mod tests;

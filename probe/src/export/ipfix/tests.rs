@@ -10,7 +10,7 @@ use vxflow_common::flow::DIRECTION_EGRESS;
 
 use super::{IpfixEncoder, Shape};
 use crate::{
-    export::testing::{CLOCK, expected, one_of_each, parse_all, record, wire_bytes},
+    export::testing::{CLOCK, expected, one_of_each, option_values, parse_all, record, wire_bytes},
     record::FlowRecord,
 };
 
@@ -19,30 +19,43 @@ type Decoded = Vec<(IpfixField, Vec<u8>)>;
 
 /// Every message decoded, and each data record.
 fn decode(messages: &[super::Encoded]) -> (Vec<IPFix>, Vec<Decoded>) {
-    let (mut headers, mut records) = (Vec::new(), Vec::new());
+    let (headers, records, options) = decode_all(messages);
+    assert!(options.is_empty(), "no options records unless asked");
+    (headers, records)
+}
+
+/// Every message decoded, each flow record, and each options record with
+/// its set id.
+fn decode_all(messages: &[super::Encoded]) -> (Vec<IPFix>, Vec<Decoded>, Vec<(u16, Decoded)>) {
+    let (mut headers, mut records, mut options) = (Vec::new(), Vec::new(), Vec::new());
+    let pairs = |rec: &Vec<(IpfixField, netflow_parser::FieldValue)>| -> Decoded {
+        rec.iter().map(|(f, v)| (*f, wire_bytes(v))).collect()
+    };
     for packet in parse_all(messages) {
         let NetflowPacket::IPFix(ipfix) = packet else { panic!("not IPFIX: {packet:?}") };
         for set in &ipfix.flowsets {
             match &set.body {
-                FlowSetBody::Data(data) => {
-                    for rec in &data.fields {
-                        records.push(rec.iter().map(|(f, v)| (*f, wire_bytes(v))).collect());
-                    }
+                FlowSetBody::Data(data) => records.extend(data.fields.iter().map(pairs)),
+                FlowSetBody::OptionsData(data) => {
+                    options.extend(data.fields.iter().map(|rec| (set.header.header_id, pairs(rec))));
                 }
-                FlowSetBody::Template(_) | FlowSetBody::Templates(_) => {}
+                FlowSetBody::Template(_)
+                | FlowSetBody::Templates(_)
+                | FlowSetBody::OptionsTemplate(_)
+                | FlowSetBody::OptionsTemplates(_) => {}
                 other => panic!("unexpected set {other:?}"),
             }
         }
         headers.push(ipfix);
     }
-    (headers, records)
+    (headers, records, options)
 }
 
 #[test]
 fn every_shape_round_trips_through_netflow_parser() {
     let records = one_of_each();
     let mut enc = IpfixEncoder::new(0x0102_0304, 1400).unwrap();
-    let messages = enc.encode(&records, &CLOCK, 1_767_225_700, true);
+    let messages = enc.encode(&records, &CLOCK, 1_767_225_700, true, None);
     let (headers, decoded) = decode(&messages);
     assert_eq!(decoded.len(), records.len(), "every record decoded once");
     assert!(
@@ -74,8 +87,8 @@ fn messages_fit_the_mtu_and_sequence_numbers_count_data_records() {
     let records: Vec<FlowRecord> =
         (0..1000u16).map(|i| record(i, Shape::ALL[usize::from(i) % 6], 6, DIRECTION_EGRESS)).collect();
     let mut enc = IpfixEncoder::new(9, 1400).unwrap();
-    let mut messages = enc.encode(&records[..400], &CLOCK, 1, true);
-    messages.extend(enc.encode(&records[400..], &CLOCK, 2, false));
+    let mut messages = enc.encode(&records[..400], &CLOCK, 1, true, None);
+    messages.extend(enc.encode(&records[400..], &CLOCK, 2, false, None));
     assert_eq!(enc.sequence(), 1000);
     for m in &messages {
         let b = &m.bytes;
@@ -113,4 +126,53 @@ fn too_small_an_mtu_is_refused() {
 fn template_ids_are_fixed_per_shape() {
     let ids: Vec<u16> = Shape::ALL.iter().map(|s| s.template_id()).collect();
     assert_eq!(ids, [256, 257, 258, 259, 260, 261]);
+}
+
+#[test]
+fn options_records_round_trip_with_their_templates() {
+    let values = option_values();
+    let records = one_of_each();
+    let mut enc = IpfixEncoder::new(77, 1400).unwrap();
+    let messages = enc.encode(&records, &CLOCK, 1_767_225_700, true, Some(&values));
+    let (headers, flows, options) = decode_all(&messages);
+    assert_eq!(flows.len(), records.len());
+    let n = |v: u64, len: usize| v.to_be_bytes()[8 - len..].to_vec();
+    let f = |id| IpfixField::new(id, None);
+    let pid = u64::from(std::process::id());
+    let name = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        b.resize(16, 0);
+        b
+    };
+    let want: Vec<(u16, Decoded)> = vec![
+        (512, vec![(f(302), n(1, 8)), (f(304), n(1, 2)), (f(305), n(1, 4)), (f(306), n(0, 4))]),
+        (
+            513,
+            vec![
+                (f(144), n(pid, 4)),
+                (f(166), n(3, 8)),
+                (f(167), n(300, 8)),
+                (f(168), n(45_000, 8)),
+                (f(323), n(1_767_225_601_000, 8)),
+                (f(323), n(1_767_225_602_000, 8)),
+            ],
+        ),
+        (
+            514,
+            vec![
+                (f(149), n(77, 4)),
+                (f(164), n(70, 8)),
+                (f(165), n(7_000, 8)),
+                (f(323), n(1_767_225_603_000, 8)),
+                (f(323), n(1_767_225_604_000, 8)),
+            ],
+        ),
+        (515, vec![(f(10), n(2, 4)), (f(82), name("eth0"))]),
+        (515, vec![(f(10), n(5, 4)), (f(82), name("flannel.1"))]),
+    ];
+    assert_eq!(options, want);
+    // Options records are data records: they count in the sequence.
+    assert_eq!(enc.sequence(), u32::try_from(records.len() + want.len()).unwrap());
+    assert_eq!(messages.iter().map(|m| m.options).sum::<u32>(), 5);
+    assert_eq!(headers[0].header.sequence_number, 0);
 }

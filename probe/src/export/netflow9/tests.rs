@@ -5,14 +5,14 @@
 
 use netflow_parser::{
     NetflowPacket,
-    variable_versions::v9::{FlowSetBody, V9},
+    variable_versions::v9::{FlowSetBody, ScopeDataField, V9},
 };
 
 use super::Netflow9Encoder;
 use crate::export::{
     fields::NTOP_PEN,
-    ipfix::Encoded,
-    testing::{CLOCK, expected, one_of_each, parse_all, wire_bytes},
+    message::Encoded,
+    testing::{CLOCK, expected, one_of_each, option_values, parse_all, wire_bytes},
 };
 
 /// 2026-01-01T00:00:05Z: the records start at 00:00:01 and end at 00:00:02.5.
@@ -40,13 +40,13 @@ fn decode(packets: &[Encoded]) -> (Vec<V9>, Vec<Decoded>) {
 fn every_shape_round_trips_with_v9_types_and_uptime_timestamps() {
     let records = one_of_each();
     let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400);
-    let packets = enc.encode(&records, &CLOCK, NOW_MS, true);
+    let packets = enc.encode(&records, &CLOCK, NOW_MS, true, None);
     let (headers, decoded) = decode(&packets);
     assert_eq!(decoded.len(), records.len());
     for (h, p) in headers.iter().zip(&packets) {
         assert_eq!(h.header.source_id, 0x0a0b_0c0d);
         assert_eq!(h.header.unix_secs, 1_767_225_605);
-        let templates = if p.templates { 6 } else { 0 };
+        let templates = if p.templates { 8 } else { 0 };
         assert_eq!(u32::from(h.header.count), templates + p.records, "count is every record in the packet");
     }
     let uptime = headers[0].header.sys_up_time;
@@ -74,7 +74,7 @@ fn every_shape_round_trips_with_v9_types_and_uptime_timestamps() {
 fn sequence_counts_packets_and_uptime_is_rebased_before_it_wraps() {
     let records = one_of_each();
     let mut enc = Netflow9Encoder::new(1, 600);
-    let first = enc.encode(&records, &CLOCK, NOW_MS, true);
+    let first = enc.encode(&records, &CLOCK, NOW_MS, true, None);
     assert!(first.len() > 1, "a small MTU splits the export");
     assert_eq!(enc.sequence(), u32::try_from(first.len()).unwrap());
     let (headers, _) = decode(&first);
@@ -86,11 +86,50 @@ fn sequence_counts_packets_and_uptime_is_rebased_before_it_wraps() {
     // uptime stays well inside a u32.
     let later = NOW_MS + 30 * 24 * 3600 * 1000;
     let clock = crate::clock::WallClock::with_offset_ns(i128::from(later - 10_000) * 1_000_000);
-    let again = enc.encode(&records, &clock, later, true);
+    let again = enc.encode(&records, &clock, later, true, None);
     let (headers, decoded) = decode(&again);
     let uptime = headers[0].header.sys_up_time;
     assert!(uptime < 1 << 31, "uptime {uptime}");
     // FIRST_SWITCHED is 10 s + 1 s before now: still consistent after the rebase.
     let first_switched = decoded[0].iter().find(|(t, _)| *t == 22).unwrap();
     assert_eq!(u32::from_be_bytes(first_switched.1.clone().try_into().unwrap()), uptime - 9_000);
+}
+
+#[test]
+fn options_carry_sampling_and_interface_names() {
+    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400);
+    let packets = enc.encode(&[], &CLOCK, NOW_MS, true, Some(&option_values()));
+    let mut got = Vec::new();
+    for packet in parse_all(&packets) {
+        let NetflowPacket::V9(v9) = packet else { panic!("not NetFlow v9") };
+        for set in &v9.flowsets {
+            if let FlowSetBody::OptionsData(data) = &set.body {
+                for rec in &data.fields {
+                    let fields: Vec<(u16, Vec<u8>)> =
+                        rec.options_fields.iter().map(|(f, v)| (u16::from(*f), wire_bytes(v))).collect();
+                    got.push((set.header.flowset_id, rec.scope_fields.clone(), fields));
+                }
+            }
+        }
+    }
+    let name = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        b.resize(16, 0);
+        b
+    };
+    assert_eq!(
+        got,
+        vec![
+            (
+                512,
+                vec![ScopeDataField::System(vec![0x0a, 0x0b, 0x0c, 0x0d])],
+                vec![(34, vec![0, 0, 0, 1]), (35, vec![1])]
+            ),
+            (515, vec![ScopeDataField::Interface(vec![0, 0, 0, 2])], vec![(82, name("eth0"))]),
+            (515, vec![ScopeDataField::Interface(vec![0, 0, 0, 5])], vec![(82, name("flannel.1"))]),
+        ]
+    );
+    // A v9 header counts every record: 6 templates, 2 options templates, 3 options records.
+    let count: u32 = packets.iter().map(|p| u32::from(u16::from_be_bytes([p.bytes[2], p.bytes[3]]))).sum();
+    assert_eq!(count, 11);
 }
