@@ -39,6 +39,9 @@ pub const DEFAULT_TEMPLATE_REFRESH: Duration = Duration::from_mins(1);
 pub const DEFAULT_MTU: usize = 1400;
 /// Smallest message size accepted (the largest template must fit).
 pub const MIN_MTU: usize = 512;
+/// Default TCP buffer: about 80,000 flow records, a few minutes of a busy
+/// node's flows while a collector restarts.
+pub const DEFAULT_BUFFER_BYTES: usize = 8 << 20;
 
 /// A `[[collector]]` table as written.
 #[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
@@ -55,6 +58,8 @@ pub struct CollectorSection {
     /// NetFlow v5 header engine type and id (v5 only; default 0).
     pub engine_type: Option<u8>,
     pub engine_id: Option<u8>,
+    /// TCP only: bytes of messages held while the collector is unreachable.
+    pub buffer_bytes: Option<usize>,
 }
 
 /// A validated collector.
@@ -69,6 +74,9 @@ pub struct Collector {
     pub mtu: usize,
     /// NetFlow v5 engine type and id.
     pub engine: (u8, u8),
+    /// TCP: the most bytes of messages held while the collector is down;
+    /// what does not fit is counted as not sent.
+    pub buffer_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,6 +91,10 @@ pub enum CollectorError {
     Mtu { address: String, mtu: usize },
     #[error("collector {address:?}: template_refresh must be longer than zero")]
     Refresh { address: String },
+    #[error("collector {address:?}: buffer_bytes is for transport tcp (UDP sends at once or counts the loss)")]
+    BufferNotTcp { address: String },
+    #[error("collector {address:?}: buffer_bytes {bytes} is smaller than one message (mtu {mtu})")]
+    BufferTooSmall { address: String, bytes: usize, mtu: usize },
     #[error(
         "collector {address:?}: engine_type and engine_id are NetFlow v5 header fields; remove them or use protocol netflow5"
     )]
@@ -106,6 +118,13 @@ impl CollectorSection {
         if self.protocol != Protocol::Netflow5 && (self.engine_type.is_some() || self.engine_id.is_some()) {
             return Err(CollectorError::EngineNotV5 { address });
         }
+        if self.transport != Transport::Tcp && self.buffer_bytes.is_some() {
+            return Err(CollectorError::BufferNotTcp { address });
+        }
+        let buffer_bytes = self.buffer_bytes.unwrap_or(DEFAULT_BUFFER_BYTES);
+        if buffer_bytes < mtu {
+            return Err(CollectorError::BufferTooSmall { address, bytes: buffer_bytes, mtu });
+        }
         let template_refresh = self.template_refresh.unwrap_or(DEFAULT_TEMPLATE_REFRESH);
         if template_refresh.is_zero() {
             return Err(CollectorError::Refresh { address });
@@ -124,6 +143,7 @@ impl CollectorSection {
             template_refresh,
             mtu,
             engine: (self.engine_type.unwrap_or(0), self.engine_id.unwrap_or(0)),
+            buffer_bytes,
         })
     }
 
@@ -161,6 +181,7 @@ impl FromStr for CollectorSection {
             mtu: None,
             engine_type: None,
             engine_id: None,
+            buffer_bytes: None,
         })
     }
 }
@@ -210,6 +231,11 @@ mod tests {
         assert!(matches!(small.resolve(), Err(CollectorError::Mtu { .. })));
         let engine = CollectorSection { engine_id: Some(3), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
         assert!(matches!(engine.resolve(), Err(CollectorError::EngineNotV5 { .. })));
+        let udp_buffer =
+            CollectorSection { buffer_bytes: Some(1 << 20), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
+        assert!(matches!(udp_buffer.resolve(), Err(CollectorError::BufferNotTcp { .. })));
+        let tiny = CollectorSection { buffer_bytes: Some(1000), ..("ipfix+tcp://127.0.0.1:4739".parse().unwrap()) };
+        assert!(matches!(tiny.resolve(), Err(CollectorError::BufferTooSmall { .. })));
         let nowhere: CollectorSection = "ipfix://no-such-host.invalid:4739".parse().unwrap();
         assert!(matches!(nowhere.resolve(), Err(CollectorError::Resolve { .. })));
     }

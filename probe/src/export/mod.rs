@@ -10,6 +10,7 @@ pub mod netflow5;
 pub mod netflow9;
 pub mod options;
 pub mod shape;
+pub mod tcp;
 #[cfg(test)]
 mod testing;
 pub mod udp;
@@ -135,8 +136,6 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Sink(#[from] udp::SinkError),
-    #[error("collector {0}: IPFIX over TCP is not implemented yet; use ipfix:// (UDP)")]
-    NotYet(String),
 }
 
 /// Opens every output the configuration names.
@@ -158,10 +157,11 @@ pub fn open_sinks(config: &RuntimeConfig) -> Result<Fanout, OpenError> {
         None => {}
     }
     for c in &config.collectors {
-        if c.transport != collector::Transport::Udp {
-            return Err(OpenError::NotYet(c.name.clone()));
+        let domain = config.observation_domain_id;
+        match c.transport {
+            collector::Transport::Udp => fanout.push(Box::new(udp::UdpSink::new(c.clone(), domain)?)),
+            collector::Transport::Tcp => fanout.push(Box::new(tcp::TcpSink::new(c.clone(), domain)?)),
         }
-        fanout.push(Box::new(udp::UdpSink::new(c.clone(), config.observation_domain_id)?));
     }
     Ok(fanout)
 }

@@ -90,7 +90,7 @@ pub struct UdpSink {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("collector {collector}: opening a UDP socket")]
+    #[error("collector {collector}: opening a socket")]
     Socket {
         collector: String,
         #[source]
