@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use vxflow_testkit::{
-    collectors::{Nfcapd, NfdumpFlow},
+    collectors::{Capture, Nfcapd, NfdumpFlow, TcpCollector, ipfix_stream_flows},
     netns::LinkCounters,
     probe::{Finished, Record, Vxflow},
     require_root,
@@ -213,14 +213,16 @@ fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, run: &Run, iperf
 
     // Nothing was lost, dropped or double counted inside vxflow.
     let c = |n: &str| done.counter(n);
-    assert_eq!(c("seen_packets"), truth.rx_packets + truth.tx_packets);
-    assert_eq!(c("accounted_packets") + c("fallback_packets"), c("seen_packets"));
+    // The probe's own export, where it crosses eth0, is seen but not
+    // accounted; `truth` leaves it out.
+    assert_eq!(c("seen_packets"), truth.rx_packets + truth.tx_packets + c("self_export_packets"));
+    assert_eq!(c("accounted_packets") + c("fallback_packets") + c("self_export_packets"), c("seen_packets"));
     for n in ["lost_packets", "non_ip_packets", "malformed_packets"] {
         assert_eq!(c(n), 0, "{n}");
     }
     assert_eq!(c("fallback_packets") > 0, run.expect_fallback, "fallback_packets {}", c("fallback_packets"));
     assert_eq!(c("exported_packets"), c("drained_packets"));
-    assert_eq!(c("exported_packets"), c("seen_packets"));
+    assert_eq!(c("exported_packets") + c("self_export_packets"), c("seen_packets"));
     match offloads {
         Offloads::On => assert!(c("gso_skbs") > 0, "no super-packet seen: the offload path was not exercised"),
         Offloads::Off => assert_eq!(c("gso_skbs"), 0),
@@ -379,6 +381,15 @@ fn export_to_nfcapd(tag: &'static str, collector: &'static [&'static str]) {
     let done = measure(&topo, &run);
     let collected = nfcapd.stop();
     assert_eq!(collected.sequence_failures, 0);
+    let from_json = json_flows(&done);
+    let mut from_nfdump = collected.flows;
+    from_nfdump.sort();
+    assert_eq!(from_nfdump, from_json, "nfdump and the JSON records disagree");
+    assert!(from_nfdump.iter().any(|f| f.protocol == "TCP" && f.dst_port == 5201), "the iperf3 flow is missing");
+}
+
+/// The JSON records as nfdump prints flows, sorted.
+fn json_flows(done: &Finished) -> Vec<NfdumpFlow> {
     let mut from_json: Vec<NfdumpFlow> = done
         .records
         .iter()
@@ -398,11 +409,8 @@ fn export_to_nfcapd(tag: &'static str, collector: &'static [&'static str]) {
             bytes: r.bytes,
         })
         .collect();
-    let mut from_nfdump = collected.flows;
     from_json.sort();
-    from_nfdump.sort();
-    assert_eq!(from_nfdump, from_json, "nfdump and the JSON records disagree");
-    assert!(from_nfdump.iter().any(|f| f.protocol == "TCP" && f.dst_port == 5201), "the iperf3 flow is missing");
+    from_json
 }
 
 #[test]
@@ -419,4 +427,150 @@ fn netflow9_to_nfcapd_shows_the_same_flows_as_json() {
 #[test]
 fn netflow5_to_nfcapd_shows_the_same_flows_as_json() {
     export_to_nfcapd("nfv5", &["--collector", "netflow5://127.0.0.1:9995", "--json", "-"]);
+}
+
+/// Four collectors at once beside JSON, each with its own protocol and
+/// transport: IPFIX over UDP to nfcapd and IPFIX over TCP, both on node 2, so
+/// the export crosses the watched eth0 and must not be accounted; NetFlow v9
+/// to nfcapd on node 1's loopback; and NetFlow v5 to a port where nobody
+/// listens. Each live collector holds exactly the JSON records; the absent
+/// one's records are counted as failed; tcpdump's capture of the export on
+/// eth0, decoded by tshark, is well formed and shows the VNI and the node
+/// addresses; and eth0's counters less the captured export equal the records.
+#[test]
+fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
+    require_root();
+    let tag = "multi";
+    let topo = Flannel::build(&unique_prefix(tag), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
+    let (n1, n2) = (node1.addr, node2.addr);
+    let ipfix_udp = Nfcapd::start_on(&node2.ns, n2, 9995);
+    let v9 = Nfcapd::start(&node1.ns, 9996);
+    let tcp = TcpCollector::start(&node2.ns, std::net::SocketAddr::new(n2, 4739));
+    let capture = Capture::start(&node1.ns, "eth0", &format!("host {n2} and (udp port 9995 or tcp port 4739)"));
+    let v5 = "netflow5://127.0.0.1:9997";
+    let extra: Vec<String> = [
+        format!("ipfix://{n2}:9995"),
+        format!("ipfix+tcp://{n2}:4739"),
+        "netflow9://127.0.0.1:9996".to_owned(),
+        v5.to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|c| ["--collector".to_owned(), c])
+    .chain(["--json".to_owned(), "-".to_owned()])
+    .collect();
+    let extra: &'static [&'static str] = Vec::leak(extra.into_iter().map(|s| &*String::leak(s)).collect());
+    // Records every second, so the absent collector gets several messages:
+    // the first draws the ICMP port unreachable that fails a later send.
+    let run = Run { extra, active_timeout: "1s", ..Run::new(tag, Options::default(), Offloads::Off) };
+
+    // As `measure`, but eth0's counters are read after vxflow has exited, so
+    // the window holds the whole export (the last of it leaves after the
+    // programs are detached), as the capture does.
+    topo.settle(Duration::from_millis(1500));
+    let before = node1.ns.counters("eth0");
+    let args = run.vxflow_args();
+    let vxflow = Vxflow::start(&node1.ns, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (p1a, p1b, p2a, p2b) = (&node1.pods[0], &node1.pods[1], &node2.pods[0], &node2.pods[1]);
+    let iperf = traffic::iperf3(&p1a.ns, &p2a.ns, p2a.addr, run.tcp_limit);
+    assert_eq!(traffic::udp_train(&p2b.ns, &p1b.ns, p1b.addr, 9999, UDP_COUNT, UDP_PAYLOAD), UDP_COUNT);
+    traffic::ping(&p1b.ns, p2a.addr, PING_COUNT, PING_SIZE);
+    topo.settle(Duration::from_millis(700));
+    let done = vxflow.stop();
+    topo.settle(Duration::from_millis(300));
+    let with_export = node1.ns.counters("eth0").since(&before);
+    let pcap = capture.stop();
+
+    // The export on eth0, out and back (TCP acknowledgements).
+    let frames = pcap.frames();
+    let (out, back): (Vec<_>, Vec<_>) = frames.iter().partition(|f| f.src == n1);
+    assert!(!out.is_empty() && !back.is_empty(), "no export captured on eth0");
+    let truth = LinkCounters {
+        tx_packets: with_export.tx_packets - out.len() as u64,
+        tx_bytes: with_export.tx_bytes - out.iter().map(|f| f.len).sum::<u64>(),
+        rx_packets: with_export.rx_packets - back.len() as u64,
+        rx_bytes: with_export.rx_bytes - back.iter().map(|f| f.len).sum::<u64>(),
+        ..with_export
+    };
+    // Export packets while the programs were attached were seen and left
+    // out; the last ones left after detaching.
+    let own = done.counter("self_export_packets");
+    assert!(own > 0 && own <= frames.len() as u64, "self_export_packets {own} of {} captured", frames.len());
+    check(&topo, &done, &truth, &run, iperf);
+
+    let from_json = json_flows(&done);
+    let collected = ipfix_udp.stop();
+    assert_eq!(collected.sequence_failures, 0);
+    let mut flows = collected.flows;
+    flows.sort();
+    assert_eq!(flows, from_json, "IPFIX over UDP (nfcapd on node 2) and the JSON records disagree");
+    let collected = v9.stop();
+    assert_eq!(collected.sequence_failures, 0);
+    let mut flows = collected.flows;
+    flows.sort();
+    assert_eq!(flows, from_json, "NetFlow v9 (nfcapd on loopback) and the JSON records disagree");
+    let connections = tcp.stop();
+    assert_eq!(connections.len(), 1, "one TCP connection for the whole run");
+    let mut flows = ipfix_stream_flows(&connections[0]);
+    flows.sort();
+    assert_eq!(flows, from_json, "IPFIX over TCP and the JSON records disagree");
+
+    // Nobody listens on 9997: ICMP port unreachable fails later sends, and
+    // every record is either sent or counted as failed.
+    let totals = done.export_totals(v5);
+    assert!(totals["records_failed"] > 0, "{totals:?}");
+    assert_eq!(totals["records_sent"] + totals["records_failed"], done.records.len() as u64, "{totals:?}");
+    assert!(done.stderr.contains("cannot send to collector"), "{}", done.stderr);
+
+    // tshark decodes the captured export, UDP and TCP alike.
+    let out = vxflow_testkit::cmd::run(&[
+        "tshark",
+        "-r",
+        pcap.path(),
+        "-V",
+        "-d",
+        "udp.port==9995,cflow",
+        "-d",
+        "tcp.port==4739,cflow",
+    ]);
+    for bad in ["Malformed", "Expert Info (Error"] {
+        assert!(!out.contains(bad), "tshark reports {bad}");
+    }
+    for want in [
+        format!("Untunneled IPv4 source address: {n1}"),
+        format!("Untunneled IPv4 destination address: {n2}"),
+        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1".to_owned(),
+        format!("SrcAddr: {}", p2b.addr),
+        "IfName: eth0".to_owned(),
+        "Selector Algorithm: Systematic count-based Sampling (1)".to_owned(),
+    ] {
+        assert!(out.contains(&want), "tshark does not show {want:?}");
+    }
+    let tcp_messages = out.matches("Transmission Control Protocol").count();
+    assert!(tcp_messages > 0, "no IPFIX over TCP decoded");
+}
+
+/// NetFlow v5 cannot carry IPv6 pods: nfcapd gets no flow, and every record
+/// is counted as not carried, with one warning saying what to use instead.
+#[test]
+fn netflow5_counts_ipv6_pod_flows_as_not_carried() {
+    require_root();
+    let o = Options { pods: Family::V6, ..Options::default() };
+    let topo = Flannel::build(&unique_prefix("nfv5v6"), o.clone());
+    topo.set_offloads(Offloads::Off);
+    let nfcapd = Nfcapd::start(&topo.nodes[0].ns, 9995);
+    let collector = "netflow5://127.0.0.1:9995";
+    let run = Run {
+        extra: &["--collector", "netflow5://127.0.0.1:9995", "--json", "-"],
+        ..Run::new("nfv5v6", o, Offloads::Off)
+    };
+    let done = measure(&topo, &run);
+    let collected = nfcapd.stop();
+    assert!(collected.flows.is_empty(), "v5 carried an IPv6 flow: {:?}", collected.flows);
+    let totals = done.export_totals(collector);
+    assert!(!done.records.is_empty());
+    assert_eq!(totals["records_not_carried"], done.records.len() as u64, "{totals:?}");
+    assert_eq!(totals["records_sent"], 0, "{totals:?}");
+    assert_eq!(done.stderr.matches("NetFlow v5 carries IPv4 flows only").count(), 1, "{}", done.stderr);
 }

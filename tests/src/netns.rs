@@ -123,11 +123,17 @@ impl Netns {
     /// Moves the calling thread into this namespace. Sockets and netlink
     /// calls the thread makes afterwards live there. Use a dedicated thread.
     pub fn enter_thread(&self) {
-        let f = File::open(format!("/run/netns/{}", self.name)).unwrap();
-        // SAFETY: setns on a valid namespace fd; affects only this thread.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
+        enter(&self.name);
     }
+}
+
+/// Moves the calling thread into namespace `name` (for a thread that cannot
+/// borrow the `Netns`).
+pub fn enter(name: &str) {
+    let f = File::open(format!("/run/netns/{name}")).unwrap();
+    // SAFETY: setns on a valid namespace fd; affects only this thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns into {name}: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Netns {

@@ -194,11 +194,30 @@ impl Drop for Vxflow {
     }
 }
 
+impl Finished {
+    /// The `key=number` fields of the "export totals" line of `collector`
+    /// (as vxflow names it, e.g. `netflow5://127.0.0.1:9997`).
+    #[must_use]
+    pub fn export_totals(&self, collector: &str) -> BTreeMap<String, u64> {
+        let needle = format!("collector={collector} ");
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.contains("export totals") && l.contains(&needle))
+            .unwrap_or_else(|| panic!("no export totals for {collector}:\n{}", self.stderr));
+        number_fields(line)
+    }
+}
+
 /// Parses `key=number` fields of the "final counters" log line.
 fn final_counters(stderr: &str) -> BTreeMap<String, u64> {
     let Some(line) = stderr.lines().find(|l| l.contains("final counters")) else {
         return BTreeMap::new();
     };
+    number_fields(line)
+}
+
+fn number_fields(line: &str) -> BTreeMap<String, u64> {
     line.split_whitespace()
         .filter_map(|w| {
             let (k, v) = w.split_once('=')?;

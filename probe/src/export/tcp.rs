@@ -127,6 +127,9 @@ pub struct TcpSink {
     /// the tuple the datapath excludes.
     _reservation: Socket,
     shared: Arc<Shared>,
+    /// The template messages every connection starts with, until the
+    /// thread starts and takes them.
+    templates: Option<Vec<Encoded>>,
     thread: Option<JoinHandle<()>>,
     options_sent: Option<Instant>,
     last_overflow_log: Option<Instant>,
@@ -159,13 +162,6 @@ impl TcpSink {
             wake: Condvar::new(),
             bound: collector.buffer_bytes,
         });
-        let thread = {
-            let (shared, collector) = (Arc::clone(&shared), collector.clone());
-            std::thread::Builder::new()
-                .name("vxflow-tcp-export".into())
-                .spawn(move || connection_loop(&shared, &collector, local, &templates))
-                .map_err(socket_err)?
-        };
         tracing::info!(collector = %collector, source = %local, domain_id, buffer_bytes = collector.buffer_bytes, "exporting");
         Ok(Self {
             collector,
@@ -173,7 +169,8 @@ impl TcpSink {
             local,
             _reservation: reservation,
             shared,
-            thread: Some(thread),
+            templates: Some(templates),
+            thread: None,
             options_sent: None,
             last_overflow_log: None,
         })
@@ -196,6 +193,22 @@ impl TcpSink {
         self.shared.lock().bytes
     }
 
+    /// Starts the connection thread, at the first write: by then the
+    /// datapath excludes the export's tuple, so not one export packet is
+    /// accounted.
+    fn start(&mut self) {
+        let Some(templates) = self.templates.take() else { return };
+        let (shared, collector, local) = (Arc::clone(&self.shared), self.collector.clone(), self.local);
+        match std::thread::Builder::new()
+            .name("vxflow-tcp-export".into())
+            .spawn(move || connection_loop(&shared, &collector, local, &templates))
+        {
+            Ok(thread) => self.thread = Some(thread),
+            // Records then stay in the buffer and, past it, are counted as not sent.
+            Err(error) => tracing::error!(collector = %self.collector, %error, "cannot start the export thread"),
+        }
+    }
+
     fn stop(&mut self) {
         let Some(thread) = self.thread.take() else { return };
         self.shared.lock().deadline = Some(Instant::now() + FLUSH_TIMEOUT);
@@ -210,6 +223,7 @@ impl RecordSink for TcpSink {
     /// Never fails and never blocks on the network: what does not fit in
     /// the buffer is counted and logged.
     fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> io::Result<()> {
+        self.start();
         let now = Instant::now();
         let options_due =
             ctx.last || self.options_sent.is_none_or(|t| now.duration_since(t) >= self.collector.template_refresh);
