@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing vxflow needs on Debian 12, idempotently:
-# Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, ...), the
+# Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, pmacct, ...), the
 # nightly rust-src component and bpf-linker 0.10 (newer releases need a system
 # LLVM that Debian 12 does not have). Needs root for apt.
 set -euo pipefail
@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump tcpdump bpftool procps)
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

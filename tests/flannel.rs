@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use vxflow_testkit::{
-    collectors::{Capture, Nfcapd, NfdumpFlow, TcpCollector, ipfix_stream_flows},
+    collectors::{Capture, Nfacctd, Nfcapd, NfdumpFlow, TcpCollector, ipfix_stream_flows},
     netns::LinkCounters,
     probe::{Finished, Record, Vxflow},
     require_root,
@@ -429,11 +429,11 @@ fn netflow5_to_nfcapd_shows_the_same_flows_as_json() {
     export_to_nfcapd("nfv5", &["--collector", "netflow5://127.0.0.1:9995", "--json", "-"]);
 }
 
-/// Four collectors at once beside JSON, each with its own protocol and
+/// Five collectors at once beside JSON, each with its own protocol and
 /// transport: IPFIX over UDP to nfcapd and IPFIX over TCP, both on node 2, so
 /// the export crosses the watched eth0 and must not be accounted; NetFlow v9
-/// to nfcapd on node 1's loopback; and NetFlow v5 to a port where nobody
-/// listens. Each live collector holds exactly the JSON records; the absent
+/// to nfcapd and IPFIX to pmacct's nfacctd on node 1's loopback; and NetFlow
+/// v5 to a port where nobody listens. Each live collector holds exactly the JSON records; the absent
 /// one's records are counted as failed; tcpdump's capture of the export on
 /// eth0, decoded by tshark, is well formed and shows the VNI and the node
 /// addresses; and eth0's counters less the captured export equal the records.
@@ -441,12 +441,15 @@ fn netflow5_to_nfcapd_shows_the_same_flows_as_json() {
 fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
     require_root();
     let tag = "multi";
-    let topo = Flannel::build(&unique_prefix(tag), Options::default());
+    // VNI 42 on 4789, so a collector that shows the VNI shows a value of its own.
+    let o = Options { vni: 42, vxlan_port: 4789, ..Options::default() };
+    let topo = Flannel::build(&unique_prefix(tag), o.clone());
     topo.set_offloads(Offloads::Off);
     let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
     let (n1, n2) = (node1.addr, node2.addr);
     let ipfix_udp = Nfcapd::start_on(&node2.ns, n2, 9995);
     let v9 = Nfcapd::start(&node1.ns, 9996);
+    let pmacct = Nfacctd::start(&node1.ns, 9998);
     let tcp = TcpCollector::start(&node2.ns, std::net::SocketAddr::new(n2, 4739));
     let capture = Capture::start(&node1.ns, "eth0", &format!("host {n2} and (udp port 9995 or tcp port 4739)"));
     let v5 = "netflow5://127.0.0.1:9997";
@@ -454,16 +457,18 @@ fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
         format!("ipfix://{n2}:9995"),
         format!("ipfix+tcp://{n2}:4739"),
         "netflow9://127.0.0.1:9996".to_owned(),
+        "ipfix://127.0.0.1:9998".to_owned(),
         v5.to_owned(),
     ]
     .into_iter()
     .flat_map(|c| ["--collector".to_owned(), c])
     .chain(["--json".to_owned(), "-".to_owned()])
     .collect();
+    let o_vni = o.vni;
     let extra: &'static [&'static str] = Vec::leak(extra.into_iter().map(|s| &*String::leak(s)).collect());
     // Records every second, so the absent collector gets several messages:
     // the first draws the ICMP port unreachable that fails a later send.
-    let run = Run { extra, active_timeout: "1s", ..Run::new(tag, Options::default(), Offloads::Off) };
+    let run = Run { extra, active_timeout: "1s", ..Run::new(tag, o, Offloads::Off) };
 
     // As `measure`, but eth0's counters are read after vxflow has exited, so
     // the window holds the whole export (the last of it leaves after the
@@ -510,6 +515,7 @@ fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
     let mut flows = collected.flows;
     flows.sort();
     assert_eq!(flows, from_json, "NetFlow v9 (nfcapd on loopback) and the JSON records disagree");
+    check_pmacct(pmacct, &done, o_vni);
     let connections = tcp.stop();
     assert_eq!(connections.len(), 1, "one TCP connection for the whole run");
     let mut flows = ipfix_stream_flows(&connections[0]);
@@ -523,32 +529,7 @@ fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
     assert_eq!(totals["records_sent"] + totals["records_failed"], done.records.len() as u64, "{totals:?}");
     assert!(done.stderr.contains("cannot send to collector"), "{}", done.stderr);
 
-    // tshark decodes the captured export, UDP and TCP alike.
-    let out = vxflow_testkit::cmd::run(&[
-        "tshark",
-        "-r",
-        pcap.path(),
-        "-V",
-        "-d",
-        "udp.port==9995,cflow",
-        "-d",
-        "tcp.port==4739,cflow",
-    ]);
-    for bad in ["Malformed", "Expert Info (Error"] {
-        assert!(!out.contains(bad), "tshark reports {bad}");
-    }
-    for want in [
-        format!("Untunneled IPv4 source address: {n1}"),
-        format!("Untunneled IPv4 destination address: {n2}"),
-        "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1".to_owned(),
-        format!("SrcAddr: {}", p2b.addr),
-        "IfName: eth0".to_owned(),
-        "Selector Algorithm: Systematic count-based Sampling (1)".to_owned(),
-    ] {
-        assert!(out.contains(&want), "tshark does not show {want:?}");
-    }
-    let tcp_messages = out.matches("Transmission Control Protocol").count();
-    assert!(tcp_messages > 0, "no IPFIX over TCP decoded");
+    check_tshark(&pcap, n1, n2, o_vni, p2b.addr);
 }
 
 /// NetFlow v5 cannot carry IPv6 pods: nfcapd gets no flow, and every record
@@ -573,4 +554,69 @@ fn netflow5_counts_ipv6_pod_flows_as_not_carried() {
     assert_eq!(totals["records_not_carried"], done.records.len() as u64, "{totals:?}");
     assert_eq!(totals["records_sent"], 0, "{totals:?}");
     assert_eq!(done.stderr.matches("NetFlow v5 carries IPv4 flows only").count(), 1, "{}", done.stderr);
+}
+
+/// pmacct aggregates by pod tuple and VNI; the JSON records, summed the same
+/// way, must match.
+fn check_pmacct(pmacct: Nfacctd, done: &Finished, vni: u32) {
+    type Key = (IpAddr, IpAddr, u16, u16, String);
+    // pmacct 1.7.7 (Debian 12) reads the VNI out of
+    // layer2SegmentId (RFC 7133: type 0x01, VNI in the low 24 bits) as
+    // VNI * 256 plus a stray low byte: VNI 42 shows as 10927.
+    let mut from_pmacct: std::collections::BTreeMap<Key, (u64, u64)> = std::collections::BTreeMap::new();
+    for row in pmacct.stop() {
+        assert_eq!(row.vni >> 8, vni, "pmacct's vxlan primitive {row:?}");
+        let e = from_pmacct.entry((row.src, row.dst, row.src_port, row.dst_port, row.protocol)).or_default();
+        (e.0, e.1) = (e.0 + row.packets, e.1 + row.bytes);
+    }
+    let mut summed: std::collections::BTreeMap<Key, (u64, u64)> = std::collections::BTreeMap::new();
+    for r in &done.records {
+        let key = (r.src_addr, r.dst_addr, r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0), r.protocol.clone());
+        let e = summed.entry(key).or_default();
+        (e.0, e.1) = (e.0 + r.packets, e.1 + r.bytes);
+    }
+    assert_eq!(from_pmacct, summed, "pmacct (nfacctd) and the JSON records disagree");
+}
+
+/// tshark decodes the captured export, UDP and TCP alike: nothing malformed,
+/// the VNI, node addresses, pod addresses and options visible.
+fn check_tshark(pcap: &vxflow_testkit::collectors::PcapFile, n1: IpAddr, n2: IpAddr, vni: u32, pod: IpAddr) {
+    let out = vxflow_testkit::cmd::run(&[
+        "tshark",
+        "-r",
+        pcap.path(),
+        "-V",
+        "-d",
+        "udp.port==9995,cflow",
+        "-d",
+        "tcp.port==4739,cflow",
+    ]);
+    for bad in ["Malformed", "Expert Info (Error"] {
+        assert!(!out.contains(bad), "tshark reports {bad}");
+    }
+    for want in [
+        format!("Untunneled IPv4 source address: {n1}"),
+        format!("Untunneled IPv4 destination address: {n2}"),
+        format!("Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: {vni}"),
+        format!("Layer2 Segment Id: {}", (1u64 << 56) | u64::from(vni)),
+        format!("SrcAddr: {pod}"),
+        "IfName: eth0".to_owned(),
+        "Selector Algorithm: Systematic count-based Sampling (1)".to_owned(),
+    ] {
+        assert!(out.contains(&want), "tshark does not show {want:?}");
+    }
+    let over_tcp = vxflow_testkit::cmd::run(&[
+        "tshark",
+        "-r",
+        pcap.path(),
+        "-d",
+        "tcp.port==4739,cflow",
+        "-Y",
+        "tcp and cflow.flowset_id == 258",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]);
+    assert!(over_tcp.lines().count() > 0, "tshark decoded no VXLAN data set in the TCP stream");
 }
