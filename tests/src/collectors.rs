@@ -29,6 +29,8 @@ pub struct NfdumpFlow {
 pub struct Collected {
     pub flows: Vec<NfdumpFlow>,
     pub sequence_failures: u64,
+    /// nfdump's own listing (`-o line`), for people.
+    pub listing: String,
 }
 
 /// An nfcapd listening on UDP in a namespace, writing into its own directory.
@@ -97,7 +99,8 @@ impl Nfcapd {
             .find_map(|l| l.strip_prefix("Sequence failures:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no sequence failures line in:\n{info}"));
-        Collected { flows, sequence_failures }
+        let listing = cmd::run(&["nfdump", "-r", file, "-o", "line"]);
+        Collected { flows, sequence_failures, listing }
     }
 }
 

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use vxflow_testkit::{
+    cmd,
+    collectors::{Capture, Nfcapd},
     probe::{Record, Vxflow},
     topology::{Flannel, Offloads, Options},
     traffic, unique_prefix,
@@ -46,8 +48,14 @@ fn main() {
     topo.settle(Duration::from_secs(1));
     let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
 
-    println!("== Starting vxflow on node1: vxflow run --interface eth0");
-    let vxflow = Vxflow::start(&node1.ns, &["--interface", "eth0", "--poll-interval", "200ms"]);
+    println!("== Starting nfcapd (nfdump's collector) on node1, 127.0.0.1:4739");
+    let nfcapd = Nfcapd::start(&node1.ns, 4739);
+    let capture = Capture::start(&node1.ns, "lo", "udp port 4739");
+    println!("== Starting vxflow on node1: vxflow run --interface eth0 --collector ipfix://127.0.0.1:4739 --json -");
+    let vxflow = Vxflow::start(
+        &node1.ns,
+        &["--interface", "eth0", "--poll-interval", "200ms", "--collector", "ipfix://127.0.0.1:4739", "--json", "-"],
+    );
     let before = node1.ns.counters("eth0");
 
     let (p1a, p1b, p2a, p2b) = (&node1.pods[0], &node1.pods[1], &node2.pods[0], &node2.pods[1]);
@@ -122,9 +130,49 @@ fn main() {
         done.counter("lost_packets"),
         done.counter("gso_skbs")
     );
+    show_collectors(nfcapd, capture);
     println!("== Cleaning up the namespaces");
     drop(topo);
     if !exact {
         std::process::exit(1);
+    }
+}
+
+/// What the collectors made of the same flows: nfdump's listing, and
+/// Wireshark's decoding of one VXLAN record (the elements nfdump does not show).
+fn show_collectors(nfcapd: Nfcapd, capture: Capture) {
+    let collected = nfcapd.stop();
+    println!(
+        "\n== The same flows as nfdump shows them (nfdump -o line; {} sequence failures)",
+        collected.sequence_failures
+    );
+    for line in collected.listing.lines().take_while(|l| !l.starts_with("Summary")) {
+        println!("   {line}");
+    }
+    let pcap = capture.stop();
+    let decoded =
+        cmd::run(&["tshark", "-r", pcap.path(), "-d", "udp.port==4739,cflow", "-V", "-Y", "cflow.flowset_id == 258"]);
+    println!("\n== One VXLAN record as tshark decodes the IPFIX (template 258: IPv4 over IPv4)");
+    let wanted = [
+        "SrcAddr",
+        "DstAddr",
+        "SrcPort",
+        "DstPort",
+        "Protocol:",
+        "Octets:",
+        "Packets:",
+        "Layer2 Segment Id",
+        "Upstream tunnel",
+        "Untunneled",
+    ];
+    // The first record of the first data set of template 258.
+    let set = decoded.split("FlowSet Id: (Data) (258)").nth(1).unwrap_or_default();
+    let record = set.split("Flow 1").nth(1).unwrap_or_default();
+    for line in
+        record.lines().take_while(|l| !l.trim_start().starts_with("Flow 2") && !l.trim_start().starts_with("Set "))
+    {
+        if wanted.iter().any(|w| line.trim_start().starts_with(w)) {
+            println!("   {}", line.trim());
+        }
     }
 }
