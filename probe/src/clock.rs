@@ -17,6 +17,12 @@ pub fn boot_ns() -> u64 {
     clock_ns(libc::CLOCK_BOOTTIME)
 }
 
+/// `t` as milliseconds since the Unix epoch.
+#[must_use]
+pub fn unix_ms(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Maps boot-clock nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WallClock {

@@ -214,7 +214,7 @@ fn a_collector_that_goes_away_and_comes_back_gets_every_record_once() {
     sink.close();
     connections.extend(second.stop());
     let stats = sink.stats();
-    assert_eq!((stats.records_sent, stats.records_failed), (300, 0));
+    assert_eq!((stats.records_sent, stats.not_sent.flows), (300, 0));
     assert_eq!(connections.len(), 2, "one connection each time the collector was up");
     let mut all = Vec::new();
     for bytes in &connections {
@@ -238,7 +238,7 @@ fn a_full_buffer_counts_what_it_drops_and_the_options_say_so() {
     for batch in 0..10u16 {
         write(&mut sink, batch * 50..batch * 50 + 50, false);
     }
-    let failed = sink.stats().records_failed;
+    let failed = sink.stats().not_sent.flows;
     assert!(failed > 0, "a 5.6 kB buffer cannot hold 500 records");
     assert!(sink.queued_bytes() <= 4 * 1400);
     let collector = Collector::start(addr);
@@ -255,5 +255,5 @@ fn a_full_buffer_counts_what_it_drops_and_the_options_say_so() {
     let want = [failed, dropped.iter().map(|r| r.packets).sum::<u64>(), dropped.iter().map(|r| r.bytes).sum::<u64>()];
     assert_eq!(s.not_sent.last(), Some(&want), "the final options record reports exactly what was dropped");
     let stats = sink.stats();
-    assert_eq!((stats.packets_failed, stats.octets_failed), (want[1], want[2]));
+    assert_eq!((stats.not_sent.packets, stats.not_sent.octets), (want[1], want[2]));
 }

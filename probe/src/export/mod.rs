@@ -10,9 +10,11 @@ pub mod netflow5;
 pub mod netflow9;
 pub mod options;
 pub mod shape;
+pub mod sink_stats;
 pub mod tcp;
 #[cfg(test)]
 mod testing;
+pub mod throttle;
 pub mod udp;
 pub mod uptime;
 

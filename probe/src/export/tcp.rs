@@ -26,20 +26,19 @@ use std::{
     os::fd::AsRawFd as _,
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::{
-    ExportContext, OwnSocket, RecordSink,
-    collector::Collector,
-    ipfix::IpfixEncoder,
-    message::Encoded,
-    options::Losses,
-    udp::{SinkError, SinkStats},
+    ExportContext, OwnSocket, RecordSink, collector::Collector, ipfix::IpfixEncoder, message::Encoded,
+    sink_stats::SinkStats, throttle::Throttle, udp::SinkError,
 };
-use crate::{clock::WallClock, record::FlowRecord};
+use crate::{
+    clock::{WallClock, unix_ms},
+    record::FlowRecord,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A collector that takes no bytes for this long is treated as gone.
@@ -62,18 +61,10 @@ struct Queue {
     /// Set by `close`: send until then, then stop.
     deadline: Option<Instant>,
     stats: SinkStats,
-    not_sent: Losses,
     connected: bool,
 }
 
 impl Queue {
-    fn count_not_sent(&mut self, m: &Encoded, at_ms: u64) {
-        self.stats.records_failed += u64::from(m.records);
-        self.stats.packets_failed += m.packets;
-        self.stats.octets_failed += m.octets;
-        self.not_sent.add(u64::from(m.records), m.packets, m.octets, at_ms);
-    }
-
     fn push_front(&mut self, m: Encoded) {
         self.bytes += m.bytes.len();
         self.messages.push_front(m);
@@ -132,7 +123,7 @@ pub struct TcpSink {
     templates: Option<Vec<Encoded>>,
     thread: Option<JoinHandle<()>>,
     options_sent: Option<Instant>,
-    last_overflow_log: Option<Instant>,
+    overflow_log: Throttle,
 }
 
 impl TcpSink {
@@ -172,7 +163,7 @@ impl TcpSink {
             templates: Some(templates),
             thread: None,
             options_sent: None,
-            last_overflow_log: None,
+            overflow_log: Throttle::new(ERROR_LOG_INTERVAL),
         })
     }
 
@@ -230,7 +221,7 @@ impl RecordSink for TcpSink {
         if records.is_empty() && !options_due {
             return Ok(());
         }
-        let values = options_due.then(|| ctx.option_values(self.shared.lock().not_sent));
+        let values = options_due.then(|| ctx.option_values(self.shared.lock().stats.not_sent));
         let wall = unix_ms(SystemTime::now());
         let secs = u32::try_from(wall / 1000).unwrap_or(u32::MAX);
         let messages = self.encoder.encode(records, &ctx.clock, secs, false, values.as_ref());
@@ -242,17 +233,16 @@ impl RecordSink for TcpSink {
         for m in messages {
             if q.bytes + m.bytes.len() > self.shared.bound {
                 overflowed += u64::from(m.records);
-                q.count_not_sent(&m, wall);
+                q.stats.count_not_sent(&m, wall);
             } else {
                 q.bytes += m.bytes.len();
                 q.messages.push_back(m);
             }
         }
-        let (failed, connected) = (q.stats.records_failed, q.connected);
+        let (failed, connected) = (q.stats.not_sent.flows, q.connected);
         drop(q);
         self.shared.wake.notify_all();
-        if overflowed > 0 && self.last_overflow_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
-            self.last_overflow_log = Some(now);
+        if overflowed > 0 && self.overflow_log.due(now) {
             tracing::warn!(
                 collector = %self.collector,
                 connected,
@@ -274,17 +264,7 @@ impl RecordSink for TcpSink {
     }
 
     fn log_stats(&self) {
-        let s = self.stats();
-        tracing::info!(
-            collector = %self.collector,
-            records_sent = s.records_sent,
-            records_failed = s.records_failed,
-            packets_failed = s.packets_failed,
-            octets_failed = s.octets_failed,
-            messages_sent = s.messages_sent,
-            send_errors = s.send_errors,
-            "export totals"
-        );
+        self.stats().log(&self.collector);
     }
 }
 
@@ -305,15 +285,11 @@ fn source_address(remote: SocketAddr) -> io::Result<std::net::IpAddr> {
     Ok(probe.local_addr()?.ip())
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
-}
-
 /// The thread: connect, serve, reconnect, until closed; then count what is
 /// left as not sent.
 fn connection_loop(shared: &Shared, collector: &Collector, local: SocketAddr, templates: &[Encoded]) {
     let mut backoff = MIN_BACKOFF;
-    let mut last_error_log: Option<Instant> = None;
+    let mut error_log = Throttle::new(ERROR_LOG_INTERVAL);
     loop {
         match connect(local, collector.address) {
             Ok(stream) => {
@@ -342,9 +318,7 @@ fn connection_loop(shared: &Shared, collector: &Collector, local: SocketAddr, te
                 }
             }
             Err(error) => {
-                let now = Instant::now();
-                if last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
-                    last_error_log = Some(now);
+                if error_log.due(Instant::now()) {
                     tracing::warn!(
                         collector = %collector,
                         %error,
@@ -362,7 +336,7 @@ fn connection_loop(shared: &Shared, collector: &Collector, local: SocketAddr, te
     let at = unix_ms(SystemTime::now());
     let mut q = shared.lock();
     while let Some(m) = q.pop_front() {
-        q.count_not_sent(&m, at);
+        q.stats.count_not_sent(&m, at);
     }
 }
 
@@ -426,9 +400,7 @@ fn serve(shared: &Shared, stream: &TcpStream, templates: &[Encoded]) -> io::Resu
             return Err(e);
         }
         sequence = sequence.wrapping_add(m.data_records());
-        let mut q = shared.lock();
-        q.stats.messages_sent += 1;
-        q.stats.records_sent += u64::from(m.records);
+        shared.lock().stats.count_sent(&m);
     }
 }
 

@@ -16,27 +16,14 @@ use super::{
     message::Encoded,
     netflow5::Netflow5Encoder,
     netflow9::Netflow9Encoder,
-    options::{Losses, OptionValues},
+    options::OptionValues,
+    sink_stats::SinkStats,
+    throttle::Throttle,
 };
-use crate::record::FlowRecord;
+use crate::{clock::unix_ms, record::FlowRecord};
 
 /// How often a failing collector is logged, at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_mins(1);
-
-/// What a collector sink did, for logs and metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SinkStats {
-    pub records_sent: u64,
-    /// Records in messages the socket refused (collector unreachable, ...).
-    pub records_failed: u64,
-    pub messages_sent: u64,
-    pub send_errors: u64,
-    /// Packets and octets of the failed records.
-    pub packets_failed: u64,
-    pub octets_failed: u64,
-    /// Records the protocol cannot carry (IPv6 in NetFlow v5).
-    pub records_not_carried: u64,
-}
 
 /// The encoders a UDP sink can drive.
 enum Encoder {
@@ -72,20 +59,13 @@ impl Encoder {
     }
 }
 
-/// `t` as Unix milliseconds.
-fn unix_ms(t: SystemTime) -> u64 {
-    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
-}
-
 pub struct UdpSink {
     collector: Collector,
     socket: UdpSocket,
     encoder: Encoder,
     templates_sent: Option<Instant>,
     stats: SinkStats,
-    /// What the collector did not get, for the options records.
-    not_sent: Losses,
-    last_error_log: Option<Instant>,
+    error_log: Throttle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +119,7 @@ impl UdpSink {
             encoder,
             templates_sent: None,
             stats: SinkStats::default(),
-            not_sent: Losses::default(),
-            last_error_log: None,
+            error_log: Throttle::new(ERROR_LOG_INTERVAL),
         })
     }
 
@@ -166,7 +145,7 @@ impl RecordSink for UdpSink {
         }
         // Options go with the templates, and once more at the end with the
         // final counts.
-        let options = (with_templates || ctx.last).then(|| ctx.option_values(self.not_sent));
+        let options = (with_templates || ctx.last).then(|| ctx.option_values(self.stats.not_sent));
         let wall = SystemTime::now();
         let (messages, not_carried) = self.encoder.encode(records, ctx, wall, with_templates, options.as_ref());
         if not_carried > 0 {
@@ -182,23 +161,16 @@ impl RecordSink for UdpSink {
         let mut templates_ok = true;
         for m in &messages {
             match self.socket.send(&m.bytes) {
-                Ok(_) => {
-                    self.stats.messages_sent += 1;
-                    self.stats.records_sent += u64::from(m.records);
-                }
+                Ok(_) => self.stats.count_sent(m),
                 Err(error) => {
                     self.stats.send_errors += 1;
-                    self.stats.records_failed += u64::from(m.records);
-                    self.stats.packets_failed += m.packets;
-                    self.stats.octets_failed += m.octets;
-                    self.not_sent.add(u64::from(m.records), m.packets, m.octets, unix_ms(wall));
+                    self.stats.count_not_sent(m, unix_ms(wall));
                     templates_ok &= !m.templates;
-                    if self.last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
-                        self.last_error_log = Some(now);
+                    if self.error_log.due(now) {
                         tracing::warn!(
                             collector = %self.collector,
                             %error,
-                            records_failed = self.stats.records_failed,
+                            records_failed = self.stats.not_sent.flows,
                             "cannot send to collector; records are counted as not sent"
                         );
                     }
@@ -219,17 +191,6 @@ impl RecordSink for UdpSink {
     }
 
     fn log_stats(&self) {
-        let s = self.stats;
-        tracing::info!(
-            collector = %self.collector,
-            records_sent = s.records_sent,
-            records_failed = s.records_failed,
-            packets_failed = s.packets_failed,
-            octets_failed = s.octets_failed,
-            messages_sent = s.messages_sent,
-            send_errors = s.send_errors,
-            records_not_carried = s.records_not_carried,
-            "export totals"
-        );
+        self.stats.log(&self.collector);
     }
 }
