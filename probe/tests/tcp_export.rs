@@ -7,13 +7,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::Read as _,
     net::{SocketAddr, TcpListener},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -28,57 +22,7 @@ use vxflow::{
     record::{EndReason, FlowRecord},
 };
 use vxflow_common::FlowKey;
-
-/// A collector that keeps each connection's bytes.
-struct Collector {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<Vec<u8>>>,
-}
-
-impl Collector {
-    fn start(addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).expect("collector listens");
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut connections = Vec::new();
-            let deadline = Instant::now() + Duration::from_mins(1);
-            while Instant::now() < deadline {
-                // A connection still in the backlog is taken even when stopping.
-                let Ok((mut conn, _)) = listener.accept() else {
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                let mut bytes = Vec::new();
-                let mut buf = [0u8; 16384];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => bytes.extend_from_slice(&buf[..n]),
-                        // Stop only once what was sent has been read.
-                        Err(_) if flag.load(Ordering::Relaxed) || Instant::now() > deadline => break,
-                        Err(_) => {}
-                    }
-                }
-                connections.push(bytes);
-            }
-            connections
-        });
-        Self { stop, thread }
-    }
-
-    /// Closes the listener and the connection; returns each connection's bytes.
-    fn stop(self) -> Vec<Vec<u8>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
-}
+use vxflow_testkit::collectors::{TcpCollector, ipfix_messages};
 
 /// A free loopback port (bound, then released).
 fn free_port() -> SocketAddr {
@@ -140,15 +84,13 @@ struct Stream {
 fn decode(bytes: &[u8]) -> Stream {
     let mut parser = NetflowParser::default();
     let mut s = Stream { flows: Vec::new(), not_sent: Vec::new(), sequences: Vec::new(), first_has_templates: false };
-    let mut at = 0;
     let mut data_records = 0u32;
-    while at < bytes.len() {
-        let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
-        let result = parser.parse_bytes(&bytes[at..at + len]);
+    for (i, message) in ipfix_messages(bytes).into_iter().enumerate() {
+        let result = parser.parse_bytes(message);
         assert!(result.error.is_none(), "netflow_parser: {:?}", result.error);
         for packet in result.packets {
             let NetflowPacket::IPFix(IPFix { header, flowsets, .. }) = packet else { panic!("not IPFIX") };
-            if at == 0 {
+            if i == 0 {
                 s.first_has_templates = flowsets.iter().any(|f| matches!(f.body, FlowSetBody::Templates(_)));
             }
             s.sequences.push((header.sequence_number, data_records));
@@ -183,7 +125,6 @@ fn decode(bytes: &[u8]) -> Stream {
                 }
             }
         }
-        at += len;
     }
     s
 }
@@ -197,7 +138,7 @@ fn sink(addr: SocketAddr, buffer_bytes: Option<usize>) -> TcpSink {
 #[test]
 fn a_collector_that_goes_away_and_comes_back_gets_every_record_once() {
     let addr = free_port();
-    let first = Collector::start(addr);
+    let first = TcpCollector::start_here(addr);
     let mut sink = sink(addr, None);
     assert_eq!(sink.own_sockets()[0].protocol, 6);
     let local = sink.own_sockets()[0].local;
@@ -207,7 +148,7 @@ fn a_collector_that_goes_away_and_comes_back_gets_every_record_once() {
     wait_for("the sink notices the collector left", || !sink.connected());
     write(&mut sink, 100..250, false);
     assert!(sink.queued_bytes() > 0, "records wait while the collector is away");
-    let second = Collector::start(addr);
+    let second = TcpCollector::start_here(addr);
     wait_for("the sink reconnects and empties its buffer", || sink.connected() && sink.queued_bytes() == 0);
     assert_eq!(sink.own_sockets()[0].local, local, "every connection leaves from the same port");
     write(&mut sink, 250..300, true);
@@ -241,7 +182,7 @@ fn a_full_buffer_counts_what_it_drops_and_the_options_say_so() {
     let failed = sink.stats().not_sent.flows;
     assert!(failed > 0, "a 5.6 kB buffer cannot hold 500 records");
     assert!(sink.queued_bytes() <= 4 * 1400);
-    let collector = Collector::start(addr);
+    let collector = TcpCollector::start_here(addr);
     wait_for("the buffer drains", || sink.connected() && sink.queued_bytes() == 0);
     write(&mut sink, 0..0, true);
     sink.close();

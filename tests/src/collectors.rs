@@ -143,13 +143,24 @@ impl TcpCollector {
     /// Listens on `addr` inside `ns` (the listener is up when this returns).
     #[must_use]
     pub fn start(ns: &Netns, addr: std::net::SocketAddr) -> Self {
+        Self::spawn(addr, Some(ns.name().to_owned()))
+    }
+
+    /// Listens on `addr` in the caller's namespace (loopback tests).
+    #[must_use]
+    pub fn start_here(addr: std::net::SocketAddr) -> Self {
+        Self::spawn(addr, None)
+    }
+
+    fn spawn(addr: std::net::SocketAddr, ns: Option<String>) -> Self {
         use std::{io::Read as _, sync::atomic::Ordering};
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let name = ns.name().to_owned();
         let thread = std::thread::spawn(move || {
-            crate::netns::enter(&name);
+            if let Some(name) = ns {
+                crate::netns::enter(&name);
+            }
             let listener = std::net::TcpListener::bind(addr).expect("TCP collector listens");
             listener.set_nonblocking(true).unwrap();
             ready_tx.send(()).unwrap();
@@ -200,6 +211,22 @@ impl Drop for TcpCollector {
     }
 }
 
+/// The IPFIX messages of a TCP stream, split by their length fields.
+#[must_use]
+pub fn ipfix_messages(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut messages = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        assert!(len >= 16 && len <= rest.len(), "a cut or corrupt IPFIX message of length {len}");
+        let (message, tail) = rest.split_at(len);
+        messages.push(message);
+        rest = tail;
+    }
+    assert!(rest.is_empty(), "{} stray bytes at the end of the stream", rest.len());
+    messages
+}
+
 /// The flow records in one IPFIX TCP stream, decoded with a parser of its
 /// own (so templates must come first on the connection).
 #[must_use]
@@ -207,10 +234,8 @@ pub fn ipfix_stream_flows(bytes: &[u8]) -> Vec<NfdumpFlow> {
     use netflow_parser::{NetflowPacket, variable_versions::ipfix::FlowSetBody};
     let mut parser = netflow_parser::NetflowParser::default();
     let mut flows = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
-        let result = parser.parse_bytes(&bytes[at..at + len]);
+    for message in ipfix_messages(bytes) {
+        let result = parser.parse_bytes(message);
         assert!(result.error.is_none(), "netflow_parser: {:?}", result.error);
         for packet in result.packets {
             let NetflowPacket::IPFix(ipfix) = packet else { panic!("not IPFIX") };
@@ -222,7 +247,6 @@ pub fn ipfix_stream_flows(bytes: &[u8]) -> Vec<NfdumpFlow> {
                 }
             }
         }
-        at += len;
     }
     flows
 }
