@@ -12,6 +12,23 @@ use std::{
 
 use crate::{cmd, netns::Netns};
 
+/// Waits until something in `ns` listens on UDP `port`.
+fn wait_for_udp_listener(ns: &Netns, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ns.exec(&["ss", "-Hlun", "sport", "=", &format!(":{port}")]).contains(&port.to_string()) {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` to a child of ours (the collectors flush their files on
+/// it) and reaps it.
+fn signal_and_wait(child: &mut Child, signal: i32) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), signal) };
+    let _ = child.wait();
+}
+
 /// One flow as nfdump prints it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NfdumpFlow {
@@ -68,11 +85,7 @@ impl Nfcapd {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nfcapd (Debian package nfdump, installed by scripts/setup.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ns.exec(&["ss", "-Hlun", "sport", "=", &format!(":{port}")]).contains(&port.to_string()) {
-            assert!(Instant::now() < deadline, "nfcapd did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_udp_listener(ns, port, "nfcapd");
         Self { child: Some(child), dir }
     }
 
@@ -80,9 +93,7 @@ impl Nfcapd {
     #[must_use]
     pub fn stop(mut self) -> Collected {
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
-        let _ = child.wait();
+        signal_and_wait(&mut child, libc::SIGTERM);
         let files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(Result::ok)
@@ -335,9 +346,7 @@ impl Capture {
     #[must_use]
     pub fn stop(mut self) -> PcapFile {
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
-        let _ = child.wait();
+        signal_and_wait(&mut child, libc::SIGINT);
         PcapFile(std::mem::take(&mut self.path))
     }
 }
@@ -431,11 +440,7 @@ impl Nfacctd {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nfacctd (Debian package pmacct, installed by scripts/setup.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ns.exec(&["ss", "-Hlun", "sport", "=", &format!(":{port}")]).contains(&port.to_string()) {
-            assert!(Instant::now() < deadline, "nfacctd did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_udp_listener(ns, port, "nfacctd");
         Self { child: Some(child), dir }
     }
 
@@ -444,9 +449,7 @@ impl Nfacctd {
     #[must_use]
     pub fn stop(mut self) -> Vec<PmacctFlow> {
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
-        let _ = child.wait();
+        signal_and_wait(&mut child, libc::SIGINT);
         let csv = std::fs::read_to_string(self.dir.join("flows.csv")).unwrap_or_default();
         let mut lines = csv.lines();
         let Some(header) = lines.next() else { return Vec::new() };
