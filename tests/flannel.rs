@@ -320,13 +320,16 @@ fn sigterm_during_traffic_exports_every_counted_packet() {
     assert!(done.records.iter().any(|r| r.end_reason == "forced_end"));
 }
 
-/// A flow map of 4 entries cannot hold the mix's flows: the rest travel as
+/// A flow map of one entry cannot hold the mix's flows: the rest travel as
 /// per-packet records through the fallback ring, are merged in userspace, and
-/// the totals are still exact.
+/// the totals are still exact. One entry, because every phase of the mix has
+/// two flows at once (each direction of iperf3 and of ping), so every drain
+/// interval overflows it; with 4 entries, whether a 100 ms interval held a
+/// fifth flow was a matter of timing, and one fresh-clone run saw none.
 #[test]
 fn full_flow_map_falls_back_to_the_ring_and_stays_exact() {
     let run = Run {
-        extra: &["--flow-map-entries", "4"],
+        extra: &["--flow-map-entries", "1"],
         expect_fallback: true,
         poll_interval: "100ms",
         ..Run::new("ring", Options::default(), Offloads::On)
