@@ -128,6 +128,40 @@ impl FlowCache {
         self.config = config;
     }
 
+    /// Cached flows per VXLAN VNI (VXLAN flows only).
+    #[must_use]
+    pub fn flows_per_vni(&self) -> std::collections::BTreeMap<u32, u64> {
+        let mut per = std::collections::BTreeMap::new();
+        for key in self.flows.keys().filter(|k| k.encap == vxflow_common::flow::ENCAP_VXLAN) {
+            *per.entry(key.vni).or_insert(0) += 1;
+        }
+        per
+    }
+
+    /// Up to `limit` cached flows with the most bytes since their previous
+    /// record, as records (reason: what shutdown would give them), without
+    /// changing anything.
+    #[must_use]
+    pub fn peek(&self, limit: usize) -> Vec<FlowRecord> {
+        let mut all: Vec<FlowRecord> = self
+            .flows
+            .iter()
+            .map(|(key, e)| FlowRecord {
+                key: *key,
+                start_ns: if e.packets > 0 { e.start_ns } else { e.last_ns },
+                end_ns: e.last_ns,
+                packets: e.packets,
+                bytes: e.bytes,
+                outer_bytes: e.outer_bytes,
+                tcp_flags: e.tcp_flags,
+                end_reason: EndReason::ForcedEnd,
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
+        all.truncate(limit);
+        all
+    }
+
     /// Merges one drain's deltas. When they would overflow `max_flows`, the
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.

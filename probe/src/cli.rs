@@ -23,11 +23,20 @@ pub enum Command {
     /// Attach to interfaces and export flows until SIGTERM or SIGINT.
     ///
     /// Example: vxflow run --interface eth0 --vxlan-port 8472 --active-timeout 30s
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Ask a running vxflow for its counters or flows, or make it export
+    /// every cached flow now (like softflowctl). Needs root or the service's
+    /// user.
+    ///
+    /// Example: vxflow ctl stats; vxflow ctl flows --limit 20; vxflow ctl expire-all
+    Ctl(CtlArgs),
     /// Parse and validate a config file, print the resolved settings, exit.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
+        /// Print nothing when the file is valid (for systemd's `ExecStartPre=`).
+        #[arg(short, long)]
+        quiet: bool,
     },
 }
 
@@ -79,6 +88,45 @@ pub struct RunArgs {
     /// no collector is configured).
     #[arg(long, value_name = "FILE|-")]
     pub json: Option<String>,
+    /// Serve Prometheus metrics (/metrics) and /healthz on ADDR:PORT
+    /// [default: 127.0.0.1:9739].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Serve no metrics endpoint.
+    #[arg(long, conflicts_with = "metrics_listen")]
+    pub no_metrics: bool,
+    /// Unix socket for `vxflow ctl` [default: /run/vxflow/vxflow.sock].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Open no control socket.
+    #[arg(long, conflicts_with = "control_socket")]
+    pub no_control: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The running vxflow's control socket.
+    #[arg(long, value_name = "PATH", default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print the answer as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum CtlCommand {
+    /// Counters: datapath, flow cache, per interface, per VNI, per collector.
+    Stats,
+    /// The cached flows with the most bytes since their last record.
+    Flows {
+        /// Most flows to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// End every cached flow now and export it (flowEndReason 4, forced end).
+    ExpireAll,
 }
 
 impl RunArgs {
@@ -96,6 +144,10 @@ impl RunArgs {
             attach_mode: self.attach_mode,
             collectors: self.collectors.clone(),
             json: self.json.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            no_metrics: self.no_metrics,
+            control_socket: self.control_socket.clone(),
+            no_control: self.no_control,
         }
     }
 }

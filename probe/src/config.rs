@@ -2,7 +2,10 @@
 //! runtime settings the daemon uses. Defaults are documented in
 //! `config/vxflow.toml`, which a test parses.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -43,6 +46,30 @@ pub struct FileConfig {
     /// `[[collector]]` tables.
     #[serde(default, rename = "collector")]
     pub collectors: Vec<CollectorSection>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub control: ControlSection,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` and `/healthz` (default true).
+    pub enabled: Option<bool>,
+    /// Address and port to listen on (default 127.0.0.1:9739).
+    pub listen: Option<String>,
+}
+
+/// `[control]`: the socket `vxflow ctl` talks to.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// Listen for `vxflow ctl` (default true).
+    pub enabled: Option<bool>,
+    /// The unix socket's path (default /run/vxflow/vxflow.sock).
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -98,6 +125,33 @@ pub struct Overrides {
     /// Added to the file's collectors.
     pub collectors: Vec<CollectorSection>,
     pub json: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub no_metrics: bool,
+    pub control_socket: Option<PathBuf>,
+    pub no_control: bool,
+}
+
+/// Where the configuration comes from, kept so a reload (SIGHUP) can read
+/// it again: the file, if any, and the command-line flags, which go on
+/// overriding the file after a reload.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads the file (if any), applies the flags and validates.
+    ///
+    /// # Errors
+    /// As [`FileConfig::load`] and [`FileConfig::resolve`].
+    pub fn load(&self) -> Result<RuntimeConfig, ConfigError> {
+        let file = match &self.file {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        file.resolve(&self.overrides)
+    }
 }
 
 /// Validated settings.
@@ -111,6 +165,10 @@ pub struct RuntimeConfig {
     pub observation_domain_id: u32,
     /// JSON lines output: stdout when no collector is configured, unless set.
     pub json: Option<JsonTarget>,
+    /// Where the metrics endpoint listens; `None` when switched off.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The control socket; `None` when switched off.
+    pub control: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +246,30 @@ impl FileConfig {
             None if collectors.is_empty() => Some(JsonTarget::Stdout),
             None => None,
         };
+        let metrics = if o.no_metrics || self.metrics.enabled == Some(false) {
+            None
+        } else {
+            let text = o
+                .metrics_listen
+                .clone()
+                .or(self.metrics.listen)
+                .unwrap_or_else(|| crate::metrics::DEFAULT_LISTEN.into());
+            Some(text.parse().map_err(|_| ConfigError::Invalid {
+                key: "metrics.listen",
+                value: format!("{text:?}"),
+                why: "not an ADDRESS:PORT such as 127.0.0.1:9739 or [::1]:9739",
+            })?)
+        };
+        let control = if o.no_control || self.control.enabled == Some(false) {
+            None
+        } else {
+            Some(
+                o.control_socket
+                    .clone()
+                    .or(self.control.socket)
+                    .unwrap_or_else(|| crate::control::DEFAULT_SOCKET.into()),
+            )
+        };
         let config = RuntimeConfig {
             interfaces,
             poll_interval,
@@ -196,6 +278,8 @@ impl FileConfig {
             collectors,
             observation_domain_id: self.export.observation_domain_id.unwrap_or_else(default_observation_domain),
             json,
+            metrics,
+            control,
         };
         config.validate()?;
         Ok(config)

@@ -5,14 +5,18 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod drain;
 pub mod ebpf_object;
 pub mod export;
 pub mod ifaces;
 pub mod loader;
+pub mod metrics;
+pub mod notify;
 pub mod pressure;
 pub mod record;
+pub mod snapshot;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
 #[must_use]

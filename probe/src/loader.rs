@@ -119,6 +119,15 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0} (build mismatch)")]
     MissingMap(&'static str),
+    #[error(
+        "the kernel refused program {name}: permission denied. vxflow needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+         (or root); under systemd see CapabilityBoundingSet= in vxflow.service"
+    )]
+    Permission {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
     #[error("the kernel rejected program {name}; run with RUST_LOG=debug for the verifier log")]
     Verify {
         name: &'static str,
@@ -165,7 +174,14 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 
     for dir in Direction::BOTH {
         let name = dir.program();
-        classifier_mut(&mut ebpf, dir)?.load().map_err(|source| LoadError::Verify { name, source })?;
+        classifier_mut(&mut ebpf, dir)?.load().map_err(|source| match &source {
+            ProgramError::LoadError { io_error, .. }
+                if matches!(io_error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) =>
+            {
+                LoadError::Permission { name, source }
+            }
+            _ => LoadError::Verify { name, source },
+        })?;
     }
 
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
@@ -232,20 +248,25 @@ impl Datapath {
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         for ((iface, direction), link) in attached {
-            let result = self.program_mut(direction).and_then(|p| {
-                p.detach(link).map_err(|source| LoadError::Attach { iface: iface.clone(), direction, source })
-            });
-            match result {
-                Ok(()) => tracing::info!(iface, %direction, "detached"),
-                // An interface that vanished took its link with it.
-                Err(error) => tracing::warn!(iface, %direction, error = %crate::error_chain(&error), "detach failed"),
-            }
+            self.detach_link(&iface, direction, link);
         }
     }
 
-    /// Leaves traffic of the exporter's own sockets out of accounting: each
-    /// socket's tuple in both orientations, and its local port in the bitmap
-    /// the datapath checks first.
+    fn detach_link(&mut self, iface: &str, direction: Direction, link: SchedClassifierLinkId) {
+        let result = self.program_mut(direction).and_then(|p| {
+            p.detach(link).map_err(|source| LoadError::Attach { iface: iface.to_owned(), direction, source })
+        });
+        match result {
+            Ok(()) => tracing::info!(iface, %direction, "detached"),
+            // An interface that vanished took its link with it.
+            Err(error) => tracing::warn!(iface, %direction, error = %crate::error_chain(&error), "detach failed"),
+        }
+    }
+
+    /// Leaves traffic of the exporter's own sockets out of accounting, and
+    /// only theirs: each socket's tuple in both orientations, and its local
+    /// port in the bitmap the datapath checks first. Tuples of sockets no
+    /// longer named (a collector dropped by a reload) are removed.
     ///
     /// # Errors
     /// When the maps cannot be written (more than 32 sockets).
@@ -254,7 +275,7 @@ impl Datapath {
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut tuples: HashMap<&mut MapData, ExportTuple, u8> =
             HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-        let mut ports = Vec::new();
+        let mut wanted = Vec::with_capacity(sockets.len() * 2);
         for s in sockets {
             let (local, remote) = (addr16(s.local.ip()), addr16(s.remote.ip()));
             let out = ExportTuple {
@@ -272,16 +293,44 @@ impl Datapath {
                 dst_port: s.local.port(),
                 ..out
             };
-            for t in [out, back] {
-                tuples.insert(t, 1, 0).map_err(|source| LoadError::Map { name, source })?;
-            }
-            ports.push(s.local.port());
+            wanted.extend([out, back]);
         }
+        // New tuples first, stale ones after, so no moment leaves a live
+        // socket's traffic accounted.
+        for t in &wanted {
+            tuples.insert(t, 1, 0).map_err(|source| LoadError::Map { name, source })?;
+        }
+        let stale: Vec<ExportTuple> = tuples.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+        for t in &stale {
+            tuples.remove(t).map_err(|source| LoadError::Map { name, source })?;
+        }
+        let ports: Vec<u16> = sockets.iter().map(|s| s.local.port()).collect();
         set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
-        if !sockets.is_empty() {
-            tracing::debug!(sockets = sockets.len(), "own export traffic excluded from accounting");
-        }
+        tracing::debug!(
+            sockets = sockets.len(),
+            removed = stale.len() / 2,
+            "own export traffic excluded from accounting"
+        );
         Ok(())
+    }
+
+    /// Replaces the set of UDP destination ports parsed as VXLAN. Each
+    /// bitmap word is written whole, so a packet sees either the old or the
+    /// new setting of a port.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn set_vxlan_ports(&mut self, ports: &[u16]) -> Result<(), LoadError> {
+        set_vxlan_ports(&mut self.ebpf, ports)
+    }
+
+    /// Detaches both programs from `iface`. An interface that vanished took
+    /// its links with it; that is not an error.
+    pub fn detach(&mut self, iface: &str) {
+        for direction in Direction::BOTH {
+            let Some(link) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
+            self.detach_link(iface, direction, link);
+        }
     }
 
     /// The interfaces programs are attached to.

@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use vxflow::{
-    cli::{Cli, Command},
-    config::{FileConfig, Overrides},
+    cli::{Cli, Command, CtlCommand},
+    config::{ConfigSource, FileConfig, Overrides},
+    control::{Request, Response},
 };
 
 fn main() -> ExitCode {
@@ -28,24 +29,39 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::CheckConfig { file } => {
+        Command::CheckConfig { file, quiet } => {
             let config = FileConfig::load(&file)?.resolve(&Overrides::default())?;
-            println!("{config:#?}");
-            println!("{}: OK", file.display());
+            if !quiet {
+                println!("{config:#?}");
+                println!("{}: OK", file.display());
+            }
+            Ok(())
+        }
+        Command::Ctl(args) => {
+            let request = match args.command {
+                CtlCommand::Stats => Request::Stats,
+                CtlCommand::Flows { limit } => Request::Flows { limit },
+                CtlCommand::ExpireAll => Request::ExpireAll,
+            };
+            let response = vxflow::control::client::query(&args.socket, &request)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&response)?);
+            } else {
+                print!("{}", vxflow::control::print::text(&response));
+            }
+            if let Response::Error(why) = response {
+                anyhow::bail!("vxflow refused: {why}");
+            }
             Ok(())
         }
         Command::Run(args) => {
-            let file = match &args.config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let config = file.resolve(&args.overrides())?;
+            let source = ConfigSource { file: args.config.clone(), overrides: args.overrides() };
+            let config = source.load()?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let mut sinks = vxflow::export::open_sinks(&config)?;
-            runtime.block_on(vxflow::daemon::run(config, &mut sinks))?;
+            runtime.block_on(vxflow::daemon::run(source, config))?;
             Ok(())
         }
     }

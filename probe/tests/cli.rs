@@ -55,7 +55,7 @@ fn run_without_interfaces_says_how_to_name_one() {
 
 #[test]
 fn run_names_a_missing_interface() {
-    let o = vxflow(&["run", "--interface", "nosuch0"]);
+    let o = vxflow(&["run", "--interface", "nosuch0", "--no-control", "--no-metrics"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("interface nosuch0 does not exist"), "{}", text(&o));
 }

@@ -28,6 +28,8 @@ pub struct KernelMaps {
     fallback: RingBuf<MapData>,
     counters: PerCpuArray<MapData, Counters>,
     generation_memory: Option<GenerationMemory>,
+    /// Entries the last drained generation held.
+    last_map_entries: usize,
 }
 
 /// What one flow-map generation costs in kernel memory.
@@ -72,7 +74,7 @@ impl KernelMaps {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))
             .and_then(|m| PerCpuArray::try_from(m).map_err(|source| LoadError::Map { name: MAP_COUNTERS, source }))?;
-        Ok(Self { gen_map, flows, active: 0, fallback, counters, generation_memory })
+        Ok(Self { gen_map, flows, active: 0, fallback, counters, generation_memory, last_map_entries: 0 })
     }
 
     /// Kernel memory of one flow-map generation and its entries, measured
@@ -80,6 +82,13 @@ impl KernelMaps {
     #[must_use]
     pub fn generation_memory(&self) -> Option<GenerationMemory> {
         self.generation_memory
+    }
+
+    /// Entries the last drained generation held: the distinct flows of one
+    /// poll interval, against the map's capacity.
+    #[must_use]
+    pub fn last_map_entries(&self) -> usize {
+        self.last_map_entries
     }
 
     /// Empties a quiescent generation into `out`, in batches.
@@ -109,7 +118,9 @@ impl DeltaSource for KernelMaps {
         // datapath starts the new period on an empty map.
         self.gen_map.set(0, &self.flows[next], 0).map_err(DrainError::Flip)?;
         self.active = next;
+        let before = out.len();
         let drained = self.drain_generation(old, out);
+        self.last_map_entries = out.len() - before;
         // Ring records are whole packets; reading them in any drain is exact.
         self.drain_fallback(out);
         drained

@@ -67,7 +67,9 @@ pub struct JsonRecord<'a> {
     pub l4_truncated: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ipv6_ext_limit: bool,
-    pub end_reason: &'static str,
+    /// Absent for flows still in the cache (`vxflow ctl flows`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<&'static str>,
 }
 
 /// The address in `bytes` for IP version `version`.
@@ -142,7 +144,7 @@ impl<'a> JsonRecord<'a> {
             fragment: k.flags & KEY_FLAG_FRAGMENT != 0,
             l4_truncated: k.flags & KEY_FLAG_L4_TRUNCATED != 0,
             ipv6_ext_limit: k.flags & KEY_FLAG_EXT_LIMIT != 0,
-            end_reason: r.end_reason.name(),
+            end_reason: Some(r.end_reason.name()),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod message;
 pub mod netflow5;
 pub mod netflow9;
 pub mod options;
+pub mod outputs;
 pub mod shape;
 pub mod sink_stats;
 pub mod tcp;
@@ -18,12 +19,9 @@ pub mod throttle;
 pub mod udp;
 pub mod uptime;
 
-use crate::{
-    clock::WallClock,
-    config::{JsonTarget, RuntimeConfig},
-    ifaces::NameCache,
-    record::FlowRecord,
-};
+pub use outputs::Outputs;
+
+use crate::{clock::WallClock, ifaces::NameCache, record::FlowRecord};
 
 /// What every output needs besides the records: wall-clock conversion,
 /// interface names, and what the options records report.
@@ -68,6 +66,12 @@ pub trait RecordSink {
     fn own_sockets(&self) -> Vec<OwnSocket> {
         Vec::new()
     }
+
+    /// What a collector sink has sent and failed to send so far; `None`
+    /// for outputs that are not collectors.
+    fn stats(&self) -> Option<sink_stats::SinkStats> {
+        None
+    }
 }
 
 /// A socket of the exporter: protocol number and both ends.
@@ -76,56 +80,6 @@ pub struct OwnSocket {
     pub protocol: u8,
     pub local: std::net::SocketAddr,
     pub remote: std::net::SocketAddr,
-}
-
-/// Every sink gets every record; one failing does not stop the others.
-#[derive(Default)]
-pub struct Fanout {
-    sinks: Vec<Box<dyn RecordSink>>,
-}
-
-impl Fanout {
-    pub fn push(&mut self, sink: Box<dyn RecordSink>) {
-        self.sinks.push(sink);
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.sinks.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
-    }
-}
-
-impl RecordSink for Fanout {
-    fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()> {
-        let mut first_error = None;
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.write(records, ctx) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    fn close(&mut self) {
-        for sink in &mut self.sinks {
-            sink.close();
-        }
-    }
-
-    fn log_stats(&self) {
-        for sink in &self.sinks {
-            sink.log_stats();
-        }
-    }
-
-    fn own_sockets(&self) -> Vec<OwnSocket> {
-        self.sinks.iter().flat_map(|s| s.own_sockets()).collect()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,32 +92,4 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Sink(#[from] udp::SinkError),
-}
-
-/// Opens every output the configuration names.
-///
-/// # Errors
-/// When an output cannot be opened.
-pub fn open_sinks(config: &RuntimeConfig) -> Result<Fanout, OpenError> {
-    let mut fanout = Fanout::default();
-    match &config.json {
-        Some(JsonTarget::Stdout) => fanout.push(Box::new(json::JsonLines::stdout())),
-        Some(JsonTarget::File(path)) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| OpenError::Json { path: path.display().to_string(), source })?;
-            fanout.push(Box::new(json::JsonLines::new(file)));
-        }
-        None => {}
-    }
-    for c in &config.collectors {
-        let domain = config.observation_domain_id;
-        match c.transport {
-            collector::Transport::Udp => fanout.push(Box::new(udp::UdpSink::new(c.clone(), domain)?)),
-            collector::Transport::Tcp => fanout.push(Box::new(tcp::TcpSink::new(c.clone(), domain)?)),
-        }
-    }
-    Ok(fanout)
 }

@@ -263,6 +263,10 @@ impl RecordSink for TcpSink {
         vec![OwnSocket { protocol: 6, local: self.local, remote: self.collector.address }]
     }
 
+    fn stats(&self) -> Option<SinkStats> {
+        Some(TcpSink::stats(self))
+    }
+
     fn log_stats(&self) {
         self.stats().log(&self.collector);
     }

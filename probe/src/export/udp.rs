@@ -190,6 +190,10 @@ impl RecordSink for UdpSink {
         }
     }
 
+    fn stats(&self) -> Option<SinkStats> {
+        Some(UdpSink::stats(self))
+    }
+
     fn log_stats(&self) {
         self.stats.log(&self.collector);
     }

@@ -1,0 +1,86 @@
+//! Operator control, like softflowctl: `vxflow ctl stats|flows|expire-all`
+//! over a unix socket only root and the service's own user may use. One JSON
+//! request line, one JSON response line, then the connection closes.
+
+pub mod client;
+pub mod print;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::snapshot::Snapshot;
+
+/// Where the control socket is unless configured otherwise (systemd's
+/// `RuntimeDirectory=vxflow` makes the directory).
+pub const DEFAULT_SOCKET: &str = "/run/vxflow/vxflow.sock";
+
+/// What a client asks.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// Everything the daemon counts.
+    Stats,
+    /// The cached flows with the most bytes since their last record.
+    Flows { limit: usize },
+    /// End every cached flow now and export it (flowEndReason 4).
+    ExpireAll,
+}
+
+/// What the daemon answers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Stats(Box<Snapshot>),
+    /// Flows as JSON objects, the fields of the JSON-lines output without
+    /// `end_reason`; counts are since each flow's previous record.
+    Flows(Vec<serde_json::Value>),
+    /// How many records `expire-all` exported.
+    Expired {
+        records: usize,
+    },
+    Error(String),
+}
+
+/// A request on its way to the drain loop, with where the answer goes.
+pub type Query = (Request, oneshot::Sender<Response>);
+
+/// The sending end the control socket and the metrics endpoint share.
+pub type QuerySender = mpsc::Sender<Query>;
+
+/// Asks the drain loop and waits for its answer.
+///
+/// # Errors
+/// When the loop has stopped, or does not answer within `timeout`.
+pub async fn ask(
+    queries: &QuerySender,
+    request: Request,
+    timeout: std::time::Duration,
+) -> Result<Response, &'static str> {
+    let (reply, answer) = oneshot::channel();
+    queries.send((request, reply)).await.map_err(|_| "vxflow is shutting down")?;
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(_)) => Err("vxflow is shutting down"),
+        Err(_) => Err("the drain loop did not answer in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_round_trip_as_json_lines() {
+        for r in [Request::Stats, Request::Flows { limit: 7 }, Request::ExpireAll] {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        }
+        assert_eq!(serde_json::to_string(&Request::ExpireAll).unwrap(), r#"{"command":"expire-all"}"#);
+        let answer = Response::Stats(Box::default());
+        let line = serde_json::to_string(&answer).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), answer);
+        assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
+    }
+}

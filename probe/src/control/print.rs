@@ -1,0 +1,101 @@
+//! `vxflow ctl`'s text output.
+
+use std::fmt::Write as _;
+
+use super::Response;
+use crate::snapshot::Snapshot;
+
+/// The answer as text for a terminal.
+#[must_use]
+pub fn text(response: &Response) -> String {
+    match response {
+        Response::Stats(s) => stats(s),
+        Response::Flows(flows) if flows.is_empty() => "no flows in the cache\n".into(),
+        Response::Flows(flows) => flows.iter().map(flow_line).collect(),
+        Response::Expired { records } => format!("expired every cached flow: {records} records exported\n"),
+        Response::Error(why) => format!("error: {why}\n"),
+    }
+}
+
+#[expect(clippy::many_single_char_names, reason = "one short name per section keeps the lines readable")]
+fn stats(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let up = humantime::format_duration(std::time::Duration::from_secs_f64(s.uptime_seconds.floor()));
+    let _ = writeln!(o, "vxflow {}, up {up}", s.version);
+    let _ = writeln!(o, "interfaces attached: {}", s.attached.join(", "));
+    let f = &s.flows;
+    let _ = writeln!(o, "flows: {} active (max {}), {} created", f.active, f.max, f.created);
+    let records: Vec<String> = f.records.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = writeln!(o, "records exported: {}", records.join(", "));
+    let _ = writeln!(o, "exported: {} packets, {} bytes", f.exported_packets, f.exported_bytes);
+    let datapath: Vec<String> = s.datapath.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(o, "datapath (non-zero): {}", datapath.join(", "));
+    if !s.interfaces.is_empty() {
+        let _ = writeln!(o, "per interface (IP packets, wire IP bytes):");
+        for i in &s.interfaces {
+            let _ =
+                writeln!(o, "  {:<16} {:<8} {:>14} packets {:>18} bytes", i.interface, i.direction, i.packets, i.bytes);
+        }
+    }
+    if !s.vnis.is_empty() {
+        let _ = writeln!(o, "per VNI (inner packets and bytes):");
+        for v in &s.vnis {
+            let _ = writeln!(
+                o,
+                "  vni {:<10} {:>14} packets {:>18} bytes {:>8} flows",
+                v.vni, v.packets, v.bytes, v.active_flows
+            );
+        }
+    }
+    for c in &s.collectors {
+        let _ = writeln!(
+            o,
+            "collector {}: {} records sent, {} failed, {} not carried, {} messages, {} send errors",
+            c.collector, c.records_sent, c.records_failed, c.records_not_carried, c.messages_sent, c.send_errors
+        );
+    }
+    let k = &s.kernel;
+    let _ = writeln!(
+        o,
+        "kernel: flow map {} of {} entries used in the last poll interval, fallback ring {} bytes",
+        k.flow_map_used, k.flow_map_capacity, k.fallback_ring_bytes
+    );
+    let d = &s.drains;
+    let _ = writeln!(
+        o,
+        "drains: {} ({} failed), last took {:.3} ms, {:.3} s in all",
+        d.count,
+        d.errors,
+        d.last_seconds * 1e3,
+        d.total_seconds
+    );
+    o
+}
+
+/// One cached flow on one line.
+fn flow_line(v: &serde_json::Value) -> String {
+    let s = |k: &str| v.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned));
+    let end = |addr: &str, port: &str| match s(port) {
+        Some(p) if s(addr).is_some_and(|a| a.contains(':')) => format!("[{}]:{p}", s(addr).unwrap_or_default()),
+        Some(p) => format!("{}:{p}", s(addr).unwrap_or_default()),
+        None => s(addr).unwrap_or_default(),
+    };
+    let mut line = format!(
+        "{} {} {} {} -> {}",
+        s("interface").unwrap_or_default(),
+        s("direction").unwrap_or_default(),
+        s("protocol").unwrap_or_default(),
+        end("src_addr", "src_port"),
+        end("dst_addr", "dst_port"),
+    );
+    if let Some(vni) = s("vni") {
+        let _ = write!(
+            line,
+            " vni {vni} via {} -> {}",
+            end("outer_src_addr", "outer_src_port"),
+            end("outer_dst_addr", "outer_dst_port")
+        );
+    }
+    let _ = writeln!(line, " {} packets {} bytes", s("packets").unwrap_or_default(), s("bytes").unwrap_or_default());
+    line
+}

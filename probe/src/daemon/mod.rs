@@ -1,0 +1,198 @@
+//! The `vxflow run` loop: drain the kernel every poll interval, merge into the
+//! cache, export what expired; reload the configuration on SIGHUP; on
+//! SIGTERM/SIGINT detach, drain to the last packet, export every cached flow,
+//! and return.
+
+mod pipeline;
+mod reload;
+mod report;
+mod summary;
+mod tally;
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+    time::{Interval, MissedTickBehavior, interval},
+};
+
+use self::pipeline::Pipeline;
+use crate::{
+    cache::FlowCache,
+    config::{ConfigSource, RuntimeConfig},
+    control::{self, Query},
+    drain::{DeltaSource as _, kernel::KernelMaps},
+    export::{OpenError, Outputs, RecordSink as _},
+    ifaces::NameCache,
+    loader::{self, Datapath, LoadError},
+    metrics::{self, server::Health},
+    notify::Notifier,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Control(#[from] control::server::ControlError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::server::MetricsError),
+    #[error("installing the signal handler")]
+    Signal(#[source] std::io::Error),
+    #[error("writing flow records")]
+    Output(#[source] std::io::Error),
+}
+
+/// What the loop moved, for the final summary and for tests.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub drains: u64,
+    pub drain_errors: u64,
+    /// Packets and bytes taken from the kernel (map and fallback ring).
+    pub drained_packets: u64,
+    pub drained_bytes: u64,
+}
+
+/// Everything the running daemon owns.
+struct Daemon {
+    source: ConfigSource,
+    config: RuntimeConfig,
+    datapath: Datapath,
+    pipeline: Pipeline<KernelMaps>,
+    notifier: Notifier,
+    started: std::time::Instant,
+}
+
+/// The signals the loop answers.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, DaemonError> {
+        let on = |kind| signal(kind).map_err(DaemonError::Signal);
+        Ok(Self {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. `config` is `source` as loaded at start;
+/// SIGHUP loads `source` again.
+///
+/// # Errors
+/// When the programs cannot be loaded or attached, an output cannot be
+/// opened, or the output fails.
+pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, DaemonError> {
+    let mut signals = Signals::install()?;
+    let notifier = Notifier::from_env();
+    // The endpoints first: a port or socket in use fails before the kernel
+    // is touched.
+    let (query_sender, mut queries) = mpsc::channel::<Query>(16);
+    let health = Arc::new(Health::new(config.poll_interval));
+    let _control =
+        config.control.as_deref().map(|path| control::server::serve(path, query_sender.clone())).transpose()?;
+    if let Some(addr) = config.metrics {
+        metrics::server::serve(addr, query_sender.clone(), Arc::clone(&health)).await?;
+    }
+    drop(query_sender);
+    let mut daemon = Daemon::start(source, config, notifier)?;
+    health.cycle_done();
+    let mut tick = drain_interval(daemon.config.poll_interval);
+    let mut keepalive = daemon.notifier.keepalive_interval().map(interval);
+    daemon.notifier.ready(&daemon.status());
+    let outcome = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = daemon.pipeline.cycle(true) {
+                    break Err(e);
+                }
+                health.cycle_done();
+            }
+            Some((request, reply)) = queries.recv() => {
+                let answer = daemon.answer(request);
+                // The asker may have given up; nothing to do then.
+                let _ = reply.send(answer);
+            }
+            Some(()) = async { match keepalive.as_mut() { Some(k) => { k.tick().await; Some(()) } None => None } } => {
+                daemon.notifier.watchdog();
+            }
+            _ = signals.hup.recv() => {
+                let poll = daemon.config.poll_interval;
+                daemon.reload_and_report();
+                if daemon.config.poll_interval != poll {
+                    tick = drain_interval(daemon.config.poll_interval);
+                    health.set_poll_interval(daemon.config.poll_interval);
+                }
+            }
+            _ = signals.term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); break Ok(()); }
+            _ = signals.int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); break Ok(()); }
+        }
+    };
+    daemon.notifier.stopping();
+    daemon.stop(outcome)
+}
+
+/// The drain timer; its first tick is one interval from now.
+fn drain_interval(period: Duration) -> Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick
+}
+
+impl Daemon {
+    fn start(source: ConfigSource, config: RuntimeConfig, notifier: Notifier) -> Result<Self, DaemonError> {
+        let outputs = Outputs::open(&config)?;
+        let (mut datapath, maps) = loader::load_and_attach(&config.load, &config.interfaces)?;
+        // Before the first export: the probe's own export traffic is not a flow.
+        datapath.exclude_own_sockets(&outputs.own_sockets())?;
+        let memory = maps.generation_memory();
+        tracing::info!(
+            interfaces = ?config.interfaces,
+            vxlan_ports = ?config.load.vxlan_ports,
+            poll_interval = %humantime::format_duration(config.poll_interval),
+            active_timeout = %humantime::format_duration(config.cache.active_timeout),
+            inactive_timeout = %humantime::format_duration(config.cache.inactive_timeout),
+            max_flows = config.cache.max_flows,
+            flow_map_entries = config.load.flow_entries,
+            kernel_bytes_per_flow = memory.map(|m| m.bytes_per_flow()),
+            "vxflow running"
+        );
+        let mut names = NameCache::default();
+        for iface in &config.interfaces {
+            if let Some(index) = crate::ifaces::index_of(iface) {
+                names.remember(index, iface);
+            }
+        }
+        let pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, names);
+        Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now() })
+    }
+
+    /// One line for `systemctl status`.
+    fn status(&self) -> String {
+        format!(
+            "watching {} interface(s), exporting to {} output(s)",
+            self.datapath.interfaces().len(),
+            self.pipeline.outputs.len()
+        )
+    }
+
+    /// Detaches, drains to the last packet, exports every cached flow.
+    fn stop(mut self, outcome: Result<(), DaemonError>) -> Result<Totals, DaemonError> {
+        self.datapath.detach_all();
+        let finished = self.pipeline.finish();
+        let p = &self.pipeline;
+        summary::log_summary(&p.source.counters().unwrap_or_default(), &p.totals, &p.cache);
+        p.outputs.log_stats();
+        outcome.and(finished).map(|()| self.pipeline.totals.clone())
+    }
+}

@@ -1,0 +1,168 @@
+//! SIGHUP: read the configuration again and apply what changed, keeping every
+//! cached flow and every counted packet. The new configuration is applied
+//! whole or not at all; what cannot change without reloading the eBPF
+//! programs (map sizes, attach mode) or rebinding the endpoints keeps its old value, with a warning.
+
+use super::Daemon;
+use crate::{
+    config::{ConfigError, RuntimeConfig},
+    export::{OpenError, RecordSink as _},
+    loader::LoadError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Attach(LoadError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// What a reload changed, for its log line.
+#[derive(Debug, Default)]
+struct Changes {
+    attached: Vec<String>,
+    detached: Vec<String>,
+    opened: Vec<String>,
+    closed: Vec<String>,
+    vxlan_ports: bool,
+    cache: bool,
+    poll_interval: bool,
+    /// Keys whose new value needs a restart; their old value stays.
+    needs_restart: Vec<&'static str>,
+}
+
+impl Daemon {
+    /// Reloads, logs the outcome and tells systemd.
+    pub(super) fn reload_and_report(&mut self) {
+        tracing::info!(signal = "SIGHUP", file = ?self.source.file, "reloading the configuration");
+        self.notifier.reloading();
+        match self.reload() {
+            Ok(c) => {
+                for key in &c.needs_restart {
+                    tracing::warn!(
+                        key,
+                        "changing this setting needs a restart (systemctl restart vxflow); the old value stays"
+                    );
+                }
+                tracing::info!(
+                    attached = ?c.attached,
+                    detached = ?c.detached,
+                    outputs_opened = ?c.opened,
+                    outputs_closed = ?c.closed,
+                    vxlan_ports_changed = c.vxlan_ports,
+                    timeouts_changed = c.cache,
+                    poll_interval_changed = c.poll_interval,
+                    flows_kept = self.pipeline.cache.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(error) => tracing::error!(
+                error = %crate::error_chain(&error),
+                "configuration rejected; the running configuration stays in force"
+            ),
+        }
+        self.notifier.ready(&self.status());
+    }
+
+    fn reload(&mut self) -> Result<Changes, ReloadError> {
+        let mut new = self.source.load()?;
+        let old = &self.config.clone();
+        let mut c = Changes::default();
+        keep_restart_only(old, &mut new, &mut c.needs_restart);
+
+        // Interfaces first: all attach, or none stays attached.
+        for iface in new.interfaces.iter().filter(|i| !old.interfaces.contains(i)) {
+            if let Err(error) = self.datapath.attach(iface) {
+                for done in &c.attached {
+                    self.datapath.detach(done);
+                }
+                return Err(ReloadError::Attach(error));
+            }
+            c.attached.push(iface.clone());
+        }
+        let retired = match self.pipeline.outputs.reconcile(&new) {
+            Ok(retired) => retired,
+            Err(error) => {
+                for done in &c.attached {
+                    self.datapath.detach(done);
+                }
+                return Err(error.into());
+            }
+        };
+        // From here on nothing fails the reload.
+        let mut sockets = self.pipeline.outputs.own_sockets();
+        sockets.extend(retired.iter().flat_map(|(_, s)| s.own_sockets()));
+        self.exclude(&sockets);
+        for (id, mut sink) in retired {
+            sink.close();
+            sink.log_stats();
+            c.closed.push(id.to_string());
+        }
+        let live = self.pipeline.outputs.own_sockets();
+        self.exclude(&live);
+        c.opened =
+            self.pipeline.outputs.ids().filter(|id| !old_ids(old).contains(id)).map(ToString::to_string).collect();
+
+        for iface in old.interfaces.iter().filter(|i| !new.interfaces.contains(i)) {
+            self.datapath.detach(iface);
+            c.detached.push(iface.clone());
+        }
+        for iface in &c.attached {
+            if let Some(index) = crate::ifaces::index_of(iface) {
+                self.pipeline.names.remember(index, iface);
+            }
+        }
+        if new.load.vxlan_ports != old.load.vxlan_ports {
+            c.vxlan_ports = true;
+            if let Err(error) = self.datapath.set_vxlan_ports(&new.load.vxlan_ports) {
+                tracing::error!(error = %crate::error_chain(&error), "cannot set the VXLAN ports");
+            }
+        }
+        if new.cache != old.cache {
+            c.cache = true;
+            self.pipeline.cache.set_config(new.cache.clone());
+        }
+        c.poll_interval = new.poll_interval != old.poll_interval;
+        self.config = new;
+        Ok(c)
+    }
+
+    fn exclude(&mut self, sockets: &[crate::export::OwnSocket]) {
+        if let Err(error) = self.datapath.exclude_own_sockets(sockets) {
+            tracing::error!(error = %crate::error_chain(&error), "cannot exclude the export sockets; export traffic may be accounted");
+        }
+    }
+}
+
+/// The outputs a configuration names, as identities.
+fn old_ids(config: &RuntimeConfig) -> Vec<crate::export::outputs::OutputId> {
+    crate::export::outputs::wanted(config)
+}
+
+/// Keeps the old value of settings the loaded programs fix, noting each
+/// that the new file changes.
+fn keep_restart_only(old: &RuntimeConfig, new: &mut RuntimeConfig, changed: &mut Vec<&'static str>) {
+    if new.load.flow_entries != old.load.flow_entries {
+        changed.push("kernel.flow_map_entries");
+        new.load.flow_entries = old.load.flow_entries;
+    }
+    if new.load.fallback_ring_bytes != old.load.fallback_ring_bytes {
+        changed.push("kernel.fallback_ring_bytes");
+        new.load.fallback_ring_bytes = old.load.fallback_ring_bytes;
+    }
+    if new.load.attach != old.load.attach {
+        changed.push("kernel.attach_mode");
+        new.load.attach = old.load.attach;
+    }
+    if new.metrics != old.metrics {
+        changed.push("metrics");
+        new.metrics = old.metrics;
+    }
+    if new.control != old.control {
+        changed.push("control");
+        new.control.clone_from(&old.control);
+    }
+}

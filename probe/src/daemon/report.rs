@@ -1,0 +1,124 @@
+//! Builds the [`Snapshot`] of the running daemon, for `vxflow ctl stats` and
+//! the metrics endpoint.
+
+use vxflow_common::Counter;
+
+use super::Daemon;
+use crate::{
+    clock::WallClock,
+    control::{Request, Response},
+    drain::DeltaSource as _,
+    export::{ExportContext, json::JsonRecord, options::Losses},
+    record::EndReason,
+    snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic},
+};
+
+impl Daemon {
+    pub(super) fn snapshot(&mut self) -> Snapshot {
+        let p = &mut self.pipeline;
+        let counters = p.source.counters().unwrap_or_default();
+        let interfaces = p
+            .tally
+            .interfaces
+            .iter()
+            .map(|(&(ifindex, ingress), t)| InterfaceTraffic {
+                interface: p.names.name(ifindex).to_owned(),
+                direction: if ingress { "ingress" } else { "egress" }.to_owned(),
+                packets: t.packets,
+                bytes: t.bytes,
+            })
+            .collect();
+        let mut active = p.cache.flows_per_vni();
+        let mut vnis: Vec<VniTraffic> = p
+            .tally
+            .vnis
+            .iter()
+            .map(|(&vni, t)| VniTraffic {
+                vni,
+                packets: t.packets,
+                bytes: t.bytes,
+                active_flows: active.remove(&vni).unwrap_or(0),
+            })
+            .collect();
+        debug_assert!(active.is_empty(), "a cached VXLAN flow whose VNI was never drained");
+        vnis.sort_by_key(|v| v.vni);
+        let stats = p.cache.stats();
+        let flows = FlowCounts {
+            active: p.cache.len() as u64,
+            max: self.config.cache.max_flows as u64,
+            created: stats.created,
+            records: EndReason::ALL.iter().map(|&r| (r.name().to_owned(), stats.records_for(r))).collect(),
+            exported_packets: stats.packets,
+            exported_bytes: stats.bytes,
+        };
+        let collectors = p
+            .outputs
+            .collector_stats()
+            .into_iter()
+            .map(|c| CollectorCounts {
+                collector: c.name,
+                records_sent: c.stats.records_sent,
+                records_failed: c.stats.not_sent.flows,
+                packets_failed: c.stats.not_sent.packets,
+                octets_failed: c.stats.not_sent.octets,
+                records_not_carried: c.stats.records_not_carried,
+                messages_sent: c.stats.messages_sent,
+                send_errors: c.stats.send_errors,
+            })
+            .collect();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            attached: self.datapath.interfaces(),
+            interfaces,
+            vnis,
+            flows,
+            datapath: Counter::ALL.iter().map(|&c| (c.name().to_owned(), counters.get(c))).collect(),
+            collectors,
+            kernel: KernelFill {
+                flow_map_capacity: u64::from(self.config.load.flow_entries),
+                flow_map_used: p.source.last_map_entries() as u64,
+                fallback_ring_bytes: u64::from(self.config.load.fallback_ring_bytes),
+            },
+            drains: DrainCounts {
+                count: p.totals.drains,
+                errors: p.totals.drain_errors,
+                last_seconds: p.last_drain.as_secs_f64(),
+                total_seconds: p.drain_time.as_secs_f64(),
+            },
+        }
+    }
+}
+
+impl Daemon {
+    /// Answers a `vxflow ctl` request or a metrics scrape, between cycles.
+    pub(super) fn answer(&mut self, request: Request) -> Response {
+        match request {
+            Request::Stats => Response::Stats(Box::new(self.snapshot())),
+            Request::Flows { limit } => {
+                let flows = self.pipeline.cache.peek(limit);
+                let ctx = ExportContext {
+                    clock: WallClock::now(),
+                    names: &mut self.pipeline.names,
+                    ignored: Losses::default(),
+                    last: false,
+                };
+                let mut out = Vec::with_capacity(flows.len());
+                for r in &flows {
+                    let name = ctx.names.name(r.key.ifindex).to_owned();
+                    let mut json = JsonRecord::new(r, &name, &ctx);
+                    json.end_reason = None;
+                    out.push(serde_json::to_value(&json).unwrap_or_default());
+                }
+                Response::Flows(out)
+            }
+            Request::ExpireAll => match self.pipeline.expire_all() {
+                Ok(records) => {
+                    tracing::info!(records, "every cached flow expired on request (vxflow ctl expire-all)");
+                    Response::Expired { records }
+                }
+                Err(error) => Response::Error(crate::error_chain(&error)),
+            },
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The "final counters" log line at shutdown.
+
+use vxflow_common::Counter;
+
+use super::Totals;
+use crate::{cache::FlowCache, drain::CounterSnapshot, record::EndReason};
+
+/// One line with every datapath counter and what the cache exported, so an
+/// operator (and the tests) can check `seen = accounted + fallback + lost +
+/// non_ip + malformed` and that every drained packet was exported.
+pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
+    let s = cache.stats();
+    tracing::info!(
+        seen_packets = c.get(Counter::Seen),
+        accounted_packets = c.get(Counter::Accounted),
+        fallback_packets = c.get(Counter::Fallback),
+        lost_packets = c.get(Counter::Lost),
+        lost_bytes = c.get(Counter::LostBytes),
+        non_ip_packets = c.get(Counter::NonIp),
+        malformed_packets = c.get(Counter::Malformed),
+        fragment_packets = c.get(Counter::Fragment),
+        l4_truncated_packets = c.get(Counter::L4Truncated),
+        ipv6_ext_limit_packets = c.get(Counter::Ipv6ExtLimit),
+        vxlan_packets = c.get(Counter::Vxlan),
+        vxlan_invalid_packets = c.get(Counter::VxlanInvalid),
+        vxlan_inner_not_ip_packets = c.get(Counter::VxlanInnerNotIp),
+        vlan_too_deep_packets = c.get(Counter::VlanTooDeep),
+        self_export_packets = c.get(Counter::SelfExport),
+        gso_skbs = c.get(Counter::GsoSkbs),
+        drains = t.drains,
+        drain_errors = t.drain_errors,
+        drained_packets = t.drained_packets,
+        exported_packets = s.packets,
+        exported_bytes = s.bytes,
+        flows_created = s.created,
+        records_idle = s.records_for(EndReason::IdleTimeout),
+        records_active = s.records_for(EndReason::ActiveTimeout),
+        records_end_of_flow = s.records_for(EndReason::EndOfFlow),
+        records_forced = s.records_for(EndReason::ForcedEnd),
+        records_lack_of_resources = s.records_for(EndReason::LackOfResources),
+        "final counters"
+    );
+}

@@ -1,0 +1,41 @@
+//! Running totals of drained traffic per interface and direction and per
+//! VNI, for `vxflow ctl stats` and the metrics endpoint. Taken from the
+//! deltas as they are drained, so they cost nothing on the packet path.
+
+use std::collections::BTreeMap;
+
+use vxflow_common::flow::{DIRECTION_INGRESS, ENCAP_VXLAN};
+
+use crate::drain::FlowDelta;
+
+/// Packets and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// By (ifindex, direction is ingress): wire IP bytes (outer for VXLAN).
+    pub interfaces: BTreeMap<(u32, bool), Traffic>,
+    /// By VNI: inner packets and inner IP bytes.
+    pub vnis: BTreeMap<u32, Traffic>,
+}
+
+impl Tally {
+    pub fn add(&mut self, deltas: &[FlowDelta]) {
+        for d in deltas {
+            let (k, s) = (&d.key, &d.stats);
+            let vxlan = k.encap == ENCAP_VXLAN;
+            let iface = self.interfaces.entry((k.ifindex, k.direction == DIRECTION_INGRESS)).or_default();
+            iface.packets += s.packets;
+            iface.bytes += if vxlan { s.outer_bytes } else { s.bytes };
+            if vxlan {
+                let vni = self.vnis.entry(k.vni).or_default();
+                vni.packets += s.packets;
+                vni.bytes += s.bytes;
+            }
+        }
+    }
+}

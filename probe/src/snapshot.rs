@@ -1,0 +1,86 @@
+//! What the running daemon has done, as one plain value: `vxflow ctl stats`
+//! prints it and the metrics endpoint renders it in Prometheus text format.
+//! Taken by the drain loop between cycles, so its parts agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The daemon's state at one moment.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub version: String,
+    pub uptime_seconds: f64,
+    /// Interfaces the programs are attached to.
+    pub attached: Vec<String>,
+    /// IP packets and bytes accounted per interface and direction (wire IP
+    /// bytes: the outer packet for VXLAN).
+    pub interfaces: Vec<InterfaceTraffic>,
+    /// Inner packets, inner IP bytes and cached flows per VXLAN VNI.
+    pub vnis: Vec<VniTraffic>,
+    pub flows: FlowCounts,
+    /// Every datapath counter by name (`seen_packets`, `lost_packets`, ...).
+    pub datapath: BTreeMap<String, u64>,
+    pub collectors: Vec<CollectorCounts>,
+    pub kernel: KernelFill,
+    pub drains: DrainCounts,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InterfaceTraffic {
+    pub interface: String,
+    pub direction: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VniTraffic {
+    pub vni: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub active_flows: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FlowCounts {
+    /// Flows in the cache now.
+    pub active: u64,
+    /// The cache's limit (`cache.max_flows`).
+    pub max: u64,
+    pub created: u64,
+    /// Records exported, by end reason (`idle_timeout`, ...).
+    pub records: BTreeMap<String, u64>,
+    pub exported_packets: u64,
+    pub exported_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CollectorCounts {
+    pub collector: String,
+    pub records_sent: u64,
+    pub records_failed: u64,
+    pub packets_failed: u64,
+    pub octets_failed: u64,
+    pub records_not_carried: u64,
+    pub messages_sent: u64,
+    pub send_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KernelFill {
+    /// Entries each flow-map generation holds.
+    pub flow_map_capacity: u64,
+    /// Entries the last drained generation held: the distinct flows of one
+    /// poll interval.
+    pub flow_map_used: u64,
+    pub fallback_ring_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrainCounts {
+    pub count: u64,
+    pub errors: u64,
+    pub last_seconds: f64,
+    pub total_seconds: f64,
+}
