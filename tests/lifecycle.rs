@@ -1,23 +1,10 @@
 //! vxflow's life around the traffic: an interface that vanishes while it runs,
 //! and SIGINT. Needs root.
 
-use vxflow_testkit::{netns::Netns, probe::Vxflow, require_root, unique_prefix};
+use vxflow_testkit::{netns::Netns, probe::Vxflow, require_root};
 
-/// Two namespaces joined by a veth (`v0` in `a`, `v1` in `b`), 10.9.0.1 and .2.
 fn pair(tag: &str) -> (Netns, Netns) {
-    let prefix = unique_prefix(tag);
-    let (a, b) = (Netns::new(&format!("{prefix}-a")), Netns::new(&format!("{prefix}-b")));
-    a.ip(&format!("link add v0 type veth peer name v1 netns {}", b.name()));
-    a.disable_ipv6("v0");
-    b.disable_ipv6("v1");
-    a.ip("addr add 10.9.0.1/24 dev v0");
-    b.ip("addr add 10.9.0.2/24 dev v1");
-    a.ip("link set v0 up");
-    b.ip("link set v1 up");
-    // Static neighbours: no ARP, so only the pings cross.
-    a.ip(&format!("neigh replace 10.9.0.2 lladdr {} dev v0 nud permanent", b.mac("v1")));
-    b.ip(&format!("neigh replace 10.9.0.1 lladdr {} dev v1 nud permanent", a.mac("v0")));
-    (a, b)
+    vxflow_testkit::topology::veth_pair(tag)
 }
 
 #[test]

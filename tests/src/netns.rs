@@ -197,3 +197,44 @@ impl RawSender {
         assert_eq!(n, isize::try_from(frame.len()).unwrap(), "sendto: {}", std::io::Error::last_os_error());
     }
 }
+
+/// `GET path` over HTTP/1.1 from inside namespace `ns` (on a thread of its
+/// own), returning the status code and body.
+#[must_use]
+pub fn http_get(ns: &Netns, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let (name, path) = (ns.name().to_owned(), path.to_owned());
+    std::thread::spawn(move || {
+        enter(&name);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        // axum answers with a length or chunks; undo chunking if needed.
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            unchunk(body)
+        } else {
+            body.to_owned()
+        };
+        (status, body)
+    })
+    .join()
+    .unwrap()
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

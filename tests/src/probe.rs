@@ -75,6 +75,17 @@ pub struct Vxflow {
     stdout: Option<JoinHandle<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
+    /// The control socket, if it has one.
+    control: Option<PathBuf>,
+}
+
+/// How to start vxflow: `run` arguments, extra environment, and a command
+/// to run it under (e.g. setpriv).
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    pub wrapper: &'a [&'a str],
 }
 
 /// What a stopped vxflow printed.
@@ -96,19 +107,38 @@ impl Finished {
 
 impl Vxflow {
     /// Starts `vxflow run <args>` in `ns` and waits until it says it runs.
+    /// Unless `args` say otherwise, its control socket is a path of its own
+    /// (see [`Vxflow::ctl`]).
     #[must_use]
     pub fn start(ns: &Netns, args: &[&str]) -> Self {
+        Self::launch(ns, &Launch { args, ..Launch::default() })
+    }
+
+    /// Starts vxflow as `launch` says and waits until it says it runs.
+    #[must_use]
+    pub fn launch(ns: &Netns, launch: &Launch<'_>) -> Self {
         let bin = binary();
-        let mut cmdline = vec![bin.to_str().unwrap(), "run"];
-        cmdline.extend_from_slice(args);
-        let mut child = ns
-            .command(&cmdline)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vxflow");
+        let control = (!launch.args.iter().any(|a| *a == "--no-control" || *a == "--control-socket")).then(|| {
+            let dir = std::env::temp_dir().join(crate::unique_prefix("vxflow-ctl"));
+            std::fs::create_dir_all(&dir).unwrap();
+            // Open to the unprivileged user some tests run vxflow as.
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+            dir.join("ctl.sock")
+        });
+        let mut cmdline: Vec<&str> = launch.wrapper.to_vec();
+        cmdline.extend([bin.to_str().unwrap(), "run"]);
+        cmdline.extend_from_slice(launch.args);
+        let control_arg = control.as_ref().map(|p| p.to_str().unwrap().to_owned());
+        if let Some(path) = &control_arg {
+            cmdline.extend(["--control-socket", path.as_str()]);
+        }
+        let mut command = ns.command(&cmdline);
+        command.env("RUST_LOG", "info");
+        for (k, v) in launch.env {
+            command.env(k, v);
+        }
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn vxflow");
         let out = child.stdout.take().unwrap();
         let stdout = std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -123,9 +153,48 @@ impl Vxflow {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut v = Self { child: Some(child), stdout: Some(stdout), stderr, stderr_thread: Some(stderr_thread) };
+        let mut v =
+            Self { child: Some(child), stdout: Some(stdout), stderr, stderr_thread: Some(stderr_thread), control };
         v.wait_for_log("vxflow running", Duration::from_secs(30));
         v
+    }
+
+    /// Runs `vxflow ctl --json <args>` against this vxflow and returns its
+    /// answer, decoded. Panics if ctl fails.
+    #[must_use]
+    pub fn ctl(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ctl_as(&[], args);
+        assert!(out.status.success(), "vxflow ctl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ctl answer is not JSON ({e})"))
+    }
+
+    /// Runs `<wrapper> vxflow ctl --json <args>` (e.g. under setpriv as
+    /// another user) and returns how it went.
+    #[must_use]
+    pub fn ctl_as(&self, wrapper: &[&str], args: &[&str]) -> std::process::Output {
+        let socket = self.control.as_ref().expect("this vxflow has no control socket");
+        let bin = binary();
+        let mut command_line: Vec<&str> = wrapper.to_vec();
+        command_line.extend([bin.to_str().unwrap(), "ctl", "--json", "--socket", socket.to_str().unwrap()]);
+        command_line.extend_from_slice(args);
+        std::process::Command::new(command_line[0]).args(&command_line[1..]).output().expect("run vxflow ctl")
+    }
+
+    /// The control socket's path.
+    #[must_use]
+    pub fn control_socket(&self) -> Option<&std::path::Path> {
+        self.control.as_deref()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// What vxflow has logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Waits until stderr contains `needle`.
@@ -173,6 +242,9 @@ impl Vxflow {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        if let Some(dir) = self.control.as_ref().and_then(|p| p.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let lines = self.stdout.take().unwrap().join().unwrap();
         self.stderr_thread.take().unwrap().join().unwrap();
         let stderr = self.stderr.lock().unwrap().clone();
@@ -190,6 +262,9 @@ impl Drop for Vxflow {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(dir) = self.control.as_ref().and_then(|p| p.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

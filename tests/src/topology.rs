@@ -273,3 +273,22 @@ impl Flannel {
         }
     }
 }
+
+/// Two namespaces joined by a veth: `v0` (10.9.0.1/24) in the first, `v1`
+/// (10.9.0.2/24) in the second. IPv6 is off and the neighbours are static,
+/// so only the traffic a test sends crosses it.
+#[must_use]
+pub fn veth_pair(tag: &str) -> (Netns, Netns) {
+    let prefix = crate::unique_prefix(tag);
+    let (a, b) = (Netns::new(&format!("{prefix}-a")), Netns::new(&format!("{prefix}-b")));
+    a.ip(&format!("link add v0 type veth peer name v1 netns {}", b.name()));
+    a.disable_ipv6("v0");
+    b.disable_ipv6("v1");
+    a.ip("addr add 10.9.0.1/24 dev v0");
+    b.ip("addr add 10.9.0.2/24 dev v1");
+    a.ip("link set v0 up");
+    b.ip("link set v1 up");
+    a.ip(&format!("neigh replace 10.9.0.2 lladdr {} dev v0 nud permanent", b.mac("v1")));
+    b.ip(&format!("neigh replace 10.9.0.1 lladdr {} dev v1 nud permanent", a.mac("v0")));
+    (a, b)
+}

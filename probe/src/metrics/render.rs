@@ -227,6 +227,7 @@ mod tests {
 
     /// Parses the text with an independent parser and reads samples back.
     #[test]
+    #[expect(clippy::float_cmp, reason = "the values are small integers, exact in f64")]
     fn rendered_text_parses_and_carries_every_value() {
         let text = render(sample()).unwrap();
         let lines = text.lines().map(|l| Ok(l.to_owned()));
