@@ -10,7 +10,7 @@ use vxflow_testkit::{
     netns::{Netns, http_get},
     probe::Vxflow,
     require_root,
-    topology::veth_pair,
+    topology::{add_veth, veth_pair},
     traffic::ping,
     unique_prefix,
 };
@@ -121,15 +121,7 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     require_root();
     let (a, b) = veth_pair("reload");
     // A second link for the reload to attach and detach.
-    a.ip(&format!("link add w0 type veth peer name w1 netns {}", b.name()));
-    a.disable_ipv6("w0");
-    b.disable_ipv6("w1");
-    a.ip("addr add 10.9.1.1/24 dev w0");
-    b.ip("addr add 10.9.1.2/24 dev w1");
-    a.ip("link set w0 up");
-    b.ip("link set w1 up");
-    a.ip(&format!("neigh replace 10.9.1.2 lladdr {} dev w0 nud permanent", b.mac("w1")));
-    b.ip(&format!("neigh replace 10.9.1.1 lladdr {} dev w1 nud permanent", a.mac("w0")));
+    add_veth(&a, &b, ("w0", "w1"), 1);
     let kept = Nfcapd::start(&a, 9301);
     let added = Nfcapd::start(&a, 9302);
     let dir = std::env::temp_dir().join(unique_prefix("reload"));
@@ -194,10 +186,10 @@ fn sighup_reload_keeps_every_packet_and_flow() {
 
     let log = &done.stderr;
     assert!(log.contains("key=\"kernel.flow_map_entries\""), "no restart warning:\n{log}");
-    assert!(log.contains("attached=[\"w0\"]") && log.contains("detached=[\"w0\"]"), "{log}");
+    assert!(log.contains("attached iface=\"w0\"") && log.contains("detached iface=\"w0\""), "{log}");
     assert!(log.contains("outputs_opened=[\"netflow9://127.0.0.1:9302\"]"), "{log}");
     assert!(log.contains("outputs_closed=[\"netflow9://127.0.0.1:9302\"]"), "{log}");
-    assert!(log.contains("vxlan_ports_changed=true"), "{log}");
+    assert!(log.contains("changed=[\"interfaces\", \"vxlan_ports\", \"cache\"]"), "{log}");
     assert!(log.contains("not_a_key"), "the rejection names the key:\n{log}");
 
     // v0 was watched throughout: its records hold every packet that crossed it.

@@ -1,7 +1,8 @@
 //! Any sequence of kernel deltas, clock steps, expiry passes and shutdowns
 //! through the flow cache keeps its promises: every packet and byte ingested
-//! is exported exactly once, the cache never holds more than `max_flows`, no
-//! record is empty, and no record ends before it starts.
+//! is exported exactly once (or, with dedup, counted as a duplicate of
+//! another interface's record), the cache never holds more than `max_flows`,
+//! no record is empty, and no record ends before it starts.
 #![no_main]
 
 use std::time::Duration;
@@ -22,6 +23,8 @@ struct Delta {
     sport: u8,
     tcp: bool,
     egress: bool,
+    /// Which of a few interfaces saw it, so dedup has sightings to merge.
+    ifindex: u8,
     vxlan_src_port: u8,
     packets: u16,
     bytes_per_packet: u16,
@@ -43,6 +46,7 @@ struct Case {
     inactive_s: u8,
     tcp_end_s: u8,
     max_flows: u8,
+    dedup: bool,
     ops: Vec<Op>,
 }
 
@@ -53,6 +57,7 @@ fn key(d: &Delta) -> FlowKey {
         src_port: u16::from(d.sport % 4),
         dst_port: 80,
         direction: u8::from(d.egress),
+        ifindex: u32::from(d.ifindex % 3) + 1,
         outer_src_port: u16::from(d.vxlan_src_port % 3),
         ..FlowKey::default()
     };
@@ -69,6 +74,7 @@ fuzz_target!(|case: Case| {
         inactive_timeout: secs(case.inactive_s),
         tcp_end_timeout: secs(case.tcp_end_s),
         max_flows,
+        dedup: case.dedup,
     });
     let mut now: u64 = 1_000_000_000_000;
     let (mut in_packets, mut in_bytes) = (0u64, 0u64);
@@ -107,8 +113,12 @@ fuzz_target!(|case: Case| {
     }
     cache.flush(&mut records);
     assert!(cache.is_empty());
-    assert_eq!(records.iter().map(|r| r.packets).sum::<u64>(), in_packets);
-    assert_eq!(records.iter().map(|r| r.bytes).sum::<u64>(), in_bytes);
+    let stats = cache.stats();
+    assert_eq!(records.iter().map(|r| r.packets).sum::<u64>() + stats.duplicate_packets, in_packets);
+    assert_eq!(records.iter().map(|r| r.bytes).sum::<u64>() + stats.duplicate_bytes, in_bytes);
+    if !case.dedup {
+        assert_eq!(stats.duplicate_packets, 0);
+    }
     for r in &records {
         assert!(r.packets > 0, "empty record {r:?}");
         assert!(r.start_ns <= r.end_ns, "record ends before it starts: {r:?}");

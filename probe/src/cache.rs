@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use vxflow_common::FlowKey;
+use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
 
 use crate::{
     drain::FlowDelta,
@@ -34,6 +34,11 @@ pub struct CacheConfig {
     pub tcp_end_timeout: Duration,
     /// Most flows held; past it the least recently seen end early (reason 5).
     pub max_flows: usize,
+    /// Count each packet once per flow when several watched interfaces see
+    /// it (a pod's veth, `cni0`, `flannel.1`, `eth0`): the flow is kept on
+    /// one interface, its owner, and the others' counts are dropped as
+    /// duplicates. `false` gives one record per interface.
+    pub dedup: bool,
 }
 
 impl Default for CacheConfig {
@@ -43,6 +48,7 @@ impl Default for CacheConfig {
             inactive_timeout: Duration::from_secs(15),
             tcp_end_timeout: Duration::from_secs(5),
             max_flows: 1_000_000,
+            dedup: true,
         }
     }
 }
@@ -58,6 +64,9 @@ pub struct CacheStats {
     pub packets: u64,
     /// Bytes exported in records.
     pub bytes: u64,
+    /// Packets and bytes another interface's record already holds (dedup).
+    pub duplicate_packets: u64,
+    pub duplicate_bytes: u64,
 }
 
 impl CacheStats {
@@ -85,21 +94,44 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 struct Conversation {
     fin: [bool; 2],
-    /// The latest flow key seen for each side.
-    keys: [Option<FlowKey>; 2],
+    /// The cached flows of each side: one per interface that records it.
+    keys: [Vec<FlowKey>; 2],
 }
+
+/// The flow that counts a packet tuple's packets (dedup).
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    key: FlowKey,
+    /// Batches in a row that brought the tuple on other interfaces only.
+    missed: u8,
+}
+
+/// How many batches in a row a tuple may be seen only on other interfaces
+/// before one of them takes over. More than one, so a packet that crossed
+/// the owner just before a generation flip and another interface just after
+/// does not move the flow.
+const OWNER_PATIENCE: u8 = 3;
 
 pub struct FlowCache {
     config: CacheConfig,
     flows: HashMap<FlowKey, Entry>,
     conversations: HashMap<FlowKey, Conversation>,
+    /// With dedup: for each packet tuple (see [`packet_key`]), the flow
+    /// whose counts are kept.
+    owners: HashMap<FlowKey, Owner>,
     stats: CacheStats,
 }
 
 impl FlowCache {
     #[must_use]
     pub fn new(config: CacheConfig) -> Self {
-        Self { config, flows: HashMap::new(), conversations: HashMap::new(), stats: CacheStats::default() }
+        Self {
+            config,
+            flows: HashMap::new(),
+            conversations: HashMap::new(),
+            owners: HashMap::new(),
+            stats: CacheStats::default(),
+        }
     }
 
     /// Flows in the cache.
@@ -124,7 +156,12 @@ impl FlowCache {
     }
 
     /// Replaces the timeouts and size; takes effect at the next expiry pass.
+    /// Switching dedup forgets the owners: flows cached so far keep their
+    /// counts and are exported as they are.
     pub fn set_config(&mut self, config: CacheConfig) {
+        if config.dedup != self.config.dedup {
+            self.owners.clear();
+        }
         self.config = config;
     }
 
@@ -132,7 +169,7 @@ impl FlowCache {
     #[must_use]
     pub fn flows_per_vni(&self) -> std::collections::BTreeMap<u32, u64> {
         let mut per = std::collections::BTreeMap::new();
-        for key in self.flows.keys().filter(|k| k.encap == vxflow_common::flow::ENCAP_VXLAN) {
+        for key in self.flows.keys().filter(|k| k.encap == ENCAP_VXLAN) {
             *per.entry(key.vni).or_insert(0) += 1;
         }
         per
@@ -166,15 +203,68 @@ impl FlowCache {
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.
     pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let kept: Vec<&FlowDelta> = if self.config.dedup { self.deduplicate(deltas) } else { deltas.iter().collect() };
         let new_keys: HashSet<&FlowKey> =
-            deltas.iter().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
+            kept.iter().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
         let excess = (self.flows.len() + new_keys.len()).saturating_sub(self.config.max_flows);
         if excess > 0 {
             self.evict_oldest(excess.min(self.flows.len()), out);
         }
-        for delta in deltas {
+        for delta in kept {
             self.merge(delta, now_ns, out);
         }
+    }
+
+    /// The deltas of each packet tuple's owner; the rest are counted as
+    /// duplicates. A tuple without an owner gets one from this batch: a
+    /// VXLAN sighting (it carries the VNI and the nodes), else the one that
+    /// saw the first packet. Every packet of a flow crosses the owner, so
+    /// the owner's counts are the flow's. When the owner has seen nothing
+    /// for [`OWNER_PATIENCE`] batches in which other interfaces saw the
+    /// tuple, the path has moved: the best of those takes over.
+    fn deduplicate<'d>(&mut self, deltas: &'d [FlowDelta]) -> Vec<&'d FlowDelta> {
+        let mut by_tuple: HashMap<FlowKey, Vec<&'d FlowDelta>> = HashMap::new();
+        for d in deltas {
+            by_tuple.entry(packet_key(&d.key)).or_default().push(d);
+        }
+        let mut kept = Vec::with_capacity(by_tuple.len());
+        for (tuple, sightings) in by_tuple {
+            let owner = match self.owners.get_mut(&tuple) {
+                Some(o) if sightings.iter().any(|d| d.key == o.key) => {
+                    o.missed = 0;
+                    o.key
+                }
+                Some(o) if self.flows.contains_key(&o.key) && o.missed + 1 < OWNER_PATIENCE => {
+                    o.missed += 1;
+                    o.key
+                }
+                _ => {
+                    let best = sightings
+                        .iter()
+                        .min_by_key(|d| {
+                            (d.key.encap != ENCAP_VXLAN, d.stats.first_seen_ns, d.key.ifindex, d.key.direction)
+                        })
+                        .map_or(FlowKey::default(), |d| d.key);
+                    self.owners.insert(tuple, Owner { key: best, missed: 0 });
+                    best
+                }
+            };
+            for d in sightings {
+                if d.key == owner {
+                    kept.push(d);
+                } else {
+                    self.stats.duplicate_packets += d.stats.packets;
+                    self.stats.duplicate_bytes += d.stats.bytes;
+                }
+            }
+        }
+        kept
+    }
+
+    /// Flows seen on interface `ifindex` stop owning their tuples (it was
+    /// detached or vanished); their cached counts are exported as usual.
+    pub fn release_interface(&mut self, ifindex: u32) {
+        self.owners.retain(|_, o| o.key.ifindex != ifindex);
     }
 
     fn merge(&mut self, delta: &FlowDelta, now_ns: u64, out: &mut Vec<FlowRecord>) {
@@ -217,6 +307,7 @@ impl FlowCache {
                 tcp_flags: flags,
                 end_reason: EndReason::LackOfResources,
             };
+            self.forget_owner(&delta.key);
             self.emit(record, out);
             return;
         }
@@ -230,7 +321,9 @@ impl FlowCache {
     fn track_tcp(&mut self, key: &FlowKey, flags: u8, now_ns: u64) {
         let (conv_key, side) = conversation_key(key);
         let conv = self.conversations.entry(conv_key).or_default();
-        conv.keys[side] = Some(*key);
+        if !conv.keys[side].contains(key) {
+            conv.keys[side].push(*key);
+        }
         if flags & TCP_FIN != 0 {
             conv.fin[side] = true;
         }
@@ -303,18 +396,25 @@ impl FlowCache {
         if key.protocol == IPPROTO_TCP {
             let (conv_key, side) = conversation_key(key);
             if let Some(conv) = self.conversations.get_mut(&conv_key) {
-                if conv.keys[side] == Some(*key) {
-                    conv.keys[side] = None;
-                }
-                if conv.keys == [None, None] {
+                conv.keys[side].retain(|k| k != key);
+                if conv.keys.iter().all(Vec::is_empty) {
                     self.conversations.remove(&conv_key);
                 }
             }
         }
+        self.forget_owner(key);
         // An entry emptied by an active-timeout export has nothing to report.
         if e.packets > 0 {
             let record = take_record(key, &mut e, reason);
             self.emit(record, out);
+        }
+    }
+
+    /// Ends `key`'s ownership of its packet tuple, if it has it.
+    fn forget_owner(&mut self, key: &FlowKey) {
+        let tuple = packet_key(key);
+        if self.owners.get(&tuple).is_some_and(|o| o.key == *key) {
+            self.owners.remove(&tuple);
         }
     }
 
@@ -345,21 +445,37 @@ fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecor
     record
 }
 
+/// What one packet looks like wherever it is seen: the (inner) IP tuple,
+/// without the interface, direction, VLAN or tunnel a sighting adds. Two
+/// flows with the same packet key on different interfaces are the same
+/// packets seen twice.
+fn packet_key(key: &FlowKey) -> FlowKey {
+    FlowKey {
+        ifindex: 0,
+        direction: 0,
+        encap: 0,
+        vni: 0,
+        vlan_id: 0,
+        outer_src_addr: [0; 16],
+        outer_dst_addr: [0; 16],
+        outer_src_port: 0,
+        outer_dst_port: 0,
+        outer_ip_version: 0,
+        ..*key
+    }
+}
+
 /// The key both directions of a TCP conversation share, and which side `key`
-/// is. Direction is dropped (the two sides cross an interface in opposite
-/// directions) and so is the outer source port: Linux picks it from a hash of
-/// the inner flow, so the two directions of one VXLAN conversation differ there.
+/// is: the packet key (so the two directions pair up even when they are
+/// recorded on different interfaces, as dedup may do), in one orientation.
 fn conversation_key(key: &FlowKey) -> (FlowKey, usize) {
-    let mut k = *key;
-    k.direction = 0;
-    k.outer_src_port = 0;
+    let mut k = packet_key(key);
     let forward = (k.src_addr, k.src_port) <= (k.dst_addr, k.dst_port);
     if forward {
         (k, 0)
     } else {
         std::mem::swap(&mut k.src_addr, &mut k.dst_addr);
         std::mem::swap(&mut k.src_port, &mut k.dst_port);
-        std::mem::swap(&mut k.outer_src_addr, &mut k.outer_dst_addr);
         (k, 1)
     }
 }

@@ -21,6 +21,7 @@ fn config() -> CacheConfig {
         inactive_timeout: Duration::from_secs(15),
         tcp_end_timeout: Duration::from_secs(5),
         max_flows: 1000,
+        dedup: false,
     }
 }
 
@@ -162,6 +163,7 @@ fn counts_are_conserved_across_every_end_reason() {
         inactive_timeout: Duration::from_secs(3),
         tcp_end_timeout: Duration::from_secs(1),
         max_flows: 40,
+        dedup: false,
     });
     // A small deterministic generator (xorshift), so the test is repeatable.
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -198,4 +200,86 @@ fn counts_are_conserved_across_every_end_reason() {
         assert!(cache.stats().records_for(reason) > 0, "{reason:?} never happened, test too weak");
     }
     assert!(records.iter().all(|r| r.packets > 0), "no empty records");
+}
+
+/// One packet stream seen on a pod's veth, on flannel.1 and (as VXLAN) on
+/// eth0: with dedup one record holds it, on the VXLAN sighting; without,
+/// one record per interface.
+#[test]
+fn dedup_counts_each_packet_once_on_the_vxlan_sighting() {
+    let plain = key(1, 2, 1000, 80, 17, DIRECTION_INGRESS);
+    let veth = FlowKey { ifindex: 7, ..plain };
+    let flannel = FlowKey { ifindex: 5, direction: DIRECTION_EGRESS, ..plain };
+    let mut eth0 = FlowKey { ifindex: 2, direction: DIRECTION_EGRESS, encap: ENCAP_VXLAN, vni: 1, ..plain };
+    eth0.outer_src_addr[..4].copy_from_slice(&[192, 168, 0, 1]);
+    eth0.outer_dst_addr[..4].copy_from_slice(&[192, 168, 0, 2]);
+    let batch = |at| [delta(veth, at, 10, 0), delta(flannel, at, 10, 0), delta(eth0, at, 10, 0)];
+
+    let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
+    // The veth saw the first packet a little earlier; VXLAN still wins.
+    let mut first = batch(1);
+    first[0].stats.first_seen_ns -= 1000;
+    assert!(run(&mut c, &first, 1).is_empty());
+    assert!(run(&mut c, &batch(2), 2).is_empty());
+    assert_eq!(c.len(), 1, "one flow for three sightings");
+    let out = run(&mut c, &[], 100);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].key, out[0].packets), (eth0, 20));
+    assert_eq!(c.stats().duplicate_packets, 40);
+    // The owner's flow ended: the tuple is free again, and a new sighting
+    // owns it.
+    let out = run(&mut c, &[delta(veth, 200, 3, 0)], 200);
+    assert!(out.is_empty());
+    let mut flushed = Vec::new();
+    c.flush(&mut flushed);
+    assert_eq!(flushed.iter().map(|r| (r.key, r.packets)).collect::<Vec<_>>(), [(veth, 3)]);
+
+    let mut c = FlowCache::new(CacheConfig { dedup: false, ..config() });
+    assert!(run(&mut c, &batch(1), 1).is_empty());
+    let out = run(&mut c, &[], 100);
+    assert_eq!(out.len(), 3, "one record per interface");
+    assert!(out.iter().all(|r| r.packets == 10));
+    assert_eq!(c.stats().duplicate_packets, 0);
+}
+
+/// With dedup, the two directions of a TCP conversation may be owned on
+/// different interfaces (pod to pod on one node: each side's own veth); its
+/// FIN/RST still ends both.
+#[test]
+fn tcp_end_pairs_directions_owned_on_different_interfaces() {
+    const FIN: u8 = 0x01;
+    let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
+    let ab = FlowKey { ifindex: 7, ..key(1, 2, 1000, 80, 6, DIRECTION_INGRESS) };
+    let ba = FlowKey { ifindex: 9, ..key(2, 1, 80, 1000, 6, DIRECTION_INGRESS) };
+    assert!(run(&mut c, &[delta(ab, 1, 5, FIN), delta(ba, 1, 5, FIN)], 1).is_empty());
+    let out = run(&mut c, &[], 7);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|r| r.end_reason == EndReason::EndOfFlow), "{out:?}");
+}
+
+/// A flow whose path moves to another watched interface follows it after a
+/// few batches; one whose interface is detached frees its tuple at once.
+#[test]
+fn dedup_ownership_moves_with_the_path_and_with_detach() {
+    let k = key(1, 2, 1000, 80, 17, DIRECTION_EGRESS);
+    let (eth0, eth1) = (FlowKey { ifindex: 2, ..k }, FlowKey { ifindex: 3, ..k });
+    let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
+    run(&mut c, &[delta(eth0, 1, 10, 0), delta(eth1, 1, 10, 0)], 1);
+    // The route moves to eth1: two batches are taken for duplicates, the
+    // third moves the flow.
+    for at in 2..=4 {
+        run(&mut c, &[delta(eth1, at, 10, 0)], at);
+    }
+    assert_eq!(c.stats().duplicate_packets, 30);
+    let mut out = Vec::new();
+    c.flush(&mut out);
+    let mut got: Vec<(u32, u64)> = out.iter().map(|r| (r.key.ifindex, r.packets)).collect();
+    got.sort_unstable();
+    assert_eq!(got, [(2, 10), (3, 10)]);
+
+    let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
+    run(&mut c, &[delta(eth0, 1, 10, 0)], 1);
+    c.release_interface(2);
+    run(&mut c, &[delta(eth1, 2, 5, 0)], 2);
+    assert_eq!(c.stats().duplicate_packets, 0, "eth1 owns the tuple once eth0 is gone");
 }

@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// [default: 4789 and 8472].
     #[arg(long = "vxlan-port", value_name = "N")]
     pub vxlan_ports: Vec<u16>,
+    /// One record per interface that saw a flow. By default a packet that
+    /// crosses several watched interfaces (pod veth, cni0, flannel.1, eth0)
+    /// is counted once, on the interface that owns its flow.
+    #[arg(long)]
+    pub per_interface_records: bool,
     /// Export a long-lived flow's counts after this long [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub active_timeout: Option<Duration>,
@@ -135,6 +140,7 @@ impl RunArgs {
         Overrides {
             interfaces: self.interfaces.clone(),
             vxlan_ports: self.vxlan_ports.clone(),
+            per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,
             inactive_timeout: self.inactive_timeout,
             tcp_end_timeout: self.tcp_end_timeout,

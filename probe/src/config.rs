@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::{
     cache::CacheConfig,
     export::collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
+    ifaces::spec::{InterfaceSpec, SpecError},
     loader::{AttachPreference, LoadOptions},
 };
 
@@ -37,6 +38,9 @@ pub struct FileConfig {
     pub interfaces: Option<Vec<String>>,
     /// UDP destination ports parsed as VXLAN.
     pub vxlan_ports: Option<Vec<u16>>,
+    /// One record per interface that saw a flow, instead of counting each
+    /// packet once per flow (default false).
+    pub per_interface_records: Option<bool>,
     #[serde(default)]
     pub cache: CacheSection,
     #[serde(default)]
@@ -115,6 +119,7 @@ pub struct KernelSection {
 pub struct Overrides {
     pub interfaces: Vec<String>,
     pub vxlan_ports: Vec<u16>,
+    pub per_interface_records: bool,
     pub active_timeout: Option<Duration>,
     pub inactive_timeout: Option<Duration>,
     pub tcp_end_timeout: Option<Duration>,
@@ -157,7 +162,10 @@ impl ConfigSource {
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
+    /// `interfaces` as written, for logs.
     pub interfaces: Vec<String>,
+    /// What `interfaces` selects.
+    pub watch: InterfaceSpec,
     pub poll_interval: Duration,
     pub cache: CacheConfig,
     pub load: LoadOptions,
@@ -181,8 +189,8 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("no interfaces to watch: set `interfaces` in the config file or pass --interface NAME")]
-    NoInterfaces,
+    #[error(transparent)]
+    Interfaces(#[from] SpecError),
     #[error("{key} = {value}: {why}")]
     Invalid { key: &'static str, value: String, why: &'static str },
     #[error(transparent)]
@@ -226,6 +234,7 @@ impl FileConfig {
             inactive_timeout: o.inactive_timeout.or(self.cache.inactive_timeout).unwrap_or(defaults::INACTIVE_TIMEOUT),
             tcp_end_timeout: o.tcp_end_timeout.or(self.cache.tcp_end_timeout).unwrap_or(defaults::TCP_END_TIMEOUT),
             max_flows: o.max_flows.or(self.cache.max_flows).unwrap_or(defaults::MAX_FLOWS),
+            dedup: !(o.per_interface_records || self.per_interface_records.unwrap_or(false)),
         };
         let poll_interval = o.poll_interval.or(self.kernel.poll_interval).unwrap_or(defaults::POLL_INTERVAL);
         let load = LoadOptions {
@@ -270,8 +279,10 @@ impl FileConfig {
                     .unwrap_or_else(|| crate::control::DEFAULT_SOCKET.into()),
             )
         };
+        let watch = InterfaceSpec::parse(&interfaces)?;
         let config = RuntimeConfig {
             interfaces,
+            watch,
             poll_interval,
             cache,
             load,
@@ -289,18 +300,6 @@ impl FileConfig {
 impl RuntimeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
-        if self.interfaces.is_empty() {
-            return Err(ConfigError::NoInterfaces);
-        }
-        for name in &self.interfaces {
-            if name.is_empty() || name.len() >= libc::IF_NAMESIZE || name.contains(['/', ' ']) {
-                return invalid(
-                    "interfaces",
-                    format!("{name:?}"),
-                    "not a valid interface name (1 to 15 characters, no '/' or space)",
-                );
-            }
-        }
         if self.load.vxlan_ports.contains(&0) {
             return invalid("vxlan_ports", "0".into(), "port 0 cannot carry VXLAN");
         }

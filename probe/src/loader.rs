@@ -155,7 +155,9 @@ pub enum LoadError {
 pub struct Datapath {
     ebpf: Ebpf,
     attach_mode: AttachMode,
-    attached: BTreeMap<(String, Direction), SchedClassifierLinkId>,
+    /// By interface name and direction: the interface's index when
+    /// attached (a re-created interface gets a new one) and the link.
+    attached: BTreeMap<(String, Direction), (u32, SchedClassifierLinkId)>,
 }
 
 /// Loads the object and prepares its maps, without attaching anything.
@@ -195,28 +197,15 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
     Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new() }, maps))
 }
 
-/// Loads the object and attaches both programs to every interface, the path
-/// `vxflow run` takes.
-///
-/// # Errors
-/// As [`load`] and [`Datapath::attach`].
-pub fn load_and_attach(opts: &LoadOptions, interfaces: &[String]) -> Result<(Datapath, KernelMaps), LoadError> {
-    let (mut datapath, maps) = load(opts)?;
-    for iface in interfaces {
-        datapath.attach(iface)?;
-    }
-    Ok((datapath, maps))
-}
-
 impl Datapath {
     /// Attaches the ingress and egress programs to `iface`.
     ///
     /// # Errors
     /// When the interface does not exist or the kernel refuses the attachment.
     pub fn attach(&mut self, iface: &str) -> Result<(), LoadError> {
-        if crate::ifaces::index_of(iface).is_none() {
+        let Some(index) = crate::ifaces::index_of(iface) else {
             return Err(LoadError::NoSuchInterface { iface: iface.to_owned() });
-        }
+        };
         for direction in Direction::BOTH {
             if self.attached.contains_key(&(iface.to_owned(), direction)) {
                 continue;
@@ -237,7 +226,7 @@ impl Datapath {
             };
             let prog = self.program_mut(direction)?;
             let link = prog.attach_with_options(iface, direction.tc(), options).map_err(attach_err)?;
-            self.attached.insert((iface.to_owned(), direction), link);
+            self.attached.insert((iface.to_owned(), direction), (index, link));
             tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
         }
         Ok(())
@@ -247,7 +236,7 @@ impl Datapath {
     /// the moment explicit so the final drain sees every counted packet.
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
-        for ((iface, direction), link) in attached {
+        for ((iface, direction), (_, link)) in attached {
             self.detach_link(&iface, direction, link);
         }
     }
@@ -328,8 +317,21 @@ impl Datapath {
     /// its links with it; that is not an error.
     pub fn detach(&mut self, iface: &str) {
         for direction in Direction::BOTH {
-            let Some(link) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
+            let Some((_, link)) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
             self.detach_link(iface, direction, link);
+        }
+    }
+
+    /// Forgets the links of an interface that vanished: the kernel removed
+    /// them with the device, so there is nothing to detach.
+    pub fn forget(&mut self, iface: &str) {
+        for direction in Direction::BOTH {
+            let Some((_, link)) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
+            // Taking the link out of the program drops it without a detach
+            // call (which would fail: the device is gone).
+            if let Ok(program) = self.program_mut(direction) {
+                drop(program.take_link(link));
+            }
         }
     }
 
@@ -339,6 +341,15 @@ impl Datapath {
         let mut names: Vec<String> = self.attached.keys().map(|(i, _)| i.clone()).collect();
         names.dedup();
         names
+    }
+
+    /// The interfaces programs are attached to, with their index at attach.
+    #[must_use]
+    pub fn attached(&self) -> Vec<(String, u32)> {
+        let mut links: Vec<(String, u32)> =
+            self.attached.iter().map(|((name, _), (index, _))| (name.clone(), *index)).collect();
+        links.dedup();
+        links
     }
 
     #[must_use]

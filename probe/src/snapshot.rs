@@ -13,6 +13,12 @@ pub struct Snapshot {
     pub uptime_seconds: f64,
     /// Interfaces the programs are attached to.
     pub attached: Vec<String>,
+    /// Attach attempts the kernel refused.
+    pub attach_errors: u64,
+    /// UDP ports parsed as VXLAN (configured, and with `auto` discovered).
+    pub vxlan_ports: Vec<u16>,
+    /// The node's VXLAN devices.
+    pub vxlan_devices: Vec<VxlanDeviceInfo>,
     /// IP packets and bytes accounted per interface and direction (wire IP
     /// bytes: the outer packet for VXLAN).
     pub interfaces: Vec<InterfaceTraffic>,
@@ -35,6 +41,13 @@ pub struct InterfaceTraffic {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VxlanDeviceInfo {
+    pub device: String,
+    pub vni: u32,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VniTraffic {
     pub vni: u32,
     pub packets: u64,
@@ -53,6 +66,10 @@ pub struct FlowCounts {
     pub records: BTreeMap<String, u64>,
     pub exported_packets: u64,
     pub exported_bytes: u64,
+    /// Packets and bytes not counted again: another watched interface's
+    /// record holds them (dedup).
+    pub duplicate_packets: u64,
+    pub duplicate_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

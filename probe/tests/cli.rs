@@ -53,9 +53,30 @@ fn run_without_interfaces_says_how_to_name_one() {
     assert!(text(&o).contains("--interface"), "{}", text(&o));
 }
 
+/// A named interface that does not exist yet is waited for (a Kubernetes `DaemonSet` may
+/// start before the CNI creates `flannel.1`), with a warning naming it.
 #[test]
-fn run_names_a_missing_interface() {
-    let o = vxflow(&["run", "--interface", "nosuch0", "--no-control", "--no-metrics"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("interface nosuch0 does not exist"), "{}", text(&o));
+fn run_waits_for_a_missing_interface_and_says_so() {
+    use std::io::Read as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vxflow"))
+        .args(["run", "--interface", "nosuch0", "--no-control", "--no-metrics"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let t = reader.join().unwrap();
+    assert!(status.success(), "{t}");
+    assert!(t.contains("interface does not exist (yet)") && t.contains("iface=nosuch0"), "{t}");
+    assert!(t.contains("no interface matches; waiting for one to appear"), "{t}");
 }

@@ -281,14 +281,21 @@ impl Flannel {
 pub fn veth_pair(tag: &str) -> (Netns, Netns) {
     let prefix = crate::unique_prefix(tag);
     let (a, b) = (Netns::new(&format!("{prefix}-a")), Netns::new(&format!("{prefix}-b")));
-    a.ip(&format!("link add v0 type veth peer name v1 netns {}", b.name()));
-    a.disable_ipv6("v0");
-    b.disable_ipv6("v1");
-    a.ip("addr add 10.9.0.1/24 dev v0");
-    b.ip("addr add 10.9.0.2/24 dev v1");
-    a.ip("link set v0 up");
-    b.ip("link set v1 up");
-    a.ip(&format!("neigh replace 10.9.0.2 lladdr {} dev v0 nud permanent", b.mac("v1")));
-    b.ip(&format!("neigh replace 10.9.0.1 lladdr {} dev v1 nud permanent", a.mac("v0")));
+    add_veth(&a, &b, ("v0", "v1"), 0);
     (a, b)
+}
+
+/// A veth from `a` to `b` named `names`, with 10.9.`subnet`.1/24 on the
+/// first end and .2 on the second, IPv6 off and static neighbours.
+pub fn add_veth(a: &Netns, b: &Netns, names: (&str, &str), subnet: u8) {
+    let (na, nb) = names;
+    a.ip(&format!("link add {na} type veth peer name {nb} netns {}", b.name()));
+    a.disable_ipv6(na);
+    b.disable_ipv6(nb);
+    a.ip(&format!("addr add 10.9.{subnet}.1/24 dev {na}"));
+    b.ip(&format!("addr add 10.9.{subnet}.2/24 dev {nb}"));
+    a.ip(&format!("link set {na} up"));
+    b.ip(&format!("link set {nb} up"));
+    a.ip(&format!("neigh replace 10.9.{subnet}.2 lladdr {} dev {na} nud permanent", b.mac(nb)));
+    b.ip(&format!("neigh replace 10.9.{subnet}.1 lladdr {} dev {nb} nud permanent", a.mac(na)));
 }

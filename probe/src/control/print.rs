@@ -28,6 +28,14 @@ fn stats(s: &Snapshot) -> String {
     let records: Vec<String> = f.records.iter().map(|(r, n)| format!("{r} {n}")).collect();
     let _ = writeln!(o, "records exported: {}", records.join(", "));
     let _ = writeln!(o, "exported: {} packets, {} bytes", f.exported_packets, f.exported_bytes);
+    if f.duplicate_packets > 0 {
+        let _ = writeln!(o, "not counted twice (seen on several interfaces): {} packets", f.duplicate_packets);
+    }
+    let ports: Vec<String> = s.vxlan_ports.iter().map(ToString::to_string).collect();
+    let _ = writeln!(o, "VXLAN ports: {}", ports.join(", "));
+    for d in &s.vxlan_devices {
+        let _ = writeln!(o, "VXLAN device {}: VNI {}, port {}", d.device, d.vni, d.port);
+    }
     let datapath: Vec<String> = s.datapath.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(o, "datapath (non-zero): {}", datapath.join(", "));
     if !s.interfaces.is_empty() {

@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT detach, drain to the last packet, export every cached flow,
 //! and return.
 
+mod interfaces;
 mod pipeline;
 mod reload;
 mod report;
@@ -27,6 +28,7 @@ use crate::{
     drain::{DeltaSource as _, kernel::KernelMaps},
     export::{OpenError, Outputs, RecordSink as _},
     ifaces::NameCache,
+    ifaces::netlink::{Discovery, DiscoveryError},
     loader::{self, Datapath, LoadError},
     metrics::{self, server::Health},
     notify::Notifier,
@@ -42,6 +44,8 @@ pub enum DaemonError {
     Control(#[from] control::server::ControlError),
     #[error(transparent)]
     Metrics(#[from] metrics::server::MetricsError),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
     #[error("installing the signal handler")]
     Signal(#[source] std::io::Error),
     #[error("writing flow records")]
@@ -66,6 +70,7 @@ struct Daemon {
     pipeline: Pipeline<KernelMaps>,
     notifier: Notifier,
     started: std::time::Instant,
+    interfaces: interfaces::InterfaceState,
 }
 
 /// The signals the loop answers.
@@ -106,7 +111,11 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
     }
     drop(query_sender);
     let mut daemon = Daemon::start(source, config, notifier)?;
+    let mut discovery = Discovery::open()?;
+    daemon.rescan(&discovery).await;
+    daemon.log_running();
     health.cycle_done();
+    let mut rescan = interval_after(RESCAN_INTERVAL);
     let mut tick = drain_interval(daemon.config.poll_interval);
     let mut keepalive = daemon.notifier.keepalive_interval().map(interval);
     daemon.notifier.ready(&daemon.status());
@@ -126,9 +135,14 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
             Some(()) = async { match keepalive.as_mut() { Some(k) => { k.tick().await; Some(()) } None => None } } => {
                 daemon.notifier.watchdog();
             }
+            () = discovery.changed() => daemon.rescan(&discovery).await,
+            _ = rescan.tick() => daemon.rescan(&discovery).await,
             _ = signals.hup.recv() => {
                 let poll = daemon.config.poll_interval;
-                daemon.reload_and_report();
+                if daemon.reload_and_report() {
+                    daemon.rescan(&discovery).await;
+                }
+                daemon.notifier.ready(&daemon.status());
                 if daemon.config.poll_interval != poll {
                     tick = drain_interval(daemon.config.poll_interval);
                     health.set_poll_interval(daemon.config.poll_interval);
@@ -142,8 +156,18 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
     daemon.stop(outcome)
 }
 
+/// A rescan of the node's interfaces this often, besides the one each
+/// netlink change triggers: a notification lost to a full socket buffer is
+/// made good here.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The drain timer; its first tick is one interval from now.
 fn drain_interval(period: Duration) -> Interval {
+    interval_after(period)
+}
+
+/// A timer whose first tick is one `period` from now.
+fn interval_after(period: Duration) -> Interval {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick
@@ -152,29 +176,30 @@ fn drain_interval(period: Duration) -> Interval {
 impl Daemon {
     fn start(source: ConfigSource, config: RuntimeConfig, notifier: Notifier) -> Result<Self, DaemonError> {
         let outputs = Outputs::open(&config)?;
-        let (mut datapath, maps) = loader::load_and_attach(&config.load, &config.interfaces)?;
+        let (mut datapath, maps) = loader::load(&config.load)?;
         // Before the first export: the probe's own export traffic is not a flow.
         datapath.exclude_own_sockets(&outputs.own_sockets())?;
-        let memory = maps.generation_memory();
+        let pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());
+        let interfaces = interfaces::InterfaceState::new(&config.load.vxlan_ports);
+        Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
+    }
+
+    /// The start-up line, once the first interfaces are attached.
+    fn log_running(&self) {
+        let c = &self.config;
         tracing::info!(
-            interfaces = ?config.interfaces,
-            vxlan_ports = ?config.load.vxlan_ports,
-            poll_interval = %humantime::format_duration(config.poll_interval),
-            active_timeout = %humantime::format_duration(config.cache.active_timeout),
-            inactive_timeout = %humantime::format_duration(config.cache.inactive_timeout),
-            max_flows = config.cache.max_flows,
-            flow_map_entries = config.load.flow_entries,
-            kernel_bytes_per_flow = memory.map(|m| m.bytes_per_flow()),
+            interfaces = ?c.interfaces,
+            attached = ?self.datapath.interfaces(),
+            vxlan_ports = ?self.interfaces.vxlan_ports,
+            per_interface_records = !c.cache.dedup,
+            poll_interval = %humantime::format_duration(c.poll_interval),
+            active_timeout = %humantime::format_duration(c.cache.active_timeout),
+            inactive_timeout = %humantime::format_duration(c.cache.inactive_timeout),
+            max_flows = c.cache.max_flows,
+            flow_map_entries = c.load.flow_entries,
+            kernel_bytes_per_flow = self.pipeline.source.generation_memory().map(|m| m.bytes_per_flow()),
             "vxflow running"
         );
-        let mut names = NameCache::default();
-        for iface in &config.interfaces {
-            if let Some(index) = crate::ifaces::index_of(iface) {
-                names.remember(index, iface);
-            }
-        }
-        let pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, names);
-        Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now() })
     }
 
     /// One line for `systemctl status`.

@@ -7,7 +7,6 @@ use super::Daemon;
 use crate::{
     config::{ConfigError, RuntimeConfig},
     export::{OpenError, RecordSink as _},
-    loader::LoadError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -15,28 +14,25 @@ pub(super) enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Attach(LoadError),
-    #[error(transparent)]
     Open(#[from] OpenError),
 }
 
 /// What a reload changed, for its log line.
 #[derive(Debug, Default)]
 struct Changes {
-    attached: Vec<String>,
-    detached: Vec<String>,
+    /// Which of `interfaces`, `vxlan_ports`, `cache`, `poll_interval` changed.
+    changed: Vec<&'static str>,
     opened: Vec<String>,
     closed: Vec<String>,
-    vxlan_ports: bool,
-    cache: bool,
-    poll_interval: bool,
     /// Keys whose new value needs a restart; their old value stays.
     needs_restart: Vec<&'static str>,
 }
 
 impl Daemon {
-    /// Reloads, logs the outcome and tells systemd.
-    pub(super) fn reload_and_report(&mut self) {
+    /// Reloads and logs the outcome; tells systemd it is reloading (the
+    /// caller says ready when done). True when the new configuration took:
+    /// the interfaces are then to be rescanned under it.
+    pub(super) fn reload_and_report(&mut self) -> bool {
         tracing::info!(signal = "SIGHUP", file = ?self.source.file, "reloading the configuration");
         self.notifier.reloading();
         match self.reload() {
@@ -48,23 +44,22 @@ impl Daemon {
                     );
                 }
                 tracing::info!(
-                    attached = ?c.attached,
-                    detached = ?c.detached,
+                    changed = ?c.changed,
                     outputs_opened = ?c.opened,
                     outputs_closed = ?c.closed,
-                    vxlan_ports_changed = c.vxlan_ports,
-                    timeouts_changed = c.cache,
-                    poll_interval_changed = c.poll_interval,
                     flows_kept = self.pipeline.cache.len(),
                     "configuration reloaded"
                 );
+                true
             }
-            Err(error) => tracing::error!(
-                error = %crate::error_chain(&error),
-                "configuration rejected; the running configuration stays in force"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    error = %crate::error_chain(&error),
+                    "configuration rejected; the running configuration stays in force"
+                );
+                false
+            }
         }
-        self.notifier.ready(&self.status());
     }
 
     fn reload(&mut self) -> Result<Changes, ReloadError> {
@@ -73,25 +68,7 @@ impl Daemon {
         let mut c = Changes::default();
         keep_restart_only(old, &mut new, &mut c.needs_restart);
 
-        // Interfaces first: all attach, or none stays attached.
-        for iface in new.interfaces.iter().filter(|i| !old.interfaces.contains(i)) {
-            if let Err(error) = self.datapath.attach(iface) {
-                for done in &c.attached {
-                    self.datapath.detach(done);
-                }
-                return Err(ReloadError::Attach(error));
-            }
-            c.attached.push(iface.clone());
-        }
-        let retired = match self.pipeline.outputs.reconcile(&new) {
-            Ok(retired) => retired,
-            Err(error) => {
-                for done in &c.attached {
-                    self.datapath.detach(done);
-                }
-                return Err(error.into());
-            }
-        };
+        let retired = self.pipeline.outputs.reconcile(&new)?;
         // From here on nothing fails the reload.
         let mut sockets = self.pipeline.outputs.own_sockets();
         sockets.extend(retired.iter().flat_map(|(_, s)| s.own_sockets()));
@@ -106,26 +83,21 @@ impl Daemon {
         c.opened =
             self.pipeline.outputs.ids().filter(|id| !old_ids(old).contains(id)).map(ToString::to_string).collect();
 
-        for iface in old.interfaces.iter().filter(|i| !new.interfaces.contains(i)) {
-            self.datapath.detach(iface);
-            c.detached.push(iface.clone());
-        }
-        for iface in &c.attached {
-            if let Some(index) = crate::ifaces::index_of(iface) {
-                self.pipeline.names.remember(index, iface);
-            }
-        }
-        if new.load.vxlan_ports != old.load.vxlan_ports {
-            c.vxlan_ports = true;
-            if let Err(error) = self.datapath.set_vxlan_ports(&new.load.vxlan_ports) {
-                tracing::error!(error = %crate::error_chain(&error), "cannot set the VXLAN ports");
+        // Interfaces and VXLAN ports follow at the rescan after the reload.
+        let poll = new.poll_interval != old.poll_interval;
+        for (key, differs) in [
+            ("interfaces", new.interfaces != old.interfaces),
+            ("vxlan_ports", new.load.vxlan_ports != old.load.vxlan_ports),
+            ("cache", new.cache != old.cache),
+            ("poll_interval", poll),
+        ] {
+            if differs {
+                c.changed.push(key);
             }
         }
         if new.cache != old.cache {
-            c.cache = true;
             self.pipeline.cache.set_config(new.cache.clone());
         }
-        c.poll_interval = new.poll_interval != old.poll_interval;
         self.config = new;
         Ok(c)
     }

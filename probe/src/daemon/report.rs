@@ -10,7 +10,9 @@ use crate::{
     drain::DeltaSource as _,
     export::{ExportContext, json::JsonRecord, options::Losses},
     record::EndReason,
-    snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic},
+    snapshot::{
+        CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic, VxlanDeviceInfo,
+    },
 };
 
 impl Daemon {
@@ -50,6 +52,8 @@ impl Daemon {
             records: EndReason::ALL.iter().map(|&r| (r.name().to_owned(), stats.records_for(r))).collect(),
             exported_packets: stats.packets,
             exported_bytes: stats.bytes,
+            duplicate_packets: stats.duplicate_packets,
+            duplicate_bytes: stats.duplicate_bytes,
         };
         let collectors = p
             .outputs
@@ -70,6 +74,14 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             attached: self.datapath.interfaces(),
+            attach_errors: self.interfaces.attach_errors,
+            vxlan_ports: self.interfaces.vxlan_ports.clone(),
+            vxlan_devices: self
+                .interfaces
+                .vxlan_devices
+                .iter()
+                .map(|(device, vni, port)| VxlanDeviceInfo { device: device.clone(), vni: *vni, port: *port })
+                .collect(),
             interfaces,
             vnis,
             flows,

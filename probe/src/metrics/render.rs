@@ -86,111 +86,151 @@ impl Collector for SnapshotMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let s = &self.0;
         let mut w = Family { encoder: &mut encoder };
-        w.gauge("vxflow_build_info", "vxflow's version; always 1", &[(vec![("version", s.version.clone())], 1.0)])?;
-        w.gauge1("vxflow_uptime_seconds", "Seconds since vxflow started", s.uptime_seconds)?;
-
-        let attached: Vec<_> = s.attached.iter().map(|i| (vec![("interface", i.clone())], 1.0)).collect();
-        w.gauge("vxflow_interface_attached", "1 for each interface the TC programs are attached to", &attached)?;
-        let by_iface = |pick: fn(&crate::snapshot::InterfaceTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
-            s.interfaces
-                .iter()
-                .map(|i| (vec![("interface", i.interface.clone()), ("direction", i.direction.clone())], pick(i)))
-                .collect()
-        };
-        w.counter(
-            "vxflow_interface_packets",
-            "IP packets accounted per interface and direction (GSO super-packets as their segments)",
-            &by_iface(|i| i.packets),
-        )?;
-        w.counter(
-            "vxflow_interface_bytes",
-            "IP bytes accounted per interface and direction, as on the wire (the outer packet for VXLAN)",
-            &by_iface(|i| i.bytes),
-        )?;
-
-        let by_vni = |pick: fn(&crate::snapshot::VniTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
-            s.vnis.iter().map(|v| (vec![("vni", v.vni.to_string())], pick(v))).collect()
-        };
-        w.counter("vxflow_vni_packets", "Inner packets of VXLAN flows per VNI", &by_vni(|v| v.packets))?;
-        w.counter("vxflow_vni_bytes", "Inner IP bytes of VXLAN flows per VNI", &by_vni(|v| v.bytes))?;
-        let vni_flows: Vec<_> = by_vni(|v| v.active_flows).into_iter().map(|(l, v)| (l, f(v))).collect();
-        w.gauge("vxflow_vni_active_flows", "VXLAN flows in the flow cache per VNI", &vni_flows)?;
-
-        let fl = &s.flows;
-        w.gauge1("vxflow_flows_active", "Flows in the userspace flow cache", f(fl.active))?;
-        w.gauge1("vxflow_flows_max", "The flow cache's limit (cache.max_flows)", f(fl.max))?;
-        w.counter1("vxflow_flows_created", "Flows created in the flow cache", fl.created)?;
-        let expired: Vec<_> = fl.records.iter().map(|(r, n)| (vec![("reason", r.clone())], *n)).collect();
-        w.counter("vxflow_flow_records", "Flow records exported, by flowEndReason", &expired)?;
-        w.counter1("vxflow_exported_packets", "Packets in exported flow records", fl.exported_packets)?;
-        w.counter1("vxflow_exported_bytes", "IP bytes in exported flow records", fl.exported_bytes)?;
-
-        let dp = |c: Counter| s.datapath.get(c.name()).copied().unwrap_or(0);
-        w.counter1("vxflow_datapath_seen_packets", "Packets the TC programs saw", dp(Counter::Seen))?;
-        let outcomes: Vec<_> = OUTCOMES
-            .iter()
-            .map(|&c| (vec![("outcome", c.name().trim_end_matches("_packets").to_owned())], dp(c)))
-            .collect();
-        w.counter(
-            "vxflow_datapath_packets",
-            "Packets the TC programs saw, by outcome: accounted in the flow map, fallback (flow map full, sent \
-             through the ring), lost (map and ring full), non_ip, malformed, self_export (vxflow's own export)",
-            &outcomes,
-        )?;
-        w.counter1(
-            "vxflow_datapath_lost_bytes",
-            "IP bytes of packets lost (map and ring full)",
-            dp(Counter::LostBytes),
-        )?;
-        let notes: Vec<_> = Counter::NOTES
-            .iter()
-            .chain(&[Counter::VlanTooDeep])
-            .map(|&c| (vec![("note", c.name().trim_end_matches("_packets").to_owned())], dp(c)))
-            .collect();
-        w.counter("vxflow_datapath_noted_packets", "Packets with a notable property, by note", &notes)?;
-        w.counter1("vxflow_datapath_gso_skbs", "GSO/GRO super-packets accounted", dp(Counter::GsoSkbs))?;
-
-        let per_collector: [(&str, &str, Pick); 7] = [
-            ("vxflow_collector_records_sent", "Flow records sent to the collector", |c| c.records_sent),
-            ("vxflow_collector_records_failed", "Flow records not sent (socket error or full TCP buffer)", |c| {
-                c.records_failed
-            }),
-            ("vxflow_collector_packets_failed", "Packets in flow records not sent", |c| c.packets_failed),
-            ("vxflow_collector_octets_failed", "Octets in flow records not sent", |c| c.octets_failed),
-            (
-                "vxflow_collector_records_not_carried",
-                "Flow records the protocol cannot carry (IPv6 in NetFlow v5)",
-                |c| c.records_not_carried,
-            ),
-            ("vxflow_collector_messages_sent", "Export messages sent", |c| c.messages_sent),
-            ("vxflow_collector_send_errors", "Failed sends", |c| c.send_errors),
-        ];
-        for (name, help, pick) in per_collector {
-            let samples: Vec<_> =
-                s.collectors.iter().map(|c| (vec![("collector", c.collector.clone())], pick(c))).collect();
-            w.counter(name, help, &samples)?;
-        }
-
-        let k = &s.kernel;
-        w.gauge1(
-            "vxflow_kernel_flow_map_capacity",
-            "Entries in each kernel flow-map generation",
-            f(k.flow_map_capacity),
-        )?;
-        w.gauge1(
-            "vxflow_kernel_flow_map_used",
-            "Entries the last drained generation held (distinct flows of one poll interval)",
-            f(k.flow_map_used),
-        )?;
-        w.gauge1("vxflow_kernel_fallback_ring_bytes", "Size of the fallback ring", f(k.fallback_ring_bytes))?;
-
-        let d = &s.drains;
-        w.counter1("vxflow_drains", "Drains of the kernel flow maps", d.count)?;
-        w.counter1("vxflow_drain_errors", "Drains that failed (retried next interval)", d.errors)?;
-        w.gauge1("vxflow_drain_last_seconds", "How long the last drain took", d.last_seconds)?;
-        w.counter_f64("vxflow_drain_seconds", "Time spent draining, all drains together", d.total_seconds)?;
-        Ok(())
+        interfaces(&mut w, s)?;
+        traffic(&mut w, s)?;
+        flows(&mut w, s)?;
+        datapath(&mut w, s)?;
+        collectors(&mut w, s)?;
+        kernel(&mut w, s)
     }
+}
+
+/// Build, uptime, attached interfaces and VXLAN settings.
+fn interfaces(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    w.gauge("vxflow_build_info", "vxflow's version; always 1", &[(vec![("version", s.version.clone())], 1.0)])?;
+    w.gauge1("vxflow_uptime_seconds", "Seconds since vxflow started", s.uptime_seconds)?;
+
+    let attached: Vec<_> = s.attached.iter().map(|i| (vec![("interface", i.clone())], 1.0)).collect();
+    w.gauge("vxflow_interface_attached", "1 for each interface the TC programs are attached to", &attached)?;
+    w.counter1("vxflow_interface_attach_errors", "Attach attempts the kernel refused", s.attach_errors)?;
+    let ports: Vec<_> = s.vxlan_ports.iter().map(|p| (vec![("port", p.to_string())], 1.0)).collect();
+    w.gauge("vxflow_vxlan_port", "1 for each UDP port parsed as VXLAN", &ports)?;
+    let devices: Vec<_> = s
+        .vxlan_devices
+        .iter()
+        .map(|d| (vec![("device", d.device.clone()), ("vni", d.vni.to_string()), ("port", d.port.to_string())], 1.0))
+        .collect();
+    w.gauge("vxflow_vxlan_device_info", "The node's VXLAN devices, with VNI and UDP port", &devices)?;
+    Ok(())
+}
+
+/// Packets and bytes per interface and per VNI.
+fn traffic(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let by_iface = |pick: fn(&crate::snapshot::InterfaceTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
+        s.interfaces
+            .iter()
+            .map(|i| (vec![("interface", i.interface.clone()), ("direction", i.direction.clone())], pick(i)))
+            .collect()
+    };
+    w.counter(
+        "vxflow_interface_packets",
+        "IP packets accounted per interface and direction (GSO super-packets as their segments)",
+        &by_iface(|i| i.packets),
+    )?;
+    w.counter(
+        "vxflow_interface_bytes",
+        "IP bytes accounted per interface and direction, as on the wire (the outer packet for VXLAN)",
+        &by_iface(|i| i.bytes),
+    )?;
+
+    let by_vni = |pick: fn(&crate::snapshot::VniTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
+        s.vnis.iter().map(|v| (vec![("vni", v.vni.to_string())], pick(v))).collect()
+    };
+    w.counter("vxflow_vni_packets", "Inner packets of VXLAN flows per VNI", &by_vni(|v| v.packets))?;
+    w.counter("vxflow_vni_bytes", "Inner IP bytes of VXLAN flows per VNI", &by_vni(|v| v.bytes))?;
+    let vni_flows: Vec<_> = by_vni(|v| v.active_flows).into_iter().map(|(l, v)| (l, f(v))).collect();
+    w.gauge("vxflow_vni_active_flows", "VXLAN flows in the flow cache per VNI", &vni_flows)?;
+
+    Ok(())
+}
+
+/// The flow cache.
+fn flows(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let fl = &s.flows;
+    w.gauge1("vxflow_flows_active", "Flows in the userspace flow cache", f(fl.active))?;
+    w.gauge1("vxflow_flows_max", "The flow cache's limit (cache.max_flows)", f(fl.max))?;
+    w.counter1("vxflow_flows_created", "Flows created in the flow cache", fl.created)?;
+    let expired: Vec<_> = fl.records.iter().map(|(r, n)| (vec![("reason", r.clone())], *n)).collect();
+    w.counter("vxflow_flow_records", "Flow records exported, by flowEndReason", &expired)?;
+    w.counter1("vxflow_exported_packets", "Packets in exported flow records", fl.exported_packets)?;
+    w.counter1("vxflow_exported_bytes", "IP bytes in exported flow records", fl.exported_bytes)?;
+    w.counter1(
+        "vxflow_duplicate_packets",
+        "Packets not counted again because another watched interface's record holds them (dedup)",
+        fl.duplicate_packets,
+    )?;
+    w.counter1("vxflow_duplicate_bytes", "IP bytes of the duplicate packets", fl.duplicate_bytes)?;
+
+    Ok(())
+}
+
+/// Datapath counters: outcomes, losses, notes.
+fn datapath(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let dp = |c: Counter| s.datapath.get(c.name()).copied().unwrap_or(0);
+    w.counter1("vxflow_datapath_seen_packets", "Packets the TC programs saw", dp(Counter::Seen))?;
+    let outcomes: Vec<_> = OUTCOMES
+        .iter()
+        .map(|&c| (vec![("outcome", c.name().trim_end_matches("_packets").to_owned())], dp(c)))
+        .collect();
+    w.counter(
+        "vxflow_datapath_packets",
+        "Packets the TC programs saw, by outcome: accounted in the flow map, fallback (flow map full, sent \
+             through the ring), lost (map and ring full), non_ip, malformed, self_export (vxflow's own export)",
+        &outcomes,
+    )?;
+    w.counter1("vxflow_datapath_lost_bytes", "IP bytes of packets lost (map and ring full)", dp(Counter::LostBytes))?;
+    let notes: Vec<_> = Counter::NOTES
+        .iter()
+        .chain(&[Counter::VlanTooDeep])
+        .map(|&c| (vec![("note", c.name().trim_end_matches("_packets").to_owned())], dp(c)))
+        .collect();
+    w.counter("vxflow_datapath_noted_packets", "Packets with a notable property, by note", &notes)?;
+    w.counter1("vxflow_datapath_gso_skbs", "GSO/GRO super-packets accounted", dp(Counter::GsoSkbs))?;
+
+    Ok(())
+}
+
+/// Export per collector.
+fn collectors(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let per_collector: [(&str, &str, Pick); 7] = [
+        ("vxflow_collector_records_sent", "Flow records sent to the collector", |c| c.records_sent),
+        ("vxflow_collector_records_failed", "Flow records not sent (socket error or full TCP buffer)", |c| {
+            c.records_failed
+        }),
+        ("vxflow_collector_packets_failed", "Packets in flow records not sent", |c| c.packets_failed),
+        ("vxflow_collector_octets_failed", "Octets in flow records not sent", |c| c.octets_failed),
+        ("vxflow_collector_records_not_carried", "Flow records the protocol cannot carry (IPv6 in NetFlow v5)", |c| {
+            c.records_not_carried
+        }),
+        ("vxflow_collector_messages_sent", "Export messages sent", |c| c.messages_sent),
+        ("vxflow_collector_send_errors", "Failed sends", |c| c.send_errors),
+    ];
+    for (name, help, pick) in per_collector {
+        let samples: Vec<_> =
+            s.collectors.iter().map(|c| (vec![("collector", c.collector.clone())], pick(c))).collect();
+        w.counter(name, help, &samples)?;
+    }
+
+    Ok(())
+}
+
+/// Kernel map fill and drains.
+fn kernel(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
+    let k = &s.kernel;
+    w.gauge1("vxflow_kernel_flow_map_capacity", "Entries in each kernel flow-map generation", f(k.flow_map_capacity))?;
+    w.gauge1(
+        "vxflow_kernel_flow_map_used",
+        "Entries the last drained generation held (distinct flows of one poll interval)",
+        f(k.flow_map_used),
+    )?;
+    w.gauge1("vxflow_kernel_fallback_ring_bytes", "Size of the fallback ring", f(k.fallback_ring_bytes))?;
+
+    let d = &s.drains;
+    w.counter1("vxflow_drains", "Drains of the kernel flow maps", d.count)?;
+    w.counter1("vxflow_drain_errors", "Drains that failed (retried next interval)", d.errors)?;
+    w.gauge1("vxflow_drain_last_seconds", "How long the last drain took", d.last_seconds)?;
+    w.counter_f64("vxflow_drain_seconds", "Time spent draining, all drains together", d.total_seconds)?;
+    Ok(())
 }
 
 #[cfg(test)]

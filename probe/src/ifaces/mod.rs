@@ -1,4 +1,8 @@
-//! Interface names and indexes in the current network namespace.
+//! Interfaces: names and indexes in the current network namespace, which of
+//! them to watch ([`spec`]), and what the node has ([`netlink`]).
+
+pub mod netlink;
+pub mod spec;
 
 use std::{collections::HashMap, ffi::CString};
 

@@ -1,0 +1,121 @@
+//! Keeps the attached interfaces equal to what the configuration selects on
+//! what the node has now: attaches to interfaces that appear (pod veths, a
+//! re-created `flannel.1`), lets go of those that vanish, and parses the UDP
+//! ports of discovered VXLAN devices as VXLAN.
+
+use std::collections::BTreeSet;
+
+use super::Daemon;
+use crate::ifaces::netlink::{Discovery, Inventory};
+
+/// What the daemon tracks about interfaces between rescans.
+#[derive(Debug, Default)]
+pub(super) struct InterfaceState {
+    /// Named interfaces (no wildcard) already reported missing.
+    missing: BTreeSet<String>,
+    /// Attach attempts the kernel refused.
+    pub attach_errors: u64,
+    /// The VXLAN ports the datapath parses now.
+    pub vxlan_ports: Vec<u16>,
+    /// The node's VXLAN devices at the last rescan.
+    pub vxlan_devices: Vec<(String, u32, u16)>,
+    /// Whether the last rescan found nothing to watch (reported once).
+    idle: bool,
+}
+
+impl InterfaceState {
+    /// Starts with the ports the datapath was loaded with.
+    pub fn new(configured_ports: &[u16]) -> Self {
+        let mut vxlan_ports = configured_ports.to_vec();
+        vxlan_ports.sort_unstable();
+        vxlan_ports.dedup();
+        Self { vxlan_ports, ..Self::default() }
+    }
+}
+
+impl Daemon {
+    /// Lists the node's interfaces and reconciles; a failed listing is
+    /// logged and retried at the next change or periodic rescan.
+    pub(super) async fn rescan(&mut self, discovery: &Discovery) {
+        match discovery.inventory().await {
+            Ok(inventory) => self.reconcile(&inventory),
+            Err(error) => tracing::warn!(error = %crate::error_chain(&error), "cannot list interfaces; retrying later"),
+        }
+    }
+
+    fn reconcile(&mut self, inv: &Inventory) {
+        let spec = &self.config.watch;
+        let wanted: Vec<(String, u32)> =
+            inv.links.iter().filter(|l| spec.wants(l, inv)).map(|l| (l.name.clone(), l.index)).collect();
+        for (name, index) in self.datapath.attached() {
+            if wanted.contains(&(name.clone(), index)) {
+                continue;
+            }
+            self.pipeline.cache.release_interface(index);
+            if inv.links.iter().any(|l| l.index == index && l.name == name) {
+                self.datapath.detach(&name);
+            } else {
+                // Gone (or re-created under a new index): the kernel took
+                // the programs with the device.
+                self.datapath.forget(&name);
+                tracing::info!(iface = %name, ifindex = index, "interface vanished; its flows stay in the cache");
+            }
+        }
+        let attached = self.datapath.attached();
+        for (name, index) in &wanted {
+            if attached.contains(&(name.clone(), *index)) {
+                continue;
+            }
+            match self.datapath.attach(name) {
+                Ok(()) => self.pipeline.names.remember(*index, name),
+                Err(error) => {
+                    self.interfaces.attach_errors += 1;
+                    tracing::error!(iface = %name, error = %crate::error_chain(&error), "cannot attach; retrying at the next interface change");
+                }
+            }
+        }
+        self.report_missing(inv);
+        self.follow_vxlan_ports(inv);
+        let idle = self.datapath.attached().is_empty();
+        if idle && !self.interfaces.idle {
+            tracing::warn!(interfaces = ?self.config.interfaces, "no interface matches; waiting for one to appear");
+        }
+        self.interfaces.idle = idle;
+    }
+
+    /// Warns once about each named interface the node lacks, and says when
+    /// it appears.
+    fn report_missing(&mut self, inv: &Inventory) {
+        let names: Vec<String> = self.config.watch.names().map(str::to_owned).collect();
+        for name in names {
+            let present = inv.links.iter().any(|l| l.name == name);
+            if !present && self.interfaces.missing.insert(name.clone()) {
+                tracing::warn!(iface = %name, "interface does not exist (yet); it will be attached when it appears");
+            } else if present && self.interfaces.missing.remove(&name) {
+                tracing::info!(iface = %name, "interface appeared");
+            }
+        }
+    }
+
+    /// With `auto`, the UDP ports of the node's VXLAN devices join the
+    /// configured ones, so a VXLAN overlay on any port is parsed.
+    fn follow_vxlan_ports(&mut self, inv: &Inventory) {
+        self.interfaces.vxlan_devices = inv.vxlan_devices().map(|(l, v)| (l.name.clone(), v.vni, v.port)).collect();
+        let mut ports = self.config.load.vxlan_ports.clone();
+        if self.config.watch.is_auto() {
+            ports.extend(inv.vxlan_devices().map(|(_, v)| v.port).filter(|p| *p != 0));
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        if ports == self.interfaces.vxlan_ports {
+            return;
+        }
+        match self.datapath.set_vxlan_ports(&ports) {
+            Ok(()) => {
+                tracing::info!(vxlan_ports = ?ports, devices = ?self.interfaces.vxlan_devices, "VXLAN ports set");
+                self.interfaces.vxlan_ports = ports;
+            }
+            Err(error) => tracing::error!(error = %crate::error_chain(&error), "cannot set the VXLAN ports"),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Which interfaces to watch, as the operator writes it: names, shell-style
+//! patterns (`eth*`, `veth?*`), exclusions (`!veth*`), and `auto` for the
+//! node's underlay (the default-route interface) and its VXLAN devices.
+
+use glob::Pattern;
+
+use super::netlink::{Inventory, Link};
+
+/// The `interfaces` setting, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    auto: bool,
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error(
+        "no interfaces to watch: set `interfaces` in the config file (\"auto\", names or patterns) or pass --interface NAME"
+    )]
+    Empty,
+    #[error("interfaces: {entry:?} excludes only; add what to watch, e.g. \"auto\" or \"eth*\"")]
+    OnlyExclusions { entry: String },
+    #[error("interfaces: {entry:?} is not a valid pattern ({why}); use names, * and ?, or [abc]")]
+    Pattern { entry: String, why: String },
+    #[error("interfaces: {entry:?} is not a valid interface name (1 to 15 characters, no '/' or space)")]
+    Name { entry: String },
+}
+
+/// The keyword for discovery.
+pub const AUTO: &str = "auto";
+
+impl InterfaceSpec {
+    /// Parses the entries in order; `!` before an entry excludes it.
+    ///
+    /// # Errors
+    /// When there is nothing to watch or an entry is not a name or pattern.
+    pub fn parse(entries: &[String]) -> Result<Self, SpecError> {
+        let mut spec = Self { auto: false, include: Vec::new(), exclude: Vec::new() };
+        for entry in entries {
+            let (negated, body) = match entry.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, entry.as_str()),
+            };
+            if body == AUTO && !negated {
+                spec.auto = true;
+                continue;
+            }
+            if body.is_empty() || body.contains(['/', ' ']) || (!is_pattern(body) && body.len() >= libc::IF_NAMESIZE) {
+                return Err(SpecError::Name { entry: entry.clone() });
+            }
+            let pattern =
+                Pattern::new(body).map_err(|e| SpecError::Pattern { entry: entry.clone(), why: e.msg.to_owned() })?;
+            if negated { spec.exclude.push(pattern) } else { spec.include.push(pattern) }
+        }
+        if !spec.auto && spec.include.is_empty() {
+            return match entries.first() {
+                Some(entry) => Err(SpecError::OnlyExclusions { entry: entry.clone() }),
+                None => Err(SpecError::Empty),
+            };
+        }
+        Ok(spec)
+    }
+
+    /// Whether discovery (`auto`) is on.
+    #[must_use]
+    pub fn is_auto(&self) -> bool {
+        self.auto
+    }
+
+    /// Whether `link` is to be watched, given what the node has.
+    #[must_use]
+    pub fn wants(&self, link: &Link, inventory: &Inventory) -> bool {
+        let discovered = self.auto && (inventory.default_route.contains(&link.index) || link.vxlan.is_some());
+        let named = self.include.iter().any(|p| p.matches(&link.name));
+        (discovered || named) && !self.exclude.iter().any(|p| p.matches(&link.name))
+    }
+
+    /// Plain names (no wildcard) in the setting: each should exist, so one
+    /// that does not is worth a warning.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.include.iter().map(Pattern::as_str).filter(|p| !is_pattern(p))
+    }
+}
+
+fn is_pattern(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::ifaces::netlink::VxlanDevice;
+
+    fn link(index: u32, name: &str, vxlan: bool) -> Link {
+        Link { index, name: name.into(), vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472 }) }
+    }
+
+    fn node() -> Inventory {
+        Inventory {
+            links: vec![
+                link(1, "lo", false),
+                link(2, "eth0", false),
+                link(3, "eth1", false),
+                link(4, "flannel.1", true),
+                link(5, "cni0", false),
+                link(6, "veth1234", false),
+                link(7, "vethabcd", false),
+            ],
+            default_route: BTreeSet::from([2]),
+        }
+    }
+
+    fn watched(entries: &[&str]) -> Vec<String> {
+        let spec = InterfaceSpec::parse(&entries.iter().map(|&e| e.to_owned()).collect::<Vec<_>>()).unwrap();
+        let inv = node();
+        inv.links.iter().filter(|l| spec.wants(l, &inv)).map(|l| l.name.clone()).collect()
+    }
+
+    #[test]
+    fn names_patterns_exclusions_and_auto() {
+        assert_eq!(watched(&["eth0"]), ["eth0"]);
+        assert_eq!(watched(&["eth*"]), ["eth0", "eth1"]);
+        assert_eq!(watched(&["auto"]), ["eth0", "flannel.1"]);
+        assert_eq!(watched(&["auto", "cni0"]), ["eth0", "flannel.1", "cni0"]);
+        assert_eq!(watched(&["*", "!veth*", "!lo"]), ["eth0", "eth1", "flannel.1", "cni0"]);
+        assert_eq!(watched(&["auto", "!flannel.*"]), ["eth0"]);
+        assert_eq!(watched(&["veth????"]), ["veth1234", "vethabcd"]);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let parse = |e: &[&str]| InterfaceSpec::parse(&e.iter().map(|&e| e.to_owned()).collect::<Vec<_>>());
+        assert_eq!(parse(&[]), Err(SpecError::Empty));
+        assert!(matches!(parse(&["!veth*"]), Err(SpecError::OnlyExclusions { .. })));
+        assert!(matches!(parse(&["eth[0"]), Err(SpecError::Pattern { .. })));
+        assert!(matches!(parse(&["a-name-far-too-long"]), Err(SpecError::Name { .. })));
+        assert!(matches!(parse(&[""]), Err(SpecError::Name { .. })));
+        assert!(matches!(parse(&["eth 0"]), Err(SpecError::Name { .. })));
+        let spec = parse(&["eth0", "veth*", "!lo"]).unwrap();
+        assert_eq!(spec.names().collect::<Vec<_>>(), ["eth0"]);
+    }
+}
