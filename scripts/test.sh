@@ -22,6 +22,9 @@ cargo test --workspace --exclude vxflow-ebpf --exclude vxflow-tests --quiet -- -
 # the link counters an inexact reference (the tests check for drops).
 cargo test -p vxflow-tests --quiet -- --test-threads 1
 
+echo "== package" >&2
+scripts/package-test.sh
+
 echo "== fuzzing (30 s a target)" >&2
 for target in config cache; do
   log=$(mktemp)

@@ -4,7 +4,6 @@
 
 use std::{
     os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -14,26 +13,16 @@ use vxflow_testkit::{
     topology::veth_pair,
     traffic::ping,
     unique_prefix,
+    unit::{unit_capabilities, unit_file, unit_values},
 };
-
-fn unit_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/vxflow.service")
-}
-
-/// The values of `key=` lines in the unit.
-fn unit_values(key: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(unit_file()).unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .flat_map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .collect()
-}
 
 /// The unit's capabilities in setpriv's spelling: `+bpf,+net_admin,...`.
 fn unit_caps_for_setpriv() -> String {
-    let caps = unit_values("CapabilityBoundingSet");
-    assert_eq!(caps, unit_values("AmbientCapabilities"), "bounding and ambient sets differ");
-    caps.iter().map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())).collect::<Vec<_>>().join(",")
+    unit_capabilities()
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[test]

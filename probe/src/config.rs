@@ -344,7 +344,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/vxflow.toml");
         let file = FileConfig::load(&path).unwrap();
         let c = file.resolve(&Overrides::default()).unwrap();
-        assert_eq!(c.interfaces, ["eth0"]);
+        assert_eq!(c.interfaces, ["auto"]);
+        assert!(c.watch.is_auto() && c.cache.dedup);
+        assert_eq!(c.metrics, Some(crate::metrics::DEFAULT_LISTEN.parse().unwrap()));
+        assert_eq!(c.control.as_deref(), Some(Path::new(crate::control::DEFAULT_SOCKET)));
         assert_eq!(c.load.vxlan_ports, defaults::VXLAN_PORTS);
         assert_eq!(c.cache.active_timeout, defaults::ACTIVE_TIMEOUT);
         assert_eq!(c.cache.inactive_timeout, defaults::INACTIVE_TIMEOUT);

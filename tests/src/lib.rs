@@ -18,6 +18,7 @@ pub mod pcap;
 pub mod probe;
 pub mod topology;
 pub mod traffic;
+pub mod unit;
 
 /// Panics with a clear message unless running as root.
 pub fn require_root() {
