@@ -20,7 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Attach to interfaces and export flows until SIGTERM or SIGINT.
+    /// Attach to interfaces and export flows until SIGTERM or SIGINT; SIGHUP
+    /// reloads the config file.
     ///
     /// Example: vxflow run --interface eth0 --vxlan-port 8472 --active-timeout 30s
     Run(Box<RunArgs>),
@@ -45,7 +46,10 @@ pub struct RunArgs {
     /// TOML config file (see config/vxflow.toml); flags override its values.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Interface to watch, ingress and egress; repeat for several.
+    /// Interface to watch, ingress and egress; repeat for several. A name,
+    /// a pattern ('eth*'), an exclusion ('!veth*'), or auto: the interface
+    /// the default route leaves by and every VXLAN device, followed as
+    /// interfaces come and go.
     #[arg(short, long = "interface", value_name = "NAME")]
     pub interfaces: Vec<String>,
     /// UDP destination port to parse as VXLAN; repeat for several
