@@ -47,4 +47,10 @@ if [ -n "$left" ]; then
   echo "$left" >&2
   exit 1
 fi
+left=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'vxt[0-9]*' -newer Cargo.toml 2>/dev/null || true)
+if [ -n "$left" ]; then
+  echo "temporary files left behind:" >&2
+  echo "$left" >&2
+  exit 1
+fi
 echo "all tests passed" >&2

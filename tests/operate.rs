@@ -6,13 +6,13 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use vxflow_testkit::{
+    TempDir,
     collectors::Nfcapd,
     netns::{Netns, http_get},
     probe::Vxflow,
     require_root,
     topology::{add_veth, veth_pair},
     traffic::ping,
-    unique_prefix,
 };
 
 /// A scrape, parsed by an independent parser.
@@ -124,8 +124,7 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     add_veth(&a, &b, ("w0", "w1"), 1);
     let kept = Nfcapd::start(&a, 9301);
     let added = Nfcapd::start(&a, 9302);
-    let dir = std::env::temp_dir().join(unique_prefix("reload"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("reload");
     let config = dir.join("vxflow.toml");
     let kept_collector = "[[collector]]\naddress = \"127.0.0.1:9301\"\nprotocol = \"ipfix\"\n";
     let added_collector = "[[collector]]\naddress = \"127.0.0.1:9302\"\nprotocol = \"netflow9\"\n";
@@ -213,5 +212,4 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     let v9_packets: u64 = v9.flows.iter().map(|f| f.packets).sum();
     assert!(v9_packets > 0 && v9_packets < total, "v9 collector got {v9_packets} of {total}");
     assert_eq!(v9.sequence_failures, 0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vxflow_testkit::{probe::binary, unique_prefix, unit::unit_capabilities};
+use vxflow_testkit::{TempDir, probe::binary, unit::unit_capabilities};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn repo(path: &str) -> PathBuf {
@@ -79,12 +79,10 @@ fn the_configmap_holds_a_configuration_vxflow_accepts() {
     // Cluster DNS does not resolve here; everything else is checked as is.
     let local = toml.replace("ipfix-collector.monitoring.svc.cluster.local", "127.0.0.1");
     assert_ne!(local, toml, "the collector address changed: update this test");
-    let dir = std::env::temp_dir().join(unique_prefix("configmap"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("configmap");
     let path = dir.join("vxflow.toml");
     std::fs::write(&path, local).unwrap();
     let out = std::process::Command::new(binary()).args(["check-config", path.to_str().unwrap()]).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(out.status.success(), "check-config:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 

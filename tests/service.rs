@@ -8,11 +8,11 @@ use std::{
 };
 
 use vxflow_testkit::{
+    TempDir,
     probe::{Launch, Vxflow, binary},
     require_root,
     topology::veth_pair,
     traffic::ping,
-    unique_prefix,
     unit::{unit_capabilities, unit_file, unit_values},
 };
 
@@ -30,12 +30,10 @@ fn the_unit_verifies_and_names_its_hardening() {
     // systemd-analyze checks that ExecStart's binary exists; point it at the
     // binary under test instead of the packaged /usr/bin/vxflow.
     let text = std::fs::read_to_string(unit_file()).unwrap();
-    let dir = std::env::temp_dir().join(unique_prefix("unit"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("unit");
     let unit = dir.join("vxflow.service");
     std::fs::write(&unit, text.replace("/usr/bin/vxflow", binary().to_str().unwrap())).unwrap();
     let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
     for (key, want) in [
@@ -75,8 +73,7 @@ fn read_until(sock: &UnixDatagram, needle: &str, timeout: Duration) -> Vec<Strin
 fn notify_protocol_ready_after_attach_watchdog_reload_and_stopping() {
     require_root();
     let (a, _b) = veth_pair("notify");
-    let dir = std::env::temp_dir().join(unique_prefix("notify"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("notify");
     let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
@@ -120,7 +117,6 @@ fn notify_protocol_ready_after_attach_watchdog_reload_and_stopping() {
     assert!(done.stderr.contains("systemd watchdog enabled"), "{}", done.stderr);
     let icmp: u64 = done.records.iter().filter(|r| r.protocol == "icmp").map(|r| r.packets).sum();
     assert_eq!(icmp, 2, "the ping right after READY was not counted");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// TCX links process `pid` holds on interface `ifindex`, from the kernel's

@@ -38,3 +38,28 @@ pub fn unique_prefix(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("vxt{}{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A directory of a test's own under the system temp dir, removed when
+/// dropped, even when the test fails.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    #[must_use]
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(unique_prefix(tag));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    /// `name` inside the directory.
+    #[must_use]
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
