@@ -212,9 +212,20 @@ impl FileConfig {
     /// Parses TOML text.
     ///
     /// # Errors
-    /// The parser's message, which names the line, column and key.
+    /// The parser's message on one line, naming the line, column and key.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        // One line, "line L, column C: what", so a log line (journald, a
+        // rejected reload) holds all of it.
+        toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let before = text.get(..span.start).unwrap_or_default();
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let source = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!("line {line}, column {column} ({source}): {}", e.message().trim_end())
+            }
+            None => e.message().trim_end().to_owned(),
+        })
     }
 
     /// Applies CLI overrides and validates the result.
