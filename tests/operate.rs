@@ -200,6 +200,12 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     let total: u64 = done.records.iter().map(|r| r.packets).sum();
     assert_eq!(total, done.counter("seen_packets"), "a counted packet was not exported");
     assert_eq!(done.counter("drained_packets"), done.counter("exported_packets"));
+    // No reload dropped or re-created a cached flow: each flow was created
+    // once, for the whole run.
+    let flows: std::collections::BTreeSet<_> =
+        done.records.iter().map(|r| (r.interface.clone(), r.direction.clone(), r.src_addr, r.dst_addr)).collect();
+    assert_eq!(done.counter("flows_created"), flows.len() as u64, "{flows:?}");
+    assert_eq!(flows.len(), 4, "echo and reply on v0 and on w0: {flows:?}");
     // The timeouts changed: long flows were cut every second.
     assert!(done.records.iter().any(|r| r.end_reason == "active_timeout"), "active_timeout not applied");
 
