@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps systemd util-linux)
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps systemd util-linux strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

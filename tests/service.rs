@@ -202,3 +202,97 @@ fn runs_as_nobody_with_only_the_units_capabilities() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("permission denied") && stderr.contains("CAP_PERFMON"), "{stderr}");
 }
+
+/// Every syscall in the unit's `SystemCallFilter=` groups and names.
+fn allowed_syscalls() -> std::collections::BTreeSet<String> {
+    fn expand(item: &str, out: &mut std::collections::BTreeSet<String>) {
+        if !item.starts_with('@') {
+            out.insert(item.to_owned());
+            return;
+        }
+        let listing = std::process::Command::new("systemd-analyze").args(["syscall-filter", item]).output().unwrap();
+        assert!(listing.status.success(), "systemd-analyze syscall-filter {item}");
+        let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+        for line in text.lines().skip(1).map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            expand(line, out);
+        }
+    }
+    let mut allowed = std::collections::BTreeSet::new();
+    for item in unit_values("SystemCallFilter") {
+        expand(&item, &mut allowed);
+    }
+    allowed
+}
+
+/// The pid of `parent`'s only child (vxflow, under strace).
+fn child_of(parent: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no child of {parent}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The unit's system-call filter would refuse (EPERM) any call outside it:
+/// vxflow, traced through start, traffic, `ctl`, a scrape, a reload,
+/// interface churn and shutdown, makes none.
+#[test]
+fn every_syscall_vxflow_makes_is_allowed_by_the_units_filter() {
+    require_root();
+    let allowed = allowed_syscalls();
+    assert!(allowed.contains("read") && allowed.contains("setsockopt"), "{allowed:?}");
+    let (a, b) = veth_pair("syscalls");
+    let dir = TempDir::new("syscalls");
+    let trace = dir.join("strace.out");
+    let config = dir.join("vxflow.toml");
+    std::fs::write(&config, "interfaces = [\"v0\", \"w*\"]\n[metrics]\nlisten = \"127.0.0.1:9741\"\n").unwrap();
+    let wrapper = ["strace", "-f", "-qq", "-o", trace.to_str().unwrap()];
+    let args =
+        ["--config", config.to_str().unwrap(), "--poll-interval", "100ms", "--collector", "ipfix+tcp://127.0.0.1:9"];
+    let vxflow = Vxflow::launch(&a, &Launch { args: &args, wrapper: &wrapper, ..Launch::default() });
+    let pid = child_of(vxflow.pid());
+    ping(&a, "10.9.0.2".parse().unwrap(), 3, 56);
+    let _ = vxflow.ctl(&["stats"]);
+    let _ = vxflow.ctl(&["flows"]);
+    let (code, _) = vxflow_testkit::netns::http_get(&a, "127.0.0.1:9741".parse().unwrap(), "/metrics");
+    assert_eq!(code, 200);
+    vxflow_testkit::topology::add_veth(&a, &b, ("w0", "w1"), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on vxflow, a child of our strace.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    a.ip("link del w0");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = vxflow.ctl(&["expire-all"]);
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let done = vxflow.stop_with(0);
+    assert!(
+        done.stderr.contains("configuration reloaded") && done.stderr.contains("interface vanished"),
+        "{}",
+        done.stderr
+    );
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut made = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        // "PID name(args..." ; resumed calls and signals are not new calls.
+        let Some((_, rest)) = line.split_once(' ') else { continue };
+        let rest = rest.trim_start();
+        if rest.starts_with('<') || rest.starts_with("---") || rest.starts_with("+++") {
+            continue;
+        }
+        if let Some((name, _)) = rest.split_once('(') {
+            made.insert(name.to_owned());
+        }
+    }
+    assert!(made.contains("bpf") && made.len() > 20, "{made:?}");
+    let refused: Vec<&String> = made.iter().filter(|s| !allowed.contains(*s)).collect();
+    assert!(refused.is_empty(), "syscalls the unit's SystemCallFilter= refuses: {refused:?}");
+}
