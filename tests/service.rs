@@ -295,4 +295,10 @@ fn every_syscall_vxflow_makes_is_allowed_by_the_units_filter() {
     assert!(made.contains("bpf") && made.len() > 20, "{made:?}");
     let refused: Vec<&String> = made.iter().filter(|s| !allowed.contains(*s)).collect();
     assert!(refused.is_empty(), "syscalls the unit's SystemCallFilter= refuses: {refused:?}");
+    // And every socket is of a family RestrictAddressFamilies= allows.
+    let families: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.split_once(" socket(")).filter_map(|(_, rest)| rest.split(',').next()).collect();
+    let permitted = unit_values("RestrictAddressFamilies");
+    assert!(families.contains("AF_NETLINK") && families.contains("AF_UNIX"), "{families:?}");
+    assert!(families.iter().all(|f| permitted.iter().any(|p| p == f)), "{families:?} against {permitted:?}");
 }
