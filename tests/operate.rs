@@ -219,3 +219,29 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     assert!(v9_packets > 0 && v9_packets < total, "v9 collector got {v9_packets} of {total}");
     assert_eq!(v9.sequence_failures, 0);
 }
+
+/// A second vxflow on a node is refused with an error naming what is taken:
+/// the control socket, or the metrics address.
+#[test]
+fn a_second_instance_is_refused_with_a_clear_error() {
+    require_root();
+    let (a, _b) = veth_pair("twice");
+    let first = Vxflow::start(&a, &["--interface", "v0"]);
+    let socket = first.control_socket().unwrap().to_str().unwrap().to_owned();
+    let run = |extra: &[&str]| {
+        let bin = vxflow_testkit::probe::binary();
+        let mut argv = vec![bin.to_str().unwrap(), "run", "--interface", "v0"];
+        argv.extend_from_slice(extra);
+        let out = a.command(&argv).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run(&["--control-socket", &socket]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another vxflow answers there"), "{stderr}");
+    let (code, stderr) = run(&["--no-control"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("metrics endpoint 127.0.0.1:9739: cannot listen"), "{stderr}");
+    // The first one is unharmed, its socket still there.
+    assert!(first.ctl(&["stats"])["stats"]["attached"] == serde_json::json!(["v0"]));
+    let _ = first.stop();
+}

@@ -114,3 +114,21 @@ async fn healthz(State(shared): State<Shared>) -> Response {
         Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Healthy while cycles come; stalled after three poll intervals (and a
+    /// second of slack) without one.
+    #[test]
+    fn health_fails_when_the_drain_loop_stalls() {
+        let h = Health::new(Duration::from_millis(10));
+        h.cycle_done();
+        assert!(h.check().unwrap().starts_with("ok: last drain"));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(h.check().unwrap_err().starts_with("stalled: last drain"));
+        h.cycle_done();
+        assert!(h.check().is_ok());
+    }
+}
