@@ -45,9 +45,23 @@ fn auto_watches_the_underlay_and_vxlan_device_and_counts_each_packet_once() {
     assert_eq!((inbound, outbound), (200, 150));
     std::thread::sleep(Duration::from_millis(300));
     let duplicates = vxflow.ctl(&["stats"])["stats"]["flows"]["duplicate_packets"].as_u64().unwrap();
+
+    // The CNI re-creates flannel.1: it is let go, found again under its new
+    // index, and traffic through it is counted as before.
+    let before = vxflow.log().matches("attached iface=\"flannel.1\" direction=egress").count();
+    topo.recreate_vxlan_device(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while vxflow.log().matches("attached iface=\"flannel.1\" direction=egress").count() == before {
+        assert!(std::time::Instant::now() < deadline, "flannel.1 not re-attached:\n{}", vxflow.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(vxflow.log().contains("interface vanished"), "{}", vxflow.log());
+    assert_eq!(udp_train(&n2.pods[0].ns, &n1.pods[0].ns, n1.pods[0].addr, 9103, 100, 300), 100);
+    let s = &vxflow.ctl(&["stats"])["stats"];
+    assert_eq!(s["attached"], serde_json::json!(["eth0", "flannel.1"]), "{s}");
     let done = vxflow.stop();
 
-    for (port, sent, direction) in [(9101, 200, "ingress"), (9102, 150, "egress")] {
+    for (port, sent, direction) in [(9101, 200, "ingress"), (9102, 150, "egress"), (9103, 100, "ingress")] {
         let records = to_port(&done, port);
         assert_eq!(sum(&records), sent, "port {port}: {records:#?}");
         // Seen on eth0 (as VXLAN) and on flannel.1 (decapsulated): kept on
@@ -140,7 +154,7 @@ fn interfaces_that_appear_vanish_and_return_are_followed() {
     let done = vxflow.stop();
     let icmp: Vec<&Record> = done.records.iter().filter(|r| r.protocol == "icmp").collect();
     assert!(icmp.iter().all(|r| r.interface == "w0"), "w9 was excluded: {icmp:#?}");
-    assert_eq!(sum(&icmp), 20, "two rounds of 5 echoes and 5 replies on w0: {icmp:#?}");
+    assert_eq!(sum(&icmp), 20, "two rounds of 5 echoes and 5 replies on w0: {icmp:#?}\n{}", done.stderr);
     assert_eq!(done.counter("seen_packets"), 20);
     // The first w0's flows kept its name after it was gone.
     let ifindexes: std::collections::BTreeSet<u32> = icmp.iter().map(|r| r.ifindex).collect();

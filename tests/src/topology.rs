@@ -126,16 +126,59 @@ impl Offloads {
     }
 }
 
+/// `flannel.1` on node `n`, with its `.0` address, as Flannel creates it.
+fn create_vxlan_device(ns: &Netns, n: usize, o: &Options, mtu: u32) {
+    let (local, _) = underlay_addr(o.underlay, n);
+    ns.ip(&format!(
+        "link add flannel.1 type vxlan id {} local {local} dev eth0 dstport {} nolearning",
+        o.vni, o.vxlan_port
+    ));
+    ns.ip(&format!("link set flannel.1 mtu {mtu} up"));
+    let (_, zero, _, _) = pod_net(o.pods, n);
+    let host_len = if o.pods == Family::V4 { 32 } else { 128 };
+    ns.ip(&format!("addr add {zero}/{host_len} dev flannel.1{}", nodad(o.pods)));
+}
+
+/// Node `n`'s route, neighbour and FDB entry for the peer's pod network
+/// through `flannel.1`, as Flannel's VXLAN backend programs them.
+fn route_to_peer(ns: &Netns, peer_ns: &Netns, n: usize, o: &Options) {
+    let peer = 1 - n;
+    let (peer_net, peer_zero, _, _) = pod_net(o.pods, peer);
+    let peer_vtep_mac = peer_ns.mac("flannel.1");
+    let (peer_underlay, _) = underlay_addr(o.underlay, peer);
+    ns.ip(&format!("{} route add {peer_net} via {peer_zero} dev flannel.1 onlink", ip_flag(o.pods)));
+    ns.ip(&format!("neigh replace {peer_zero} lladdr {peer_vtep_mac} dev flannel.1 nud permanent"));
+    ns.exec(&["bridge", "fdb", "append", &peer_vtep_mac, "dev", "flannel.1", "dst", &peer_underlay]);
+}
+
+fn overlay_mtu(o: &Options) -> u32 {
+    match o.underlay {
+        Family::V4 => 1450,
+        Family::V6 => 1430,
+    }
+}
+
 impl Flannel {
+    /// Deletes node `n`'s `flannel.1` and creates it again (as a restarted
+    /// CNI may), with its routes; it gets a new interface index.
+    pub fn recreate_vxlan_device(&self, n: usize) {
+        let (ns, peer) = (&self.nodes[n].ns, &self.nodes[1 - n].ns);
+        ns.ip("link del flannel.1");
+        create_vxlan_device(ns, n, &self.options, overlay_mtu(&self.options));
+        route_to_peer(ns, peer, n, &self.options);
+        // The peer's FDB and neighbour entries name this node's VTEP MAC.
+        let (zero, mac) = (pod_net(self.options.pods, n).1, ns.mac("flannel.1"));
+        peer.ip(&format!("neigh replace {zero} lladdr {mac} dev flannel.1 nud permanent"));
+        let (underlay, _) = underlay_addr(self.options.underlay, n);
+        peer.exec(&["bridge", "fdb", "append", &mac, "dev", "flannel.1", "dst", &underlay]);
+    }
+
     /// Builds the topology under a unique name prefix.
     #[must_use]
     pub fn build(prefix: &str, options: Options) -> Self {
         let o = &options;
         let node_ns: Vec<Netns> = (0..2).map(|n| Netns::new(&format!("{prefix}-n{}", n + 1))).collect();
-        let mtu = match o.underlay {
-            Family::V4 => 1450,
-            Family::V6 => 1430,
-        };
+        let mtu = overlay_mtu(o);
         // Underlay: one veth pair, eth0 on both sides.
         node_ns[0].ip(&format!("link add eth0 type veth peer name eth0 netns {}", node_ns[1].name()));
         for (n, ns) in node_ns.iter().enumerate() {
@@ -159,25 +202,10 @@ impl Flannel {
         }
         // flannel.1 on each node.
         for (n, ns) in node_ns.iter().enumerate() {
-            let (local, _) = underlay_addr(o.underlay, n);
-            ns.ip(&format!(
-                "link add flannel.1 type vxlan id {} local {local} dev eth0 dstport {} nolearning",
-                o.vni, o.vxlan_port
-            ));
-            ns.ip(&format!("link set flannel.1 mtu {mtu} up"));
-            let (_, zero, _, _) = pod_net(o.pods, n);
-            let host_len = if o.pods == Family::V4 { 32 } else { 128 };
-            ns.ip(&format!("addr add {zero}/{host_len} dev flannel.1{}", nodad(o.pods)));
+            create_vxlan_device(ns, n, o, mtu);
         }
         for n in 0..2 {
-            let peer = 1 - n;
-            let (peer_net, peer_zero, _, _) = pod_net(o.pods, peer);
-            let peer_vtep_mac = node_ns[peer].mac("flannel.1");
-            let (peer_underlay, _) = underlay_addr(o.underlay, peer);
-            let ns = &node_ns[n];
-            ns.ip(&format!("{} route add {peer_net} via {peer_zero} dev flannel.1 onlink", ip_flag(o.pods)));
-            ns.ip(&format!("neigh replace {peer_zero} lladdr {peer_vtep_mac} dev flannel.1 nud permanent"));
-            ns.exec(&["bridge", "fdb", "append", &peer_vtep_mac, "dev", "flannel.1", "dst", &peer_underlay]);
+            route_to_peer(&node_ns[n], &node_ns[1 - n], n, o);
         }
         // cni0 and the pods.
         let mut nodes = Vec::new();

@@ -47,11 +47,12 @@ impl Daemon {
         let spec = &self.config.watch;
         let wanted: Vec<(String, u32)> =
             inv.links.iter().filter(|l| spec.wants(l, inv)).map(|l| (l.name.clone(), l.index)).collect();
+        let mut released = Vec::new();
         for (name, index) in self.datapath.attached() {
             if wanted.contains(&(name.clone(), index)) {
                 continue;
             }
-            self.pipeline.cache.release_interface(index);
+            released.push(index);
             if inv.links.iter().any(|l| l.index == index && l.name == name) {
                 self.datapath.detach(&name);
             } else {
@@ -59,6 +60,17 @@ impl Daemon {
                 // the programs with the device.
                 self.datapath.forget(&name);
                 tracing::info!(iface = %name, ifindex = index, "interface vanished; its flows stay in the cache");
+            }
+        }
+        if !released.is_empty() {
+            // What those interfaces counted before they went is still in the
+            // kernel map: take it in first, so a late delta does not claim
+            // its flow back after the release.
+            if let Err(error) = self.pipeline.cycle(false) {
+                tracing::error!(error = %crate::error_chain(&error), "drain before releasing interfaces failed");
+            }
+            for index in released {
+                self.pipeline.cache.release_interface(index);
             }
         }
         let attached = self.datapath.attached();
