@@ -183,15 +183,13 @@ impl FlowCache {
         let mut all: Vec<FlowRecord> = self
             .flows
             .iter()
-            .map(|(key, e)| FlowRecord {
-                key: *key,
-                start_ns: if e.packets > 0 { e.start_ns } else { e.last_ns },
-                end_ns: e.last_ns,
-                packets: e.packets,
-                bytes: e.bytes,
-                outer_bytes: e.outer_bytes,
-                tcp_flags: e.tcp_flags,
-                end_reason: EndReason::ForcedEnd,
+            .map(|(key, e)| {
+                let mut r = record_of(key, e, EndReason::ForcedEnd);
+                // An entry emptied by an active-timeout export has no start.
+                if e.packets == 0 {
+                    r.start_ns = r.end_ns;
+                }
+                r
             })
             .collect();
         all.sort_unstable_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
@@ -426,9 +424,9 @@ impl FlowCache {
     }
 }
 
-/// Moves an entry's counts into a record, leaving the entry empty.
-fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecord {
-    let record = FlowRecord {
+/// An entry's counts as a record.
+fn record_of(key: &FlowKey, e: &Entry, end_reason: EndReason) -> FlowRecord {
+    FlowRecord {
         key: *key,
         start_ns: e.start_ns,
         end_ns: e.last_ns,
@@ -437,7 +435,12 @@ fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecor
         outer_bytes: e.outer_bytes,
         tcp_flags: e.tcp_flags,
         end_reason,
-    };
+    }
+}
+
+/// Moves an entry's counts into a record, leaving the entry empty.
+fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecord {
+    let record = record_of(key, e, end_reason);
     e.packets = 0;
     e.bytes = 0;
     e.outer_bytes = 0;

@@ -323,12 +323,12 @@ impl Datapath {
     }
 
     /// Forgets the links of an interface that vanished: the kernel removed
-    /// them with the device, so there is nothing to detach.
+    /// the programs with the device, so detaching can only fail; dropping
+    /// the link closes it and ignores that failure, which is all there is
+    /// left to do.
     pub fn forget(&mut self, iface: &str) {
         for direction in Direction::BOTH {
             let Some((_, link)) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
-            // Taking the link out of the program drops it without a detach
-            // call (which would fail: the device is gone).
             if let Ok(program) = self.program_mut(direction) {
                 drop(program.take_link(link));
             }

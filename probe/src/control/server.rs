@@ -7,7 +7,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    io::{AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
 };
 
@@ -86,7 +86,7 @@ pub fn serve(path: &Path, queries: QuerySender) -> Result<ControlSocket, Control
 }
 
 /// Serves one connection: one request line, one response line.
-async fn answer(stream: UnixStream, queries: &QuerySender) {
+async fn answer(mut stream: UnixStream, queries: &QuerySender) {
     // The socket's mode already keeps others out; this also holds when the
     // directory or the mode were loosened by hand.
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -95,7 +95,8 @@ async fn answer(stream: UnixStream, queries: &QuerySender) {
         Ok(cred) if cred.uid() == 0 || cred.uid() == me => {}
         Ok(cred) => {
             tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control request refused: only root or the service user");
-            respond(stream, &Response::Error("permission denied: only root or the vxflow service user".into())).await;
+            let denied = Response::Error("permission denied: only root or the vxflow service user".into());
+            respond(&mut stream, &denied).await;
             return;
         }
         Err(error) => {
@@ -103,7 +104,7 @@ async fn answer(stream: UnixStream, queries: &QuerySender) {
             return;
         }
     }
-    let (read, write) = stream.into_split();
+    let (read, mut write) = stream.split();
     let mut line = String::new();
     let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
     let response = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
@@ -117,20 +118,10 @@ async fn answer(stream: UnixStream, queries: &QuerySender) {
         Ok(Err(error)) => Response::Error(format!("reading the request: {error}")),
         Err(_) => Response::Error("no request within 5 s".into()),
     };
-    let stream = read_half_back(reader, write);
-    respond(stream, &response).await;
+    respond(&mut write, &response).await;
 }
 
-/// Puts the halves back together to write the answer.
-fn read_half_back(
-    reader: BufReader<tokio::io::Take<tokio::net::unix::OwnedReadHalf>>,
-    write: tokio::net::unix::OwnedWriteHalf,
-) -> UnixStream {
-    let read = reader.into_inner().into_inner();
-    read.reunite(write).unwrap_or_else(|_| unreachable!("halves of the same stream"))
-}
-
-async fn respond(mut stream: UnixStream, response: &Response) {
+async fn respond(stream: &mut (impl AsyncWrite + Unpin), response: &Response) {
     let mut text = serde_json::to_string(response).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text.push('\n');
     if let Err(error) = stream.write_all(text.as_bytes()).await {

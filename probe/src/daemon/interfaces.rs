@@ -6,7 +6,10 @@
 use std::collections::BTreeSet;
 
 use super::Daemon;
-use crate::ifaces::netlink::{Discovery, Inventory};
+use crate::{
+    ifaces::netlink::{Discovery, Inventory},
+    snapshot::VxlanDeviceInfo,
+};
 
 /// What the daemon tracks about interfaces between rescans.
 #[derive(Debug, Default)]
@@ -18,7 +21,7 @@ pub(super) struct InterfaceState {
     /// The VXLAN ports the datapath parses now.
     pub vxlan_ports: Vec<u16>,
     /// The node's VXLAN devices at the last rescan.
-    pub vxlan_devices: Vec<(String, u32, u16)>,
+    pub vxlan_devices: Vec<VxlanDeviceInfo>,
     /// Whether the last rescan found nothing to watch (reported once).
     idle: bool,
 }
@@ -26,11 +29,15 @@ pub(super) struct InterfaceState {
 impl InterfaceState {
     /// Starts with the ports the datapath was loaded with.
     pub fn new(configured_ports: &[u16]) -> Self {
-        let mut vxlan_ports = configured_ports.to_vec();
-        vxlan_ports.sort_unstable();
-        vxlan_ports.dedup();
-        Self { vxlan_ports, ..Self::default() }
+        Self { vxlan_ports: sorted_ports(configured_ports.to_vec()), ..Self::default() }
     }
+}
+
+/// Ports in the order and without the repeats the state compares them in.
+fn sorted_ports(mut ports: Vec<u16>) -> Vec<u16> {
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 impl Daemon {
@@ -112,13 +119,15 @@ impl Daemon {
     /// With `auto`, the UDP ports of the node's VXLAN devices join the
     /// configured ones, so a VXLAN overlay on any port is parsed.
     fn follow_vxlan_ports(&mut self, inv: &Inventory) {
-        self.interfaces.vxlan_devices = inv.vxlan_devices().map(|(l, v)| (l.name.clone(), v.vni, v.port)).collect();
+        self.interfaces.vxlan_devices = inv
+            .vxlan_devices()
+            .map(|(l, v)| VxlanDeviceInfo { device: l.name.clone(), vni: v.vni, port: v.port })
+            .collect();
         let mut ports = self.config.load.vxlan_ports.clone();
         if self.config.watch.is_auto() {
             ports.extend(inv.vxlan_devices().map(|(_, v)| v.port).filter(|p| *p != 0));
         }
-        ports.sort_unstable();
-        ports.dedup();
+        let ports = sorted_ports(ports);
         if ports == self.interfaces.vxlan_ports {
             return;
         }

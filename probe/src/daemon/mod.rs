@@ -10,9 +10,7 @@ mod report;
 mod summary;
 mod tally;
 
-use std::time::Duration;
-
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
@@ -116,7 +114,7 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
     daemon.log_running();
     health.cycle_done();
     let mut rescan = interval_after(RESCAN_INTERVAL);
-    let mut tick = drain_interval(daemon.config.poll_interval);
+    let mut tick = interval_after(daemon.config.poll_interval);
     let mut keepalive = daemon.notifier.keepalive_interval().map(interval);
     daemon.notifier.ready(&daemon.status());
     let outcome = loop {
@@ -144,7 +142,7 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
                 }
                 daemon.notifier.ready(&daemon.status());
                 if daemon.config.poll_interval != poll {
-                    tick = drain_interval(daemon.config.poll_interval);
+                    tick = interval_after(daemon.config.poll_interval);
                     health.set_poll_interval(daemon.config.poll_interval);
                 }
             }
@@ -160,11 +158,6 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
 /// netlink change triggers: a notification lost to a full socket buffer is
 /// made good here.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The drain timer; its first tick is one interval from now.
-fn drain_interval(period: Duration) -> Interval {
-    interval_after(period)
-}
 
 /// A timer whose first tick is one `period` from now.
 fn interval_after(period: Duration) -> Interval {

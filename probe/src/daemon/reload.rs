@@ -1,7 +1,8 @@
 //! SIGHUP: read the configuration again and apply what changed, keeping every
 //! cached flow and every counted packet. The new configuration is applied
 //! whole or not at all; what cannot change without reloading the eBPF
-//! programs (map sizes, attach mode) or rebinding the endpoints keeps its old value, with a warning.
+//! programs (map sizes, attach mode) or rebinding the endpoints keeps its old
+//! value, with a warning.
 
 use super::Daemon;
 use crate::{
@@ -68,34 +69,32 @@ impl Daemon {
         let mut c = Changes::default();
         keep_restart_only(old, &mut new, &mut c.needs_restart);
 
-        let retired = self.pipeline.outputs.reconcile(&new)?;
+        let outputs = self.pipeline.outputs.reconcile(&new)?;
         // From here on nothing fails the reload.
         let mut sockets = self.pipeline.outputs.own_sockets();
-        sockets.extend(retired.iter().flat_map(|(_, s)| s.own_sockets()));
+        sockets.extend(outputs.retired.iter().flat_map(|(_, s)| s.own_sockets()));
         self.exclude(&sockets);
-        for (id, mut sink) in retired {
+        for (id, mut sink) in outputs.retired {
             sink.close();
             sink.log_stats();
             c.closed.push(id.to_string());
         }
         let live = self.pipeline.outputs.own_sockets();
         self.exclude(&live);
-        c.opened =
-            self.pipeline.outputs.ids().filter(|id| !old_ids(old).contains(id)).map(ToString::to_string).collect();
+        c.opened = outputs.opened.iter().map(ToString::to_string).collect();
 
         // Interfaces and VXLAN ports follow at the rescan after the reload.
-        let poll = new.poll_interval != old.poll_interval;
         for (key, differs) in [
             ("interfaces", new.interfaces != old.interfaces),
             ("vxlan_ports", new.load.vxlan_ports != old.load.vxlan_ports),
             ("cache", new.cache != old.cache),
-            ("poll_interval", poll),
+            ("poll_interval", new.poll_interval != old.poll_interval),
         ] {
             if differs {
                 c.changed.push(key);
             }
         }
-        if new.cache != old.cache {
+        if c.changed.contains(&"cache") {
             self.pipeline.cache.set_config(new.cache.clone());
         }
         self.config = new;
@@ -107,11 +106,6 @@ impl Daemon {
             tracing::error!(error = %crate::error_chain(&error), "cannot exclude the export sockets; export traffic may be accounted");
         }
     }
-}
-
-/// The outputs a configuration names, as identities.
-fn old_ids(config: &RuntimeConfig) -> Vec<crate::export::outputs::OutputId> {
-    crate::export::outputs::wanted(config)
 }
 
 /// Keeps the old value of settings the loaded programs fix, noting each

@@ -10,9 +10,7 @@ use crate::{
     drain::DeltaSource as _,
     export::{ExportContext, json::JsonRecord, options::Losses},
     record::EndReason,
-    snapshot::{
-        CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic, VxlanDeviceInfo,
-    },
+    snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic},
 };
 
 impl Daemon {
@@ -76,12 +74,7 @@ impl Daemon {
             attached: self.datapath.interfaces(),
             attach_errors: self.interfaces.attach_errors,
             vxlan_ports: self.interfaces.vxlan_ports.clone(),
-            vxlan_devices: self
-                .interfaces
-                .vxlan_devices
-                .iter()
-                .map(|(device, vni, port)| VxlanDeviceInfo { device: device.clone(), vni: *vni, port: *port })
-                .collect(),
+            vxlan_devices: self.interfaces.vxlan_devices.clone(),
             interfaces,
             vnis,
             flows,

@@ -34,6 +34,14 @@ impl fmt::Display for OutputId {
 /// An output a reload no longer names, to be closed by the caller.
 pub type Retired = (OutputId, Box<dyn RecordSink>);
 
+/// What [`Outputs::reconcile`] changed.
+pub struct Reconciled {
+    /// Outputs opened, in configuration order.
+    pub opened: Vec<OutputId>,
+    /// Outputs no longer named, for the caller to close.
+    pub retired: Vec<Retired>,
+}
+
 /// Every output the configuration names. Every output gets every record;
 /// one failing does not stop the others.
 #[derive(Default)]
@@ -55,8 +63,8 @@ impl Outputs {
     /// When an output cannot be opened.
     pub fn open(config: &RuntimeConfig) -> Result<Self, OpenError> {
         let mut outputs = Self::default();
-        let retired = outputs.reconcile(config)?;
-        debug_assert!(retired.is_empty());
+        let changed = outputs.reconcile(config)?;
+        debug_assert!(changed.retired.is_empty());
         Ok(outputs)
     }
 
@@ -66,7 +74,7 @@ impl Outputs {
     ///
     /// # Errors
     /// When a new output cannot be opened.
-    pub fn reconcile(&mut self, config: &RuntimeConfig) -> Result<Vec<Retired>, OpenError> {
+    pub fn reconcile(&mut self, config: &RuntimeConfig) -> Result<Reconciled, OpenError> {
         let wanted = wanted(config);
         let mut opened = Vec::new();
         for id in &wanted {
@@ -79,16 +87,12 @@ impl Outputs {
         for (id, sink) in self.sinks.drain(..) {
             if wanted.contains(&id) { kept.push((id, sink)) } else { retired.push((id, sink)) }
         }
+        let opened_ids = opened.iter().map(|(id, _)| id.clone()).collect();
         kept.extend(opened);
         // In the configuration's order, so logs and metrics read as written.
         kept.sort_by_key(|(id, _)| wanted.iter().position(|w| w == id));
         self.sinks = kept;
-        Ok(retired)
-    }
-
-    /// The identities of the outputs, in configuration order.
-    pub fn ids(&self) -> impl Iterator<Item = &OutputId> {
-        self.sinks.iter().map(|(id, _)| id)
+        Ok(Reconciled { opened: opened_ids, retired })
     }
 
     /// Export counts of each collector.
@@ -112,7 +116,7 @@ impl Outputs {
 }
 
 /// The outputs `config` names, JSON first.
-pub(crate) fn wanted(config: &RuntimeConfig) -> Vec<OutputId> {
+fn wanted(config: &RuntimeConfig) -> Vec<OutputId> {
     let json = config.json.clone().map(OutputId::Json);
     let collectors = config
         .collectors
