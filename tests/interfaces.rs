@@ -32,7 +32,7 @@ fn auto_watches_the_underlay_and_vxlan_device_and_counts_each_packet_once() {
     topo.set_offloads(Offloads::Off);
     let [n1, n2] = &topo.nodes;
     n1.ns.ip(&format!("route add default via {} dev eth0", n2.addr));
-    let vxflow =
+    let mut vxflow =
         Vxflow::start(&n1.ns, &["--interface", "auto", "--poll-interval", "100ms", "--inactive-timeout", "60s"]);
     let stats = vxflow.ctl(&["stats"]);
     let s = &stats["stats"];
@@ -48,13 +48,10 @@ fn auto_watches_the_underlay_and_vxlan_device_and_counts_each_packet_once() {
 
     // The CNI re-creates flannel.1: it is let go, found again under its new
     // index, and traffic through it is counted as before.
-    let before = vxflow.log().matches("attached iface=\"flannel.1\" direction=egress").count();
+    let attached = "attached iface=\"flannel.1\" direction=egress";
+    let before = vxflow.log().matches(attached).count();
     topo.recreate_vxlan_device(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while vxflow.log().matches("attached iface=\"flannel.1\" direction=egress").count() == before {
-        assert!(std::time::Instant::now() < deadline, "flannel.1 not re-attached:\n{}", vxflow.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    vxflow.wait_for_log_count(attached, before + 1, Duration::from_secs(10));
     assert!(vxflow.log().contains("interface vanished"), "{}", vxflow.log());
     assert_eq!(udp_train(&n2.pods[0].ns, &n1.pods[0].ns, n1.pods[0].addr, 9103, 100, 300), 100);
     let s = &vxflow.ctl(&["stats"])["stats"];
@@ -113,15 +110,6 @@ fn patterns_select_and_each_packet_counts_once_unless_per_interface_records() {
     assert!(records.iter().all(|r| r.interface == "eth0" && r.vni == Some(1)), "{records:#?}");
 }
 
-/// Waits until `needle` is in the log `n` times.
-fn wait_for_count(v: &Vxflow, needle: &str, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while v.log().matches(needle).count() < n {
-        assert!(std::time::Instant::now() < deadline, "{needle:?} not logged {n} times:\n{}", v.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn attached(v: &Vxflow) -> serde_json::Value {
     v.ctl(&["stats"])["stats"]["attached"].clone()
 }
@@ -131,11 +119,11 @@ fn interfaces_that_appear_vanish_and_return_are_followed() {
     require_root();
     let (a, b): (Netns, Netns) = veth_pair("churn");
     let args = ["-i", "w*", "-i", "!w9", "--poll-interval", "100ms", "--inactive-timeout", "60s"];
-    let vxflow = Vxflow::start(&a, &args);
+    let mut vxflow = Vxflow::start(&a, &args);
     assert!(vxflow.log().contains("no interface matches; waiting for one to appear"), "{}", vxflow.log());
 
     add_veth(&a, &b, ("w0", "w1"), 1);
-    wait_for_count(&vxflow, "attached iface=\"w0\" direction=egress", 1);
+    vxflow.wait_for_log_count("attached iface=\"w0\" direction=egress", 1, Duration::from_secs(10));
     ping(&a, "10.9.1.2".parse().unwrap(), 5, 56);
     // Excluded by pattern.
     add_veth(&a, &b, ("w9", "w8"), 9);
@@ -144,10 +132,10 @@ fn interfaces_that_appear_vanish_and_return_are_followed() {
 
     // Gone, then back under a new index (as a re-created flannel.1 is).
     a.ip("link del w0");
-    wait_for_count(&vxflow, "interface vanished", 1);
+    vxflow.wait_for_log_count("interface vanished", 1, Duration::from_secs(10));
     assert_eq!(attached(&vxflow), serde_json::json!([]));
     add_veth(&a, &b, ("w0", "w1"), 1);
-    wait_for_count(&vxflow, "attached iface=\"w0\" direction=egress", 2);
+    vxflow.wait_for_log_count("attached iface=\"w0\" direction=egress", 2, Duration::from_secs(10));
     ping(&a, "10.9.1.2".parse().unwrap(), 5, 56);
     assert_eq!(attached(&vxflow), serde_json::json!(["w0"]));
 

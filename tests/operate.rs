@@ -8,6 +8,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use vxflow_testkit::{
     TempDir,
     collectors::Nfcapd,
+    metrics::Scrape,
     netns::{Netns, http_get},
     probe::Vxflow,
     require_root,
@@ -15,32 +16,11 @@ use vxflow_testkit::{
     traffic::ping,
 };
 
-/// A scrape, parsed by an independent parser.
-struct Scrape(prometheus_parse::Scrape);
-
-impl Scrape {
-    fn get(ns: &Netns, addr: SocketAddr) -> Self {
-        let (status, body) = http_get(ns, addr, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        Self(prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap())
-    }
-
-    /// The sample `name` with these labels; panics if there is none.
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "counts are small integers")]
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let s = self
-            .0
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .unwrap_or_else(|| panic!("no {name} {labels:?}"));
-        match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v as u64,
-            ref other => panic!("{name}: {other:?}"),
-        }
-    }
+/// Scrapes `/metrics` inside `ns`.
+fn scrape(ns: &Netns, addr: SocketAddr) -> Scrape {
+    let (status, body) = http_get(ns, addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    Scrape::parse(&body)
 }
 
 #[test]
@@ -65,7 +45,7 @@ fn metrics_and_ctl_agree_with_the_interface_counters() {
     let link = a.counters("v0").since(&before);
     assert_eq!((link.tx_packets, link.rx_packets), (25, 25), "only the pings crossed v0");
 
-    let m = Scrape::get(&a, addr);
+    let m = scrape(&a, addr);
     let iface = |dir| [("interface", "v0"), ("direction", dir)];
     assert_eq!(m.value("vxflow_interface_packets_total", &iface("egress")), link.tx_packets);
     assert_eq!(m.value("vxflow_interface_packets_total", &iface("ingress")), link.rx_packets);
@@ -99,7 +79,7 @@ fn metrics_and_ctl_agree_with_the_interface_counters() {
 
     // expire-all exports both flows at once, as forced ends.
     assert_eq!(vxflow.ctl(&["expire-all"]), serde_json::json!({"expired": {"records": 2}}));
-    let m = Scrape::get(&a, addr);
+    let m = scrape(&a, addr);
     assert_eq!(m.value("vxflow_flows_active", &[]), 0);
     assert_eq!(m.value("vxflow_flow_records_total", &[("reason", "forced_end")]), 2);
     assert_eq!(m.value("vxflow_exported_packets_total", &[]), 50);
@@ -148,11 +128,7 @@ fn sighup_reload_keeps_every_packet_and_flow() {
         write_config(&config, &body);
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(v.pid(), libc::SIGHUP) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while v.log().matches(expect).count() < nth {
-            assert!(std::time::Instant::now() < deadline, "no {expect} #{nth}:\n{}", v.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        v.wait_for_log_count(expect, nth, Duration::from_secs(10));
     };
     std::thread::sleep(Duration::from_millis(400));
     // 1: attach w0, add a v9 collector, a 1 s active timeout, other VXLAN

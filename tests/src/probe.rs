@@ -199,16 +199,25 @@ impl Vxflow {
 
     /// Waits until stderr contains `needle`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_log_count(needle, 1, timeout);
+    }
+
+    /// Waits until stderr contains `needle` at least `n` times.
+    pub fn wait_for_log_count(&mut self, needle: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stderr.lock().unwrap().contains(needle) {
+            if self.stderr.lock().unwrap().matches(needle).count() >= n {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
                 panic!("vxflow exited ({status}) before logging {needle:?}:\n{}", self.stderr.lock().unwrap());
             }
-            assert!(Instant::now() < deadline, "vxflow never logged {needle:?}:\n{}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "vxflow did not log {needle:?} {n} time(s):\n{}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

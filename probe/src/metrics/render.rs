@@ -267,34 +267,20 @@ mod tests {
 
     /// Parses the text with an independent parser and reads samples back.
     #[test]
-    #[expect(clippy::float_cmp, reason = "the values are small integers, exact in f64")]
     fn rendered_text_parses_and_carries_every_value() {
         let text = render(sample()).unwrap();
-        let lines = text.lines().map(|l| Ok(l.to_owned()));
-        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-        let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-            let s = scrape
-                .samples
-                .iter()
-                .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-                .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"));
-            match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                ref other => panic!("{name}: {other:?}"),
-            }
-        };
-        assert_eq!(value("vxflow_interface_packets_total", &[("interface", "eth0"), ("direction", "ingress")]), 7.0);
-        assert_eq!(value("vxflow_interface_bytes_total", &[("interface", "eth0")]), 700.0);
-        assert_eq!(value("vxflow_vni_packets_total", &[("vni", "42")]), 5.0);
-        assert_eq!(value("vxflow_vni_active_flows", &[("vni", "42")]), 2.0);
-        assert_eq!(value("vxflow_flows_active", &[]), 3.0);
-        assert_eq!(value("vxflow_flow_records_total", &[("reason", "idle_timeout")]), 11.0);
-        assert_eq!(value("vxflow_datapath_seen_packets_total", &[]), 9.0);
-        assert_eq!(value("vxflow_datapath_packets_total", &[("outcome", "lost")]), 1.0);
-        assert_eq!(value("vxflow_collector_records_failed_total", &[("collector", "ipfix://10.0.0.5:4739")]), 1.0);
-        assert_eq!(value("vxflow_build_info", &[("version", "9.9.9")]), 1.0);
+        let scrape = vxflow_testkit::metrics::Scrape::parse(&text);
+        let value = |name: &str, labels: &[(&str, &str)]| scrape.value(name, labels);
+        assert_eq!(value("vxflow_interface_packets_total", &[("interface", "eth0"), ("direction", "ingress")]), 7);
+        assert_eq!(value("vxflow_interface_bytes_total", &[("interface", "eth0")]), 700);
+        assert_eq!(value("vxflow_vni_packets_total", &[("vni", "42")]), 5);
+        assert_eq!(value("vxflow_vni_active_flows", &[("vni", "42")]), 2);
+        assert_eq!(value("vxflow_flows_active", &[]), 3);
+        assert_eq!(value("vxflow_flow_records_total", &[("reason", "idle_timeout")]), 11);
+        assert_eq!(value("vxflow_datapath_seen_packets_total", &[]), 9);
+        assert_eq!(value("vxflow_datapath_packets_total", &[("outcome", "lost")]), 1);
+        assert_eq!(value("vxflow_collector_records_failed_total", &[("collector", "ipfix://10.0.0.5:4739")]), 1);
+        assert_eq!(value("vxflow_build_info", &[("version", "9.9.9")]), 1);
         assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
         // Every family has HELP and TYPE lines.
         let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
