@@ -338,9 +338,7 @@ impl Datapath {
     /// The interfaces programs are attached to.
     #[must_use]
     pub fn interfaces(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.attached.keys().map(|(i, _)| i.clone()).collect();
-        names.dedup();
-        names
+        self.attached().into_iter().map(|(name, _)| name).collect()
     }
 
     /// The interfaces programs are attached to, with their index at attach.
