@@ -113,13 +113,10 @@ fn sighup_reload_keeps_every_packet_and_flow() {
     let before = a.counters("v0");
     let mut vxflow = Vxflow::start(&a, &["--config", config.to_str().unwrap(), "--json", "-"]);
 
-    let pinger = |dst: &'static str| {
-        let name = a.name().to_owned();
+    let pinger = |dst: &str| {
+        let mut ping = a.command(&["ping", "-q", "-c", "300", "-i", "0.01", "-W", "2", dst]);
         std::thread::spawn(move || {
-            let out = std::process::Command::new("ip")
-                .args(["netns", "exec", &name, "ping", "-q", "-c", "300", "-i", "0.01", "-W", "2", dst])
-                .output()
-                .unwrap();
+            let out = ping.output().unwrap();
             assert!(String::from_utf8_lossy(&out.stdout).contains("300 received"));
         })
     };
