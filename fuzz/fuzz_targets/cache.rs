@@ -2,15 +2,18 @@
 //! through the flow cache keeps its promises: every packet and byte ingested
 //! is exported exactly once (or, with dedup, counted as a duplicate of
 //! another interface's record), the cache never holds more than `max_flows`,
-//! no record is empty, and no record ends before it starts.
+//! no record is empty, and no record ends before it starts. Dedup hides
+//! nothing: for every packet tuple, what is exported is at least what any
+//! one sighting of it brought, whatever the other sightings (other VNIs,
+//! VLANs, forged tunnels) claim.
 #![no_main]
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use vxflow::{
-    cache::{CacheConfig, FlowCache},
+    cache::{CacheConfig, FlowCache, dedup::packet_key},
     drain::FlowDelta,
 };
 use vxflow_common::{FlowKey, FlowStats};
@@ -26,6 +29,9 @@ struct Delta {
     /// Which of a few interfaces saw it, so dedup has sightings to merge.
     ifindex: u8,
     vxlan_src_port: u8,
+    /// VXLAN (with this VNI) or, when 0, plain.
+    vni: u8,
+    vlan: u8,
     packets: u16,
     bytes_per_packet: u16,
     flags: u8,
@@ -58,9 +64,14 @@ fn key(d: &Delta) -> FlowKey {
         dst_port: 80,
         direction: u8::from(d.egress),
         ifindex: u32::from(d.ifindex % 3) + 1,
-        outer_src_port: u16::from(d.vxlan_src_port % 3),
+        vni: u32::from(d.vni % 3),
+        encap: u8::from(d.vni % 3 != 0),
+        vlan_id: u16::from(d.vlan % 3),
         ..FlowKey::default()
     };
+    if k.encap != 0 {
+        k.outer_src_port = u16::from(d.vxlan_src_port % 3);
+    }
     k.src_addr[..4].copy_from_slice(&[10, 0, 0, d.src % 6]);
     k.dst_addr[..4].copy_from_slice(&[10, 0, 0, d.dst % 6]);
     k
@@ -78,6 +89,7 @@ fuzz_target!(|case: Case| {
     });
     let mut now: u64 = 1_000_000_000_000;
     let (mut in_packets, mut in_bytes) = (0u64, 0u64);
+    let mut per_key: HashMap<FlowKey, u64> = HashMap::new();
     let mut records = Vec::new();
     for op in case.ops {
         match op {
@@ -91,6 +103,7 @@ fuzz_target!(|case: Case| {
                         let bytes = packets * u64::from(d.bytes_per_packet);
                         in_packets += packets;
                         in_bytes += bytes;
+                        *per_key.entry(key(d)).or_default() += packets;
                         FlowDelta {
                             key: key(d),
                             stats: FlowStats {
@@ -118,6 +131,14 @@ fuzz_target!(|case: Case| {
     assert_eq!(records.iter().map(|r| r.bytes).sum::<u64>() + stats.duplicate_bytes, in_bytes);
     if !case.dedup {
         assert_eq!(stats.duplicate_packets, 0);
+    }
+    let mut per_tuple: HashMap<FlowKey, u64> = HashMap::new();
+    for r in &records {
+        *per_tuple.entry(packet_key(&r.key)).or_default() += r.packets;
+    }
+    for (k, packets) in &per_key {
+        let exported = per_tuple.get(&packet_key(k)).copied().unwrap_or(0);
+        assert!(exported >= *packets, "{k:?} brought {packets} packets, its tuple exported {exported}");
     }
     for r in &records {
         assert!(r.packets > 0, "empty record {r:?}");

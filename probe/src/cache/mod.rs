@@ -13,10 +13,13 @@ use std::{
 
 use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
 
+use self::dedup::{Dedup, packet_key};
 use crate::{
     drain::FlowDelta,
     record::{EndReason, FlowRecord},
 };
+
+pub mod dedup;
 
 const IPPROTO_TCP: u8 = 6;
 const TCP_FIN: u8 = 0x01;
@@ -98,27 +101,12 @@ struct Conversation {
     keys: [Vec<FlowKey>; 2],
 }
 
-/// The flow that counts a packet tuple's packets (dedup).
-#[derive(Clone, Copy, Debug)]
-struct Owner {
-    key: FlowKey,
-    /// Batches in a row that brought the tuple on other interfaces only.
-    missed: u8,
-}
-
-/// How many batches in a row a tuple may be seen only on other interfaces
-/// before one of them takes over. More than one, so a packet that crossed
-/// the owner just before a generation flip and another interface just after
-/// does not move the flow.
-const OWNER_PATIENCE: u8 = 3;
-
 pub struct FlowCache {
     config: CacheConfig,
     flows: HashMap<FlowKey, Entry>,
     conversations: HashMap<FlowKey, Conversation>,
-    /// With dedup: for each packet tuple (see [`packet_key`]), the flow
-    /// whose counts are kept.
-    owners: HashMap<FlowKey, Owner>,
+    /// With dedup: which sightings of each packet tuple are kept.
+    dedup: Dedup,
     stats: CacheStats,
 }
 
@@ -129,7 +117,7 @@ impl FlowCache {
             config,
             flows: HashMap::new(),
             conversations: HashMap::new(),
-            owners: HashMap::new(),
+            dedup: Dedup::default(),
             stats: CacheStats::default(),
         }
     }
@@ -157,10 +145,11 @@ impl FlowCache {
 
     /// Replaces the timeouts and size; takes effect at the next expiry pass.
     /// Switching dedup forgets the owners: flows cached so far keep their
-    /// counts and are exported as they are.
+    /// counts and are exported as they are, and packets waiting for an
+    /// owner's are kept at the next ingest.
     pub fn set_config(&mut self, config: CacheConfig) {
         if config.dedup != self.config.dedup {
-            self.owners.clear();
+            self.dedup.release_all();
         }
         self.config = config;
     }
@@ -201,68 +190,31 @@ impl FlowCache {
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.
     pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
-        let kept: Vec<&FlowDelta> = if self.config.dedup { self.deduplicate(deltas) } else { deltas.iter().collect() };
+        let kept = if self.config.dedup {
+            let outcome = self.dedup.batch(deltas);
+            self.stats.duplicate_packets += outcome.duplicate_packets;
+            self.stats.duplicate_bytes += outcome.duplicate_bytes;
+            outcome.kept
+        } else {
+            let mut kept = self.dedup.take_all();
+            kept.extend_from_slice(deltas);
+            kept
+        };
         let new_keys: HashSet<&FlowKey> =
             kept.iter().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
         let excess = (self.flows.len() + new_keys.len()).saturating_sub(self.config.max_flows);
         if excess > 0 {
             self.evict_oldest(excess.min(self.flows.len()), out);
         }
-        for delta in kept {
+        for delta in &kept {
             self.merge(delta, now_ns, out);
         }
-    }
-
-    /// The deltas of each packet tuple's owner; the rest are counted as
-    /// duplicates. A tuple without an owner gets one from this batch: a
-    /// VXLAN sighting (it carries the VNI and the nodes), else the one that
-    /// saw the first packet. Every packet of a flow crosses the owner, so
-    /// the owner's counts are the flow's. When the owner has seen nothing
-    /// for [`OWNER_PATIENCE`] batches in which other interfaces saw the
-    /// tuple, the path has moved: the best of those takes over.
-    fn deduplicate<'d>(&mut self, deltas: &'d [FlowDelta]) -> Vec<&'d FlowDelta> {
-        let mut by_tuple: HashMap<FlowKey, Vec<&'d FlowDelta>> = HashMap::new();
-        for d in deltas {
-            by_tuple.entry(packet_key(&d.key)).or_default().push(d);
-        }
-        let mut kept = Vec::with_capacity(by_tuple.len());
-        for (tuple, sightings) in by_tuple {
-            let owner = match self.owners.get_mut(&tuple) {
-                Some(o) if sightings.iter().any(|d| d.key == o.key) => {
-                    o.missed = 0;
-                    o.key
-                }
-                Some(o) if self.flows.contains_key(&o.key) && o.missed + 1 < OWNER_PATIENCE => {
-                    o.missed += 1;
-                    o.key
-                }
-                _ => {
-                    let best = sightings
-                        .iter()
-                        .min_by_key(|d| {
-                            (d.key.encap != ENCAP_VXLAN, d.stats.first_seen_ns, d.key.ifindex, d.key.direction)
-                        })
-                        .map_or(FlowKey::default(), |d| d.key);
-                    self.owners.insert(tuple, Owner { key: best, missed: 0 });
-                    best
-                }
-            };
-            for d in sightings {
-                if d.key == owner {
-                    kept.push(d);
-                } else {
-                    self.stats.duplicate_packets += d.stats.packets;
-                    self.stats.duplicate_bytes += d.stats.bytes;
-                }
-            }
-        }
-        kept
     }
 
     /// Flows seen on interface `ifindex` stop owning their tuples (it was
     /// detached or vanished); their cached counts are exported as usual.
     pub fn release_interface(&mut self, ifindex: u32) {
-        self.owners.retain(|_, o| o.key.ifindex != ifindex);
+        self.dedup.release_interface(ifindex);
     }
 
     fn merge(&mut self, delta: &FlowDelta, now_ns: u64, out: &mut Vec<FlowRecord>) {
@@ -369,6 +321,10 @@ impl FlowCache {
 
     /// Exports every flow (shutdown), reason 4.
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+        // Packets still waiting to be matched as duplicates are counted.
+        for delta in self.dedup.take_all() {
+            self.merge(&delta, delta.stats.last_seen_ns, out);
+        }
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             self.remove(&key, EndReason::ForcedEnd, out);
@@ -410,10 +366,7 @@ impl FlowCache {
 
     /// Ends `key`'s ownership of its packet tuple, if it has it.
     fn forget_owner(&mut self, key: &FlowKey) {
-        let tuple = packet_key(key);
-        if self.owners.get(&tuple).is_some_and(|o| o.key == *key) {
-            self.owners.remove(&tuple);
-        }
+        self.dedup.forget(key);
     }
 
     fn emit(&mut self, record: FlowRecord, out: &mut Vec<FlowRecord>) {
@@ -448,26 +401,6 @@ fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecor
     record
 }
 
-/// What one packet looks like wherever it is seen: the (inner) IP tuple,
-/// without the interface, direction, VLAN or tunnel a sighting adds. Two
-/// flows with the same packet key on different interfaces are the same
-/// packets seen twice.
-fn packet_key(key: &FlowKey) -> FlowKey {
-    FlowKey {
-        ifindex: 0,
-        direction: 0,
-        encap: 0,
-        vni: 0,
-        vlan_id: 0,
-        outer_src_addr: [0; 16],
-        outer_dst_addr: [0; 16],
-        outer_src_port: 0,
-        outer_dst_port: 0,
-        outer_ip_version: 0,
-        ..*key
-    }
-}
-
 /// The key both directions of a TCP conversation share, and which side `key`
 /// is: the packet key (so the two directions pair up even when they are
 /// recorded on different interfaces, as dedup may do), in one orientation.
@@ -488,5 +421,4 @@ fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;

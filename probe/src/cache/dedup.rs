@@ -1,0 +1,401 @@
+//! Counting each packet once per flow when several watched interfaces see it
+//! (a pod's veth, `cni0`, `flannel.1` and `eth0` on a Flannel node).
+//!
+//! Sightings of one packet tuple (see [`packet_key`]) are grouped. In each
+//! group some sightings are *owners*, whose counts are kept, and the others
+//! *follow* one owner: their packets are duplicates of the owner's. Three
+//! rules keep one flow from hiding another, whatever a pod sends:
+//!
+//! - **Only another interface can duplicate.** Two sightings on one interface
+//!   (same tuple, another VNI, VLAN or outer tuple) are different packets:
+//!   both are owners.
+//! - **Only a compatible sighting can duplicate.** Sightings whose VLAN ids,
+//!   VNIs or outer tuples disagree are different packets, whichever
+//!   interfaces saw them.
+//! - **A duplicate needs a packet to duplicate.** A follower's packets are
+//!   matched one for one against its owner's packets of the same batch or
+//!   the batch before or after (a packet can cross the two interfaces on
+//!   either side of a generation flip). What finds no owner packet is not a
+//!   duplicate: it is kept, as a flow of its own on the follower's
+//!   interface. So a forged or spoofed packet can at most stand for one real
+//!   packet, never a whole flow, and traffic the owner does not see (a
+//!   path that moved, spoofed packets that joined on the way) is counted.
+
+use std::collections::HashMap;
+
+use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
+
+use crate::drain::FlowDelta;
+
+/// How many batches in a row an owner may see nothing of its tuple while
+/// followers do before it gives the tuple up (the path moved). Its
+/// followers' packets are kept in the meantime, not dropped.
+const OWNER_PATIENCE: u8 = 3;
+
+/// What the deduplication of one batch gives.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Deltas to merge into the cache: owners', and followers' packets that
+    /// matched no owner packet.
+    pub kept: Vec<FlowDelta>,
+    pub duplicate_packets: u64,
+    pub duplicate_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Dedup {
+    groups: HashMap<FlowKey, Group>,
+    /// Follower packets freed outside a batch (an owner's interface went
+    /// away), kept at the next batch.
+    loose: Vec<FlowDelta>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    owners: Vec<Owner>,
+    followers: Vec<Follower>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    key: FlowKey,
+    /// Packets it saw in the previous batch: what a follower that shows up
+    /// one batch late may match.
+    previous: u64,
+    /// Batches in a row with followers' packets but none of its own.
+    missed: u8,
+}
+
+#[derive(Debug)]
+struct Follower {
+    key: FlowKey,
+    owner: FlowKey,
+    /// The owner's packets of the previous batch this follower has not
+    /// matched yet.
+    spare: u64,
+    /// This follower's packets of the previous batch that matched no owner
+    /// packet yet: one more batch to find one, else they are kept.
+    pending: Option<FlowStats>,
+}
+
+impl Dedup {
+    /// Splits one drain's deltas into kept ones and duplicates.
+    pub fn batch(&mut self, deltas: &[FlowDelta]) -> Outcome {
+        let mut out = Outcome { kept: std::mem::take(&mut self.loose), ..Outcome::default() };
+        let mut by_tuple: HashMap<FlowKey, Vec<FlowDelta>> = HashMap::new();
+        for d in deltas {
+            let sightings = by_tuple.entry(packet_key(&d.key)).or_default();
+            // The fallback ring can bring a key more than once.
+            match sightings.iter_mut().find(|s| s.key == d.key) {
+                Some(s) => s.stats = merged(s.stats, d.stats),
+                None => sightings.push(*d),
+            }
+        }
+        // Groups with a follower waiting for its owner's packets settle even
+        // when this batch has nothing of their tuple.
+        let waiting: Vec<FlowKey> = self
+            .groups
+            .iter()
+            .filter(|(t, g)| !by_tuple.contains_key(*t) && g.followers.iter().any(|f| f.pending.is_some()))
+            .map(|(t, _)| *t)
+            .collect();
+        for tuple in waiting {
+            by_tuple.insert(tuple, Vec::new());
+        }
+        for (tuple, mut sightings) in by_tuple {
+            sightings.sort_unstable_by_key(preference);
+            let group = self.groups.entry(tuple).or_default();
+            group.batch(&sightings, &mut out);
+            if group.owners.is_empty() && group.followers.is_empty() {
+                self.groups.remove(&tuple);
+            }
+        }
+        out
+    }
+
+    /// `key` no longer owns its tuple (its flow left the cache). Its
+    /// followers' waiting packets are kept at the next batch.
+    pub fn forget(&mut self, key: &FlowKey) {
+        let tuple = packet_key(key);
+        let Some(group) = self.groups.get_mut(&tuple) else {
+            return;
+        };
+        group.drop_owners(|o| o == key, &mut self.loose);
+        if group.owners.is_empty() && group.followers.is_empty() {
+            self.groups.remove(&tuple);
+        }
+    }
+
+    /// Interface `ifindex` went away: its sightings own and follow nothing.
+    pub fn release_interface(&mut self, ifindex: u32) {
+        let loose = &mut self.loose;
+        self.groups.retain(|_, group| {
+            group.drop_owners(|o| o.ifindex == ifindex, loose);
+            group.followers.retain_mut(|f| {
+                if f.key.ifindex != ifindex {
+                    return true;
+                }
+                if let Some(stats) = f.pending.take() {
+                    loose.push(FlowDelta { key: f.key, stats });
+                }
+                false
+            });
+            !(group.owners.is_empty() && group.followers.is_empty())
+        });
+    }
+
+    /// Forgets every owner (dedup switched off or on); waiting packets are
+    /// kept at the next batch.
+    pub fn release_all(&mut self) {
+        let waiting = self.take_all();
+        self.loose = waiting;
+    }
+
+    /// Every follower packet still waiting for an owner packet, to be kept
+    /// (shutdown), and nothing owned any more.
+    pub fn take_all(&mut self) -> Vec<FlowDelta> {
+        let mut out = std::mem::take(&mut self.loose);
+        for group in self.groups.values_mut() {
+            for f in &mut group.followers {
+                if let Some(stats) = f.pending.take() {
+                    out.push(FlowDelta { key: f.key, stats });
+                }
+            }
+        }
+        self.groups.clear();
+        out
+    }
+}
+
+impl Group {
+    fn batch(&mut self, sightings: &[FlowDelta], out: &mut Outcome) {
+        // Owners keep everything they saw.
+        let mut seen: Vec<u64> = vec![0; self.owners.len()];
+        let mut rest = Vec::new();
+        for s in sightings {
+            match self.owners.iter().position(|o| o.key == s.key) {
+                Some(i) => {
+                    seen[i] = s.stats.packets;
+                    out.kept.push(*s);
+                }
+                None => rest.push(*s),
+            }
+        }
+        // Each other sighting follows the owner it followed, else a
+        // compatible owner on another interface, else it owns.
+        let mut follower_seen: Vec<Option<FlowStats>> = vec![None; self.followers.len()];
+        for s in rest {
+            if let Some(i) = self.followers.iter().position(|f| f.key == s.key) {
+                follower_seen[i] = Some(s.stats);
+                continue;
+            }
+            match self.owners.iter().find(|o| compatible(&o.key, &s.key)) {
+                Some(o) => {
+                    self.followers.push(Follower { key: s.key, owner: o.key, spare: o.previous, pending: None });
+                    follower_seen.push(Some(s.stats));
+                }
+                None => {
+                    self.owners.push(Owner { key: s.key, previous: 0, missed: 0 });
+                    seen.push(s.stats.packets);
+                    out.kept.push(s);
+                }
+            }
+        }
+        let mut overflowed = Vec::new();
+        for (i, (f, now)) in self.followers.iter_mut().zip(follower_seen).enumerate() {
+            let owner_now = self.owners.iter().position(|o| o.key == f.owner).map_or(0, |i| seen[i]);
+            if let Some(overflow) = f.settle(owner_now, now, out) {
+                overflowed.push((i, now.map_or(0, |s| s.packets), overflow));
+            }
+        }
+        self.regroup(&overflowed, &mut seen, out);
+        // Followers stay as long as their owner, so the owner's packets they
+        // matched are never offered to them again as a late follower's.
+        // An owner that sees nothing while its followers do has lost the path.
+        let followed: Vec<FlowKey> = self.followers.iter().filter(|f| f.pending.is_some()).map(|f| f.owner).collect();
+        for (o, &now) in self.owners.iter_mut().zip(&seen) {
+            o.previous = now;
+            if now > 0 {
+                o.missed = 0;
+            } else if followed.contains(&o.key) {
+                o.missed += 1;
+            }
+        }
+        let lost: Vec<FlowKey> = self.owners.iter().filter(|o| o.missed >= OWNER_PATIENCE).map(|o| o.key).collect();
+        self.drop_owners(|o| lost.contains(o), &mut out.kept);
+    }
+
+    /// Followers whose packets outran their owner's (`(index, packets seen
+    /// this batch, last batch's packets no owner packet matched)`) do not
+    /// see the owner's packets: each follows another compatible owner if
+    /// there is one (the victim's own flow, when a forged sighting owned the
+    /// tuple), else it owns its packets from now on.
+    fn regroup(&mut self, overflowed: &[(usize, u64, FlowStats)], seen: &mut Vec<u64>, out: &mut Outcome) {
+        // What each owner kept of the previous batch: a promoted follower's
+        // overflow, else its previous count.
+        let mut previous: Vec<u64> = self.owners.iter().map(|o| o.previous).collect();
+        let mut promoted = Vec::new();
+        for &(i, now, overflow) in overflowed {
+            let f = &mut self.followers[i];
+            let other = self.owners.iter().position(|o| o.key != f.owner && compatible(&o.key, &f.key));
+            let Some(j) = other else {
+                out.kept.push(FlowDelta { key: f.key, stats: overflow });
+                if let Some(stats) = f.pending.take() {
+                    out.kept.push(FlowDelta { key: f.key, stats });
+                }
+                self.owners.push(Owner { key: f.key, previous: 0, missed: 0 });
+                seen.push(now);
+                previous.push(overflow.packets);
+                promoted.push(f.key);
+                continue;
+            };
+            f.owner = self.owners[j].key;
+            // Last batch's overflow against what the new owner kept of its
+            // last batch, this batch's pending against its packets now.
+            let (dup, rest) = split(overflow, overflow.packets.min(previous[j]));
+            count_duplicate(&dup, out);
+            if let Some(rest) = rest {
+                out.kept.push(FlowDelta { key: f.key, stats: rest });
+            }
+            f.spare = seen[j];
+            if let Some(pending) = f.pending.take() {
+                let matched = pending.packets.min(seen[j]);
+                let (dup, rest) = split(pending, matched);
+                count_duplicate(&dup, out);
+                f.spare -= matched;
+                f.pending = rest;
+            }
+        }
+        self.followers.retain(|f| !promoted.contains(&f.key));
+    }
+
+    /// Removes the owners `gone` selects, and their followers, whose waiting
+    /// packets go to `freed`.
+    fn drop_owners(&mut self, gone: impl Fn(&FlowKey) -> bool, freed: &mut Vec<FlowDelta>) {
+        let removed: Vec<FlowKey> = self.owners.iter().filter(|o| gone(&o.key)).map(|o| o.key).collect();
+        if removed.is_empty() {
+            return;
+        }
+        self.owners.retain(|o| !removed.contains(&o.key));
+        self.followers.retain_mut(|f| {
+            if !removed.contains(&f.owner) {
+                return true;
+            }
+            if let Some(stats) = f.pending.take() {
+                freed.push(FlowDelta { key: f.key, stats });
+            }
+            false
+        });
+    }
+}
+
+impl Follower {
+    /// Matches this batch's packets (`now`) and the ones pending from the
+    /// previous batch against the owner's packets of this batch
+    /// (`owner_now`) and what is left of its previous batch.
+    /// Returns the packets of the previous batch that found no owner packet;
+    /// the caller keeps them.
+    fn settle(&mut self, owner_now: u64, now: Option<FlowStats>, out: &mut Outcome) -> Option<FlowStats> {
+        let mut overflow = None;
+        let mut owner_left = owner_now;
+        // Last batch's packets get one more batch: the owner may have seen
+        // them after the flip.
+        if let Some(pending) = self.pending.take() {
+            let matched = pending.packets.min(owner_left);
+            owner_left -= matched;
+            let (dup, kept) = split(pending, matched);
+            count_duplicate(&dup, out);
+            overflow = kept;
+        }
+        // What is left of the owner's previous batch is used first, then
+        // this batch's; the rest of the previous batch expires here.
+        let spare = std::mem::take(&mut self.spare);
+        if let Some(stats) = now {
+            let matched = stats.packets.min(spare + owner_left);
+            owner_left -= matched - matched.min(spare);
+            let (dup, pending) = split(stats, matched);
+            count_duplicate(&dup, out);
+            self.pending = pending;
+        }
+        // Owner packets of this batch no packet of ours matched yet: ours
+        // may come in the next batch. Older ones expire.
+        self.spare = owner_left;
+        overflow
+    }
+}
+
+/// Splits `stats` into the part of `matched` packets and the rest (`None`
+/// when nothing is left), bytes in proportion.
+fn split(stats: FlowStats, matched: u64) -> (FlowStats, Option<FlowStats>) {
+    if matched >= stats.packets {
+        return (stats, None);
+    }
+    let matched_bytes = scale(stats.bytes, matched, stats.packets);
+    let matched_outer = scale(stats.outer_bytes, matched, stats.packets);
+    let dup = FlowStats { packets: matched, bytes: matched_bytes, outer_bytes: matched_outer, ..stats };
+    let rest = FlowStats {
+        packets: stats.packets - matched,
+        bytes: stats.bytes - matched_bytes,
+        outer_bytes: stats.outer_bytes - matched_outer,
+        ..stats
+    };
+    (dup, Some(rest))
+}
+
+fn scale(value: u64, part: u64, whole: u64) -> u64 {
+    u64::try_from(u128::from(value) * u128::from(part) / u128::from(whole.max(1))).unwrap_or(value)
+}
+
+fn count_duplicate(dup: &FlowStats, out: &mut Outcome) {
+    out.duplicate_packets += dup.packets;
+    out.duplicate_bytes += dup.bytes;
+}
+
+fn merged(a: FlowStats, b: FlowStats) -> FlowStats {
+    FlowStats {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+        outer_bytes: a.outer_bytes + b.outer_bytes,
+        first_seen_ns: a.first_seen_ns.min(b.first_seen_ns),
+        last_seen_ns: a.last_seen_ns.max(b.last_seen_ns),
+        tcp_flags: a.tcp_flags | b.tcp_flags,
+    }
+}
+
+/// Which sighting of a new tuple owns it: a VXLAN one (it carries the VNI
+/// and the nodes), else the one that saw the first packet.
+fn preference(d: &FlowDelta) -> (bool, u64, u32, u8) {
+    (d.key.encap != ENCAP_VXLAN, d.stats.first_seen_ns, d.key.ifindex, d.key.direction)
+}
+
+/// Whether `b` can be the same packets as `a` seen on another interface.
+fn compatible(a: &FlowKey, b: &FlowKey) -> bool {
+    let vlan = a.vlan_id == 0 || b.vlan_id == 0 || a.vlan_id == b.vlan_id;
+    let tunnel = a.encap != ENCAP_VXLAN
+        || b.encap != ENCAP_VXLAN
+        || (a.vni == b.vni
+            && a.outer_src_addr == b.outer_src_addr
+            && a.outer_dst_addr == b.outer_dst_addr
+            && a.outer_src_port == b.outer_src_port
+            && a.outer_dst_port == b.outer_dst_port);
+    a.ifindex != b.ifindex && vlan && tunnel
+}
+
+/// What one packet looks like wherever it is seen: the (inner) IP tuple,
+/// without the interface, direction, VLAN or tunnel a sighting adds.
+#[must_use]
+pub fn packet_key(key: &FlowKey) -> FlowKey {
+    FlowKey {
+        ifindex: 0,
+        direction: 0,
+        encap: 0,
+        vni: 0,
+        vlan_id: 0,
+        outer_src_addr: [0; 16],
+        outer_dst_addr: [0; 16],
+        outer_src_port: 0,
+        outer_dst_port: 0,
+        outer_ip_version: 0,
+        ..*key
+    }
+}
