@@ -48,11 +48,14 @@ pub enum Counter {
     GsoSkbs,
     /// Packets of the probe's own export traffic, not accounted.
     SelfExport,
+    /// UDP to a VXLAN port on an interface where tunnels are not parsed (a
+    /// pod-facing one): accounted as the plain UDP flow it is.
+    VxlanUntrusted,
 }
 
 impl Counter {
     /// Number of counters, the length of the per-CPU array.
-    pub const COUNT: u32 = Counter::SelfExport as u32 + 1;
+    pub const COUNT: u32 = Counter::VxlanUntrusted as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
@@ -72,17 +75,19 @@ impl Counter {
         Counter::VlanTooDeep,
         Counter::GsoSkbs,
         Counter::SelfExport,
+        Counter::VxlanUntrusted,
     ];
 
     /// The annotation counters: they describe accounted packets (by packet,
     /// not by skb) and are not buckets of the conservation law.
-    pub const NOTES: [Counter; 6] = [
+    pub const NOTES: [Counter; 7] = [
         Counter::Fragment,
         Counter::L4Truncated,
         Counter::Ipv6ExtLimit,
         Counter::Vxlan,
         Counter::VxlanInvalid,
         Counter::VxlanInnerNotIp,
+        Counter::VxlanUntrusted,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -105,6 +110,7 @@ impl Counter {
             Counter::VlanTooDeep => "vlan_too_deep_packets",
             Counter::GsoSkbs => "gso_skbs",
             Counter::SelfExport => "self_export_packets",
+            Counter::VxlanUntrusted => "vxlan_untrusted_packets",
         }
     }
 }

@@ -103,9 +103,11 @@ pub struct FallbackRecord {
 
 const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 144);
 
-/// The exporter's own socket, as a flow tuple: packets matching it (either
-/// orientation, inner tuple for VXLAN) are the probe's own export traffic and
-/// are not accounted.
+/// A packet of the exporter's own traffic, as a flow tuple and the direction
+/// it is seen in: packets matching one (inner tuple for VXLAN) are not
+/// accounted. Userspace lists only what the exporter sends (egress) and, on
+/// a TCP connection, what the collector answers (ingress), so other traffic
+/// that reuses the tuple, in the other direction, is still counted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ExportTuple {
@@ -114,7 +116,9 @@ pub struct ExportTuple {
     pub src_port: u16,
     pub dst_port: u16,
     pub protocol: u8,
-    pub _pad: [u8; 3],
+    /// [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
+    pub direction: u8,
+    pub _pad: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<ExportTuple>() == 40);

@@ -25,6 +25,9 @@ pub const MAP_FALLBACK: &str = "FALLBACK";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).
 pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
+/// Interfaces (by ifindex) whose packets may carry a tunnel this node
+/// terminates: only there is UDP to a VXLAN port parsed as VXLAN.
+pub const MAP_TUNNEL_IFACES: &str = "TUNNEL_IFACES";
 /// Bitmap of the exporter's local ports (same layout), a cheap prefilter.
 pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
 /// The exporter's own sockets, as [`ExportTuple`]s in both orientations.

@@ -67,8 +67,9 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     }
 }
 
-/// Whether the packet belongs to one of the exporter's own sockets: the
-/// port bitmap rules out almost every packet before the exact lookup.
+/// Whether the packet is one of the exporter's own sockets' in the
+/// direction userspace listed it for: the port bitmap rules out almost every
+/// packet before the exact lookup.
 #[inline(always)]
 fn is_own_export(key: &FlowKey) -> bool {
     if key.protocol != 6 && key.protocol != 17 {
@@ -87,7 +88,8 @@ fn is_own_export(key: &FlowKey) -> bool {
         src_port: key.src_port,
         dst_port: key.dst_port,
         protocol: key.protocol,
-        _pad: [0; 3],
+        direction: key.direction,
+        _pad: [0; 2],
     };
     EXPORT_TUPLES.get_ptr(tuple).is_some()
 }

@@ -59,11 +59,19 @@ pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 #[btf_map]
 pub static EXPORT_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
 
-/// The exporter's sockets (both orientations); few entries.
+/// The exporter's own packets, by tuple and direction: twice userspace's
+/// `MAX_EXPORT_TUPLES`, since a reload adds the new set before it removes
+/// the old.
 #[btf_map]
-pub static EXPORT_TUPLES: HashMap<ExportTuple, u8, 64> = HashMap::new();
+pub static EXPORT_TUPLES: HashMap<ExportTuple, u8, 256> = HashMap::new();
 
 /// One bit per UDP destination port to parse as VXLAN. An array rather than a
 /// hash so the verifier inlines the lookup; userspace can change it live.
 #[btf_map]
 pub static VXLAN_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
+
+/// Interfaces whose packets may carry a tunnel this node terminates (the
+/// underlay): ifindex to 1. Elsewhere a tunnel header is pod data, parsed as
+/// the plain UDP it is. Userspace keeps it equal to its trust decision.
+#[btf_map]
+pub static TUNNEL_IFACES: HashMap<u32, u8, 256> = HashMap::new();

@@ -16,7 +16,7 @@ use vxflow_common::{
     vxlan_port_slot,
 };
 
-use crate::maps::VXLAN_PORTS;
+use crate::maps::{TUNNEL_IFACES, VXLAN_PORTS};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -185,7 +185,11 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey, stash: &mut Stash) -> Result<Pa
         && !outer_l4.truncated
         && is_vxlan_port(outer_l4.dst_port)
     {
-        if let Some(vni) = vxlan_vni(ctx, outer.l4_off + UDP_HDR_LEN) {
+        // A tunnel header is pod data except where a tunnel this node
+        // terminates can arrive: one lookup, on VXLAN-port packets only.
+        if !tunnel_trusted(key.ifindex) {
+            notes |= note(Counter::VxlanUntrusted);
+        } else if let Some(vni) = vxlan_vni(ctx, outer.l4_off + UDP_HDR_LEN) {
             // The outer tuple moves to the outer_* fields and the inner packet
             // takes the plain ones; on failure the plain ones are restored.
             key.outer_src_addr = key.src_addr;
@@ -202,8 +206,9 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey, stash: &mut Stash) -> Result<Pa
                 write_volatile(&raw mut stash.inner_eth, (outer.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN) as u64);
             }
             return Ok(parse_vxlan_inner(ctx, key, stash));
+        } else {
+            notes |= note(Counter::VxlanInvalid);
         }
-        notes |= note(Counter::VxlanInvalid);
     }
     Ok(counts(ctx, key, outer.l3_off, outer.ip_len, outer_l4.hdr_end, outer_l4.tcp_flags, notes, None))
 }
@@ -539,6 +544,11 @@ fn parse_l4(ctx: &TcContext, ip: &IpLayer) -> L4 {
 fn is_vxlan_port(port: u16) -> bool {
     let (word, bit) = vxlan_port_slot(port);
     VXLAN_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+#[inline(always)]
+fn tunnel_trusted(ifindex: u32) -> bool {
+    TUNNEL_IFACES.get_ptr(ifindex).is_some()
 }
 
 /// The VNI of a valid VXLAN header at `off`, or `None` if the header is short

@@ -56,6 +56,14 @@ pub struct RunArgs {
     /// [default: 4789 and 8472].
     #[arg(long = "vxlan-port", value_name = "N")]
     pub vxlan_ports: Vec<u16>,
+    /// Interface where tunnel headers are parsed; repeat for several. Names,
+    /// patterns and exclusions as for --interface; auto (the default): the
+    /// underlay, i.e. the default-route interface and the devices VXLAN
+    /// devices send through. Elsewhere (pod veths, cni0, flannel.1) UDP to a
+    /// VXLAN port is pod data, counted as plain UDP: a pod cannot forge a
+    /// tunnel there.
+    #[arg(long = "tunnel-interface", value_name = "NAME")]
+    pub tunnel_interfaces: Vec<String>,
     /// One record per interface that saw a flow. By default a packet that
     /// crosses several watched interfaces (pod veth, cni0, flannel.1, eth0)
     /// is counted once, on the interface that owns its flow.
@@ -144,6 +152,7 @@ impl RunArgs {
         Overrides {
             interfaces: self.interfaces.clone(),
             vxlan_ports: self.vxlan_ports.clone(),
+            tunnel_interfaces: self.tunnel_interfaces.clone(),
             per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,
             inactive_timeout: self.inactive_timeout,

@@ -30,6 +30,29 @@ pub mod defaults {
     pub const FALLBACK_RING_BYTES: u32 = 1 << 20;
 }
 
+/// Bounds on every duration and size, checked by the one validation that
+/// start, reload and `check-config` share, so no accepted value can overflow
+/// a clock or exhaust memory later.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Longest cache timeout: a week.
+    pub const MAX_TIMEOUT: Duration = Duration::from_hours(24 * 7);
+    /// Longest poll interval: the kernel map must hold a poll interval's
+    /// flows, and systemd's watchdog (30 s) is pinged from the drain loop.
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+    /// Shortest poll interval.
+    pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+    /// Most flows the userspace cache may hold (about 10 GB).
+    pub const MAX_FLOWS: usize = 10_000_000;
+    /// Most entries per kernel flow-map generation (about 1.7 GB for both).
+    pub const MAX_FLOW_MAP_ENTRIES: u32 = 1 << 22;
+    /// Largest fallback ring (1 GiB).
+    pub const MAX_FALLBACK_RING_BYTES: u32 = 1 << 30;
+}
+
+const _: () = assert!(crate::loader::MAX_COLLECTORS == 32, "the collector error message says 32");
+
 /// The TOML file as written. Every key is optional.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +61,9 @@ pub struct FileConfig {
     pub interfaces: Option<Vec<String>>,
     /// UDP destination ports parsed as VXLAN.
     pub vxlan_ports: Option<Vec<u16>>,
+    /// Interfaces where tunnel headers are parsed (default `["auto"]`: the
+    /// underlay).
+    pub tunnel_interfaces: Option<Vec<String>>,
     /// One record per interface that saw a flow, instead of counting each
     /// packet once per flow (default false).
     pub per_interface_records: Option<bool>,
@@ -119,6 +145,7 @@ pub struct KernelSection {
 pub struct Overrides {
     pub interfaces: Vec<String>,
     pub vxlan_ports: Vec<u16>,
+    pub tunnel_interfaces: Vec<String>,
     pub per_interface_records: bool,
     pub active_timeout: Option<Duration>,
     pub inactive_timeout: Option<Duration>,
@@ -166,6 +193,8 @@ pub struct RuntimeConfig {
     pub interfaces: Vec<String>,
     /// What `interfaces` selects.
     pub watch: InterfaceSpec,
+    /// Where tunnel headers are parsed (`tunnel_interfaces`).
+    pub tunnels: InterfaceSpec,
     pub poll_interval: Duration,
     pub cache: CacheConfig,
     pub load: LoadOptions,
@@ -204,8 +233,8 @@ impl FileConfig {
     /// When the file cannot be read or is not valid TOML for this schema; the
     /// message names the line and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text =
+            read_config_file(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
     }
 
@@ -222,9 +251,9 @@ impl FileConfig {
                 let line = before.matches('\n').count() + 1;
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 let source = text.lines().nth(line - 1).unwrap_or("").trim();
-                format!("line {line}, column {column} ({source}): {}", e.message().trim_end())
+                format!("line {line}, column {column} ({source}): {}", one_line(e.message()))
             }
-            None => e.message().trim_end().to_owned(),
+            None => one_line(e.message()),
         })
     }
 
@@ -291,9 +320,23 @@ impl FileConfig {
             )
         };
         let watch = InterfaceSpec::parse(&interfaces)?;
+        let tunnel_entries = if o.tunnel_interfaces.is_empty() {
+            self.tunnel_interfaces.unwrap_or_else(|| vec![crate::ifaces::spec::AUTO.to_owned()])
+        } else {
+            o.tunnel_interfaces.clone()
+        };
+        let tunnels = InterfaceSpec::parse_tunnel(&tunnel_entries).map_err(|e| ConfigError::Invalid {
+            key: "tunnel_interfaces",
+            value: format!("{tunnel_entries:?}"),
+            why: match e {
+                SpecError::OnlyExclusions { .. } => "excludes only; add what to parse tunnels on, e.g. \"auto\"",
+                _ => "not names, patterns (eth*), exclusions (!veth*) or auto",
+            },
+        })?;
         let config = RuntimeConfig {
             interfaces,
             watch,
+            tunnels,
             poll_interval,
             cache,
             load,
@@ -308,39 +351,91 @@ impl FileConfig {
     }
 }
 
+/// The parser's message with its lines joined, so a log line holds it all.
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+/// Largest config file read (a config is a few KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file, refusing what is not a regular file (a FIFO would
+/// block start and reload forever, a device never ends) and what is larger
+/// than [`MAX_CONFIG_BYTES`].
+fn read_config_file(path: &Path) -> std::io::Result<String> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer before the type can be checked.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} bytes, more than a config file's limit of {MAX_CONFIG_BYTES}", meta.len()),
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 impl RuntimeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
+        if self.collectors.len() > crate::loader::MAX_COLLECTORS {
+            return invalid(
+                "collector",
+                format!("{} collectors", self.collectors.len()),
+                "at most 32 collectors: the datapath leaves the export sockets out of accounting by an exact map of that size",
+            );
+        }
         if self.load.vxlan_ports.contains(&0) {
             return invalid("vxlan_ports", "0".into(), "port 0 cannot carry VXLAN");
         }
         let c = &self.cache;
+        let text = |d: Duration| humantime::format_duration(d).to_string();
         for (key, d) in [
             ("cache.active_timeout", c.active_timeout),
             ("cache.inactive_timeout", c.inactive_timeout),
             ("cache.tcp_end_timeout", c.tcp_end_timeout),
-            ("kernel.poll_interval", self.poll_interval),
         ] {
             if d.is_zero() {
                 return invalid(key, "0s".into(), "must be longer than zero");
             }
+            if d > limits::MAX_TIMEOUT {
+                return invalid(key, text(d), "must be at most 7days");
+            }
+        }
+        if !(limits::MIN_POLL_INTERVAL..=limits::MAX_POLL_INTERVAL).contains(&self.poll_interval) {
+            return invalid("kernel.poll_interval", text(self.poll_interval), "must be from 10ms to 10s");
         }
         if self.poll_interval > c.inactive_timeout {
             return invalid(
                 "kernel.poll_interval",
-                humantime::format_duration(self.poll_interval).to_string(),
+                text(self.poll_interval),
                 "must not exceed cache.inactive_timeout, or flows would idle out between drains",
             );
         }
-        if c.max_flows == 0 {
-            return invalid("cache.max_flows", "0".into(), "must be at least 1");
+        if c.max_flows == 0 || c.max_flows > limits::MAX_FLOWS {
+            return invalid("cache.max_flows", c.max_flows.to_string(), "must be from 1 to 10000000");
         }
-        if self.load.flow_entries == 0 {
-            return invalid("kernel.flow_map_entries", "0".into(), "must be at least 1");
+        if self.load.flow_entries == 0 || self.load.flow_entries > limits::MAX_FLOW_MAP_ENTRIES {
+            return invalid(
+                "kernel.flow_map_entries",
+                self.load.flow_entries.to_string(),
+                "must be from 1 to 4194304 (2^22)",
+            );
         }
         let ring = self.load.fallback_ring_bytes;
-        if !ring.is_power_of_two() || ring < 4096 {
-            return invalid("kernel.fallback_ring_bytes", ring.to_string(), "must be a power of two of at least 4096");
+        if !ring.is_power_of_two() || !(4096..=limits::MAX_FALLBACK_RING_BYTES).contains(&ring) {
+            return invalid(
+                "kernel.fallback_ring_bytes",
+                ring.to_string(),
+                "must be a power of two from 4096 to 1073741824 (1 GiB)",
+            );
         }
         Ok(())
     }
@@ -394,6 +489,24 @@ mod tests {
             ("interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"20s\"", "kernel.poll_interval"),
             ("interfaces = [\"eth0\"]\n[kernel]\nfallback_ring_bytes = 5000", "kernel.fallback_ring_bytes"),
             ("interfaces = [\"eth0\"]\n[cache]\nmax_flows = 0", "cache.max_flows"),
+            ("interfaces = [\"eth0\"]\n[cache]\nmax_flows = 100000000000", "cache.max_flows"),
+            ("interfaces = [\"eth0\"]\n[cache]\ninactive_timeout = \"300000000000y\"", "cache.inactive_timeout"),
+            ("interfaces = [\"eth0\"]\n[cache]\nactive_timeout = \"8days\"", "cache.active_timeout"),
+            ("interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"1ms\"", "kernel.poll_interval"),
+            ("interfaces = [\"eth0\"]\n[kernel]\nflow_map_entries = 2147483648", "kernel.flow_map_entries"),
+            ("interfaces = [\"eth0\"]\n[kernel]\nfallback_ring_bytes = 2147483648", "kernel.fallback_ring_bytes"),
+            ("interfaces = [\"eth0\"]\ntunnel_interfaces = [\"!eth0\"]", "tunnel_interfaces"),
+            ("interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"::1:4739\"", "brackets"),
+            ("interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1:0\"", "port 0"),
+            ("interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1\"", "HOST:PORT"),
+            (
+                "interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1:1\"\ntemplate_refresh = \"400days\"",
+                "template_refresh",
+            ),
+            (
+                "interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1:1\"\ntransport = \"tcp\"\nbuffer_bytes = 4294967296",
+                "buffer_bytes",
+            ),
         ];
         for (text, want) in cases {
             let err = FileConfig::parse(text).unwrap().resolve(&Overrides::default()).unwrap_err();
@@ -418,6 +531,44 @@ mod tests {
             FileConfig::parse("interfaces = [\"eth0\"]\n[[collector]]\naddress = \"x:1\"\nprotocol = \"sflow\"\n")
                 .unwrap_err();
         assert!(err.contains("sflow") && err.contains("line 4"), "{err}");
+    }
+
+    use std::fmt::Write as _;
+
+    /// Every duration and size is bounded by the validation start, reload
+    /// and check-config share, and each error fits on one line.
+    #[test]
+    fn values_out_of_range_are_refused_on_one_line() {
+        let mut text = String::from("interfaces = [\"eth0\"]\n");
+        for port in 4000..4033 {
+            let _ = writeln!(text, "[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1:{port}\"");
+        }
+        let err = FileConfig::parse(&text).unwrap().resolve(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("at most 32 collectors"), "{err}");
+        text.truncate(text.rfind("[[collector]]").unwrap());
+        FileConfig::parse(&text).unwrap().resolve(&Overrides::default()).unwrap();
+
+        let err = FileConfig::parse("interfaces = [\"eth0\"\n[cache]\n").unwrap_err();
+        assert!(!err.contains('\n') && err.contains("line 2"), "{err}");
+    }
+
+    /// A FIFO or a device as the config file is refused at once instead of
+    /// blocking start or reload.
+    #[test]
+    fn config_file_must_be_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("vxflow-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("vxflow.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        let err = FileConfig::load(&fifo).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(crate::error_chain(&err).contains("not a regular file"), "{}", crate::error_chain(&err));
+        let err = FileConfig::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(crate::error_chain(&err).contains("not a regular file"));
     }
 
     #[test]

@@ -253,37 +253,18 @@ impl Datapath {
     }
 
     /// Leaves traffic of the exporter's own sockets out of accounting, and
-    /// only theirs: each socket's tuple in both orientations, and its local
-    /// port in the bitmap the datapath checks first. Tuples of sockets no
-    /// longer named (a collector dropped by a reload) are removed.
+    /// only theirs (see [`export_tuples`]), with each socket's local port in
+    /// the bitmap the datapath checks first. Tuples of sockets no longer
+    /// named (a collector dropped by a reload) are removed.
     ///
     /// # Errors
-    /// When the maps cannot be written (more than 32 sockets).
+    /// When the maps cannot be written (more than [`MAX_EXPORT_TUPLES`]).
     pub fn exclude_own_sockets(&mut self, sockets: &[crate::export::OwnSocket]) -> Result<(), LoadError> {
         let name = MAP_EXPORT_TUPLES;
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut tuples: HashMap<&mut MapData, ExportTuple, u8> =
             HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-        let mut wanted = Vec::with_capacity(sockets.len() * 2);
-        for s in sockets {
-            let (local, remote) = (addr16(s.local.ip()), addr16(s.remote.ip()));
-            let out = ExportTuple {
-                src_addr: local,
-                dst_addr: remote,
-                src_port: s.local.port(),
-                dst_port: s.remote.port(),
-                protocol: s.protocol,
-                _pad: [0; 3],
-            };
-            let back = ExportTuple {
-                src_addr: remote,
-                dst_addr: local,
-                src_port: s.remote.port(),
-                dst_port: s.local.port(),
-                ..out
-            };
-            wanted.extend([out, back]);
-        }
+        let wanted = export_tuples(sockets);
         // New tuples first, stale ones after, so no moment leaves a live
         // socket's traffic accounted.
         for t in &wanted {
@@ -297,9 +278,31 @@ impl Datapath {
         set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
         tracing::debug!(
             sockets = sockets.len(),
-            removed = stale.len() / 2,
+            tuples = wanted.len(),
+            removed = stale.len(),
             "own export traffic excluded from accounting"
         );
+        Ok(())
+    }
+
+    /// Makes `ifindexes` the interfaces where tunnel headers are parsed;
+    /// everywhere else UDP to a VXLAN port is plain UDP. New ones are added
+    /// before old ones go.
+    ///
+    /// # Errors
+    /// When the map cannot be written (more than 256 interfaces).
+    pub fn set_tunnel_interfaces(&mut self, ifindexes: &std::collections::BTreeSet<u32>) -> Result<(), LoadError> {
+        let name = vxflow_common::MAP_TUNNEL_IFACES;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut trusted: HashMap<&mut MapData, u32, u8> =
+            HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        for index in ifindexes {
+            trusted.insert(index, 1, 0).map_err(|source| LoadError::Map { name, source })?;
+        }
+        let stale: Vec<u32> = trusted.keys().filter_map(Result::ok).filter(|k| !ifindexes.contains(k)).collect();
+        for index in &stale {
+            trusted.remove(index).map_err(|source| LoadError::Map { name, source })?;
+        }
         Ok(())
     }
 
@@ -400,6 +403,60 @@ fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
     }
 }
 
+/// Export tuples one configuration may need: four per TCP socket to a
+/// collector on this host, fewer otherwise, so 32 collectors always fit. The
+/// kernel map holds twice as many, for the moment of a reload when the new
+/// set is in and the old not yet out.
+pub const MAX_EXPORT_TUPLES: usize = 128;
+
+/// Collectors one configuration may name (each has one socket).
+pub const MAX_COLLECTORS: usize = MAX_EXPORT_TUPLES / 4;
+
+/// The packets of the exporter's own sockets, as the datapath sees them:
+/// what each socket sends, on egress; on a TCP connection, the collector's
+/// answers, on ingress; and for a collector on this host, which the packets
+/// reach through loopback, the same packets in the other direction too.
+/// Nothing else: a host that sends from the collector's address and port to
+/// the export port is counted like any other traffic.
+#[must_use]
+pub fn export_tuples(sockets: &[crate::export::OwnSocket]) -> Vec<ExportTuple> {
+    use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+    let mut out = Vec::new();
+    for s in sockets {
+        let (local, remote) = (addr16(s.local.ip()), addr16(s.remote.ip()));
+        let sent = ExportTuple {
+            src_addr: local,
+            dst_addr: remote,
+            src_port: s.local.port(),
+            dst_port: s.remote.port(),
+            protocol: s.protocol,
+            direction: DIRECTION_EGRESS,
+            _pad: [0; 2],
+        };
+        let answer = ExportTuple {
+            src_addr: remote,
+            dst_addr: local,
+            src_port: s.remote.port(),
+            dst_port: s.local.port(),
+            direction: DIRECTION_INGRESS,
+            ..sent
+        };
+        let tcp = i32::from(s.protocol) == libc::IPPROTO_TCP;
+        let on_this_host = s.remote.ip().is_loopback() || s.remote.ip() == s.local.ip();
+        out.push(sent);
+        if on_this_host {
+            out.push(ExportTuple { direction: DIRECTION_INGRESS, ..sent });
+        }
+        if tcp {
+            out.push(answer);
+            if on_this_host {
+                out.push(ExportTuple { direction: DIRECTION_EGRESS, ..answer });
+            }
+        }
+    }
+    out
+}
+
 /// Writes the VXLAN port bitmap.
 fn set_vxlan_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
     set_port_bitmap(ebpf, MAP_VXLAN_PORTS, ports)
@@ -449,5 +506,47 @@ fn raise_memlock_limit() {
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+
+    use super::*;
+    use crate::export::OwnSocket;
+
+    fn socket(protocol: i32, local: &str, remote: &str) -> OwnSocket {
+        OwnSocket {
+            protocol: u8::try_from(protocol).unwrap(),
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    /// (source port, destination port, direction) of each tuple.
+    fn shape(tuples: &[ExportTuple]) -> Vec<(u16, u16, u8)> {
+        tuples.iter().map(|t| (t.src_port, t.dst_port, t.direction)).collect()
+    }
+
+    /// Only what the exporter sends, and a TCP collector's answers: never
+    /// the export tuple reversed on a UDP socket, which another host can
+    /// send to hide its traffic.
+    #[test]
+    fn export_tuples_are_what_the_exporter_sends_and_its_tcp_answers() {
+        let udp = export_tuples(&[socket(libc::IPPROTO_UDP, "10.0.0.1:40000", "10.0.0.9:4739")]);
+        assert_eq!(shape(&udp), [(40000, 4739, DIRECTION_EGRESS)]);
+        let tcp = export_tuples(&[socket(libc::IPPROTO_TCP, "10.0.0.1:40001", "10.0.0.9:4739")]);
+        assert_eq!(shape(&tcp), [(40001, 4739, DIRECTION_EGRESS), (4739, 40001, DIRECTION_INGRESS)]);
+        // A collector on this host: loopback shows each packet both ways.
+        let local = export_tuples(&[socket(libc::IPPROTO_TCP, "127.0.0.1:40002", "127.0.0.1:4739")]);
+        assert_eq!(local.len(), 4);
+        let local_udp = export_tuples(&[socket(libc::IPPROTO_UDP, "10.0.0.1:40003", "10.0.0.1:4739")]);
+        assert_eq!(shape(&local_udp), [(40003, 4739, DIRECTION_EGRESS), (40003, 4739, DIRECTION_INGRESS)]);
+        // The most a configuration may need fits the map.
+        let many: Vec<OwnSocket> = (0..u16::try_from(MAX_COLLECTORS).unwrap())
+            .map(|i| socket(libc::IPPROTO_TCP, &format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:4739"))
+            .collect();
+        assert_eq!(export_tuples(&many).len(), MAX_EXPORT_TUPLES);
     }
 }

@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub vxlan_ports: Vec<u16>,
     /// The node's VXLAN devices.
     pub vxlan_devices: Vec<VxlanDeviceInfo>,
+    /// Attached interfaces where tunnel headers are parsed.
+    #[serde(default)]
+    pub tunnel_interfaces: Vec<String>,
     /// IP packets and bytes accounted per interface and direction (wire IP
     /// bytes: the outer packet for VXLAN).
     pub interfaces: Vec<InterfaceTraffic>,

@@ -5,7 +5,7 @@
 mod support;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -19,6 +19,10 @@ use vxflow_testkit::{
     packets::{self, Case, Expect, Runner},
     pcap, require_root, unique_prefix,
 };
+
+/// The interface a `BPF_PROG_TEST_RUN` packet arrives on: the test netns's
+/// loopback.
+const TEST_RUN_IFINDEX: u32 = 1;
 
 /// `TC_ACT_UNSPEC`: the programs never change a packet's fate.
 const TC_ACT_UNSPEC: i32 = -1;
@@ -112,7 +116,8 @@ fn fixtures_match_their_builders() {
 #[test]
 fn classifier_accounts_crafted_packets() {
     require_root();
-    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
     let mut failures = Vec::new();
     let cases: Vec<Case> = packets::cases().into_iter().filter(|c| c.runner == Runner::TestRun).collect();
@@ -151,6 +156,8 @@ fn classifier_accounts_injected_frames() {
             ns.enter_thread();
             let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
             datapath.attach("inj1").unwrap();
+            let inj1 = vxflow::ifaces::index_of("inj1").unwrap();
+            datapath.set_tunnel_interfaces(&BTreeSet::from([inj1])).unwrap();
             let sender = RawSender::new("inj0");
             let mut failures = Vec::new();
             for case in &cases {
@@ -266,4 +273,35 @@ fn counts_survive_generation_flips() {
     assert_eq!(deltas_seen, 25, "one entry per flow per generation");
     assert_eq!(packets_seen, 25 * 26 / 2);
     assert_eq!(bytes_seen, 60 * 25 * 26 / 2);
+}
+
+/// A VXLAN header is parsed only on an interface trusted with tunnels (the
+/// underlay); elsewhere the same frame is the plain UDP flow it is, noted as
+/// `vxlan_untrusted`, so a pod cannot forge a tunnel's inner tuple or VNI.
+#[test]
+fn tunnels_are_parsed_only_on_trusted_interfaces() {
+    require_root();
+    let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let frame = packets::vxlan(&packets::NODE_A, &packets::NODE_B, 50000, 4789, 0x08, 999, &packets::ipv4_tcp_syn());
+    let mut run = |datapath: &loader::Datapath| {
+        let before = maps.counters().unwrap();
+        support::test_run(datapath.program(Direction::Ingress).unwrap(), &frame, None);
+        let mut deltas = Vec::new();
+        maps.drain(&mut deltas).unwrap();
+        let after = maps.counters().unwrap();
+        let [d] = deltas.as_slice() else { panic!("{deltas:#?}") };
+        (d.key, after.get(Counter::VxlanUntrusted) - before.get(Counter::VxlanUntrusted))
+    };
+    let (key, untrusted) = run(&datapath);
+    assert_eq!((key.encap, key.vni, key.protocol, key.dst_port), (0, 0, 17, 4789), "{key:?}");
+    assert_eq!(&key.src_addr[..4], &packets::NODE_A[..]);
+    assert_eq!(untrusted, 1);
+
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    let (key, untrusted) = run(&datapath);
+    assert_eq!((key.encap, key.vni, key.protocol), (vxflow_common::flow::ENCAP_VXLAN, 999, 6), "{key:?}");
+    assert_eq!(untrusted, 0);
+
+    datapath.set_tunnel_interfaces(&BTreeSet::new()).unwrap();
+    assert_eq!(run(&datapath).0.encap, 0, "trust taken back");
 }

@@ -189,16 +189,13 @@ impl Group {
                 follower_seen[i] = Some(s.stats);
                 continue;
             }
-            match self.owners.iter().find(|o| compatible(&o.key, &s.key)) {
-                Some(o) => {
-                    self.followers.push(Follower { key: s.key, owner: o.key, spare: o.previous, pending: None });
-                    follower_seen.push(Some(s.stats));
-                }
-                None => {
-                    self.owners.push(Owner { key: s.key, previous: 0, missed: 0 });
-                    seen.push(s.stats.packets);
-                    out.kept.push(s);
-                }
+            if let Some(o) = self.owners.iter().find(|o| compatible(&o.key, &s.key)) {
+                self.followers.push(Follower { key: s.key, owner: o.key, spare: o.previous, pending: None });
+                follower_seen.push(Some(s.stats));
+            } else {
+                self.owners.push(Owner { key: s.key, previous: 0, missed: 0 });
+                seen.push(s.stats.packets);
+                out.kept.push(s);
             }
         }
         let mut overflowed = Vec::new();

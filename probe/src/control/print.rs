@@ -33,6 +33,7 @@ fn stats(s: &Snapshot) -> String {
     }
     let ports: Vec<String> = s.vxlan_ports.iter().map(ToString::to_string).collect();
     let _ = writeln!(o, "VXLAN ports: {}", ports.join(", "));
+    let _ = writeln!(o, "tunnels parsed on: {}", s.tunnel_interfaces.join(", "));
     for d in &s.vxlan_devices {
         let _ = writeln!(o, "VXLAN device {}: VNI {}, port {}", d.device, d.vni, d.port);
     }

@@ -3,7 +3,7 @@
 //! re-created `flannel.1`), lets go of those that vanish, and parses the UDP
 //! ports of discovered VXLAN devices as VXLAN.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Daemon;
 use crate::{
@@ -22,6 +22,9 @@ pub(super) struct InterfaceState {
     pub vxlan_ports: Vec<u16>,
     /// The node's VXLAN devices at the last rescan.
     pub vxlan_devices: Vec<VxlanDeviceInfo>,
+    /// Watched interfaces where tunnel headers are parsed, by index, with
+    /// their names.
+    pub tunnel_interfaces: BTreeMap<u32, String>,
     /// Whether the last rescan found nothing to watch (reported once).
     idle: bool,
 }
@@ -80,6 +83,9 @@ impl Daemon {
                 self.pipeline.cache.release_interface(index);
             }
         }
+        // Trust is set before attaching, so a new underlay's first packets
+        // are parsed as tunnels already.
+        self.follow_tunnel_trust(inv, &wanted);
         let attached = self.datapath.attached();
         for (name, index) in &wanted {
             if attached.contains(&(name.clone(), *index)) {
@@ -100,6 +106,29 @@ impl Daemon {
             tracing::warn!(interfaces = ?self.config.interfaces, "no interface matches; waiting for one to appear");
         }
         self.interfaces.idle = idle;
+    }
+
+    /// Parses tunnel headers on the watched interfaces `tunnel_interfaces`
+    /// trusts, and nowhere else.
+    fn follow_tunnel_trust(&mut self, inv: &Inventory, wanted: &[(String, u32)]) {
+        let trusted: BTreeMap<u32, String> = inv
+            .links
+            .iter()
+            .filter(|l| wanted.iter().any(|(_, i)| *i == l.index) && self.config.tunnels.trusts_tunnels(l, inv))
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        if trusted == self.interfaces.tunnel_interfaces {
+            return;
+        }
+        let indexes: BTreeSet<u32> = trusted.keys().copied().collect();
+        match self.datapath.set_tunnel_interfaces(&indexes) {
+            Ok(()) => {
+                let names: Vec<&String> = trusted.values().collect();
+                tracing::info!(interfaces = ?names, "tunnel headers parsed on these interfaces only");
+                self.interfaces.tunnel_interfaces = trusted;
+            }
+            Err(error) => tracing::error!(error = %crate::error_chain(&error), "cannot set where tunnels are parsed"),
+        }
     }
 
     /// Warns once about each named interface the node lacks, and says when

@@ -21,7 +21,8 @@ pub(super) enum ReloadError {
 /// What a reload changed, for its log line.
 #[derive(Debug, Default)]
 struct Changes {
-    /// Which of `interfaces`, `vxlan_ports`, `cache`, `poll_interval` changed.
+    /// Which of `interfaces`, `vxlan_ports`, `tunnel_interfaces`, `cache`,
+    /// `poll_interval` changed.
     changed: Vec<&'static str>,
     opened: Vec<String>,
     closed: Vec<String>,
@@ -70,7 +71,9 @@ impl Daemon {
         keep_restart_only(old, &mut new, &mut c.needs_restart);
 
         let outputs = self.pipeline.outputs.reconcile(&new)?;
-        // From here on nothing fails the reload.
+        // From here on nothing fails the reload: validation bounded the
+        // collectors so that the old and the new sockets' tuples together
+        // fit the kernel's export map.
         let mut sockets = self.pipeline.outputs.own_sockets();
         sockets.extend(outputs.retired.iter().flat_map(|(_, s)| s.own_sockets()));
         self.exclude(&sockets);
@@ -87,6 +90,7 @@ impl Daemon {
         for (key, differs) in [
             ("interfaces", new.interfaces != old.interfaces),
             ("vxlan_ports", new.load.vxlan_ports != old.load.vxlan_ports),
+            ("tunnel_interfaces", new.tunnels != old.tunnels),
             ("cache", new.cache != old.cache),
             ("poll_interval", new.poll_interval != old.poll_interval),
         ] {

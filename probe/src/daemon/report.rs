@@ -75,6 +75,7 @@ impl Daemon {
             attach_errors: self.interfaces.attach_errors,
             vxlan_ports: self.interfaces.vxlan_ports.clone(),
             vxlan_devices: self.interfaces.vxlan_devices.clone(),
+            tunnel_interfaces: self.interfaces.tunnel_interfaces.values().cloned().collect(),
             interfaces,
             vnis,
             flows,

@@ -99,6 +99,41 @@ pub enum CollectorError {
         "collector {address:?}: engine_type and engine_id are NetFlow v5 header fields; remove them or use protocol netflow5"
     )]
     EngineNotV5 { address: String },
+    #[error("collector {address:?}: {why}")]
+    Address { address: String, why: &'static str },
+    #[error(
+        "collector {address:?}: template_refresh must be at most {}",
+        humantime::format_duration(MAX_TEMPLATE_REFRESH)
+    )]
+    RefreshTooLong { address: String },
+    #[error("collector {address:?}: buffer_bytes {bytes} is over the limit of {MAX_BUFFER_BYTES}")]
+    BufferTooBig { address: String, bytes: usize },
+}
+
+/// Longest `template_refresh`: a collector that restarted must not wait
+/// longer than this for templates.
+pub const MAX_TEMPLATE_REFRESH: Duration = Duration::from_hours(24);
+/// Largest TCP `buffer_bytes` (1 GiB).
+pub const MAX_BUFFER_BYTES: usize = 1 << 30;
+
+/// Checks the `HOST:PORT` form before resolving it: an IPv6 address must be
+/// in brackets (`::1:4739` could be `[::1]:4739` or `[::1:4739]`), and port
+/// 0 is no destination.
+fn check_address(address: &str) -> Result<(), &'static str> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err("expected HOST:PORT, such as 10.0.0.5:4739 or [2001:db8::5]:4739");
+    };
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err("an IPv6 address goes in brackets: [ADDRESS]:PORT, such as [::1]:4739");
+    }
+    if host.is_empty() || host == "[]" {
+        return Err("no host before the port");
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err("port 0 is not a destination; collectors listen on a port such as 4739 or 2055"),
+        Ok(_) => Ok(()),
+        Err(_) => Err("the port must be a number from 1 to 65535"),
+    }
 }
 
 impl CollectorSection {
@@ -108,6 +143,7 @@ impl CollectorSection {
     /// A message naming the collector and the bad setting.
     pub fn resolve(&self) -> Result<Collector, CollectorError> {
         let address = self.address.clone();
+        check_address(&address).map_err(|why| CollectorError::Address { address: address.clone(), why })?;
         if self.transport == Transport::Tcp && self.protocol != Protocol::Ipfix {
             return Err(CollectorError::TcpNotIpfix { address });
         }
@@ -125,9 +161,15 @@ impl CollectorSection {
         if buffer_bytes < mtu {
             return Err(CollectorError::BufferTooSmall { address, bytes: buffer_bytes, mtu });
         }
+        if buffer_bytes > MAX_BUFFER_BYTES {
+            return Err(CollectorError::BufferTooBig { address, bytes: buffer_bytes });
+        }
         let template_refresh = self.template_refresh.unwrap_or(DEFAULT_TEMPLATE_REFRESH);
         if template_refresh.is_zero() {
             return Err(CollectorError::Refresh { address });
+        }
+        if template_refresh > MAX_TEMPLATE_REFRESH {
+            return Err(CollectorError::RefreshTooLong { address });
         }
         let resolved = self
             .address

@@ -23,6 +23,9 @@ pub struct VxlanDevice {
     pub vni: u32,
     /// UDP destination port (`IFLA_VXLAN_PORT`).
     pub port: u16,
+    /// The interface it sends and receives through (`IFLA_VXLAN_LINK`,
+    /// `dev` in iproute2), 0 when not set: an underlay.
+    pub lower: u32,
 }
 
 /// One interface.
@@ -128,13 +131,14 @@ fn vxlan_of(infos: &[LinkInfo]) -> Option<VxlanDevice> {
     if !infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vxlan))) {
         return None;
     }
-    let mut device = VxlanDevice { vni: 0, port: 0 };
+    let mut device = VxlanDevice { vni: 0, port: 0, lower: 0 };
     for info in infos {
         if let LinkInfo::Data(InfoData::Vxlan(attrs)) = info {
             for a in attrs {
                 match a {
                     InfoVxlan::Id(vni) => device.vni = *vni,
                     InfoVxlan::Port(port) => device.port = *port,
+                    InfoVxlan::Link(index) => device.lower = *index,
                     _ => {}
                 }
             }

@@ -77,6 +77,33 @@ impl InterfaceSpec {
         (discovered || named) && !self.exclude.iter().any(|p| p.matches(&link.name))
     }
 
+    /// Whether tunnel headers on `link` are to be parsed, `self` being the
+    /// `tunnel_interfaces` setting: with `auto`, on the underlay (the
+    /// default-route interfaces and the devices VXLAN devices send through);
+    /// else on what the names and patterns select. Never on a VXLAN device:
+    /// what crosses it is already decapsulated, pod traffic.
+    #[must_use]
+    pub fn trusts_tunnels(&self, link: &Link, inventory: &Inventory) -> bool {
+        let underlay = inventory.default_route.contains(&link.index)
+            || inventory.vxlan_devices().any(|(_, v)| v.lower == link.index);
+        let named = self.include.iter().any(|p| p.matches(&link.name));
+        link.vxlan.is_none()
+            && ((self.auto && underlay) || named)
+            && !self.exclude.iter().any(|p| p.matches(&link.name))
+    }
+
+    /// Parses `tunnel_interfaces`, where an empty list is allowed: tunnels
+    /// are parsed nowhere.
+    ///
+    /// # Errors
+    /// As [`InterfaceSpec::parse`], but for emptiness.
+    pub fn parse_tunnel(entries: &[String]) -> Result<Self, SpecError> {
+        if entries.is_empty() {
+            return Ok(Self { auto: false, include: Vec::new(), exclude: Vec::new() });
+        }
+        Self::parse(entries)
+    }
+
     /// Plain names (no wildcard) in the setting: each should exist, so one
     /// that does not is worth a warning.
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -96,7 +123,7 @@ mod tests {
     use crate::ifaces::netlink::VxlanDevice;
 
     fn link(index: u32, name: &str, vxlan: bool) -> Link {
-        Link { index, name: name.into(), vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472 }) }
+        Link { index, name: name.into(), vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472, lower: 3 }) }
     }
 
     fn node() -> Inventory {
@@ -129,6 +156,28 @@ mod tests {
         assert_eq!(watched(&["*", "!veth*", "!lo"]), ["eth0", "eth1", "flannel.1", "cni0"]);
         assert_eq!(watched(&["auto", "!flannel.*"]), ["eth0"]);
         assert_eq!(watched(&["veth????"]), ["veth1234", "vethabcd"]);
+    }
+
+    fn trusted(entries: &[&str], default_route: bool) -> Vec<String> {
+        let spec = InterfaceSpec::parse_tunnel(&entries.iter().map(|&e| e.to_owned()).collect::<Vec<_>>()).unwrap();
+        let mut inv = node();
+        if !default_route {
+            inv.default_route.clear();
+        }
+        inv.links.iter().filter(|l| spec.trusts_tunnels(l, &inv)).map(|l| l.name.clone()).collect()
+    }
+
+    /// Tunnels are parsed on the underlay only: the default-route interface
+    /// and flannel.1's lower device (eth1 here), never on flannel.1 itself
+    /// or the pod-facing interfaces, unless named.
+    #[test]
+    fn tunnels_are_trusted_on_the_underlay_only() {
+        assert_eq!(trusted(&["auto"], true), ["eth0", "eth1"]);
+        assert_eq!(trusted(&["auto"], false), ["eth1"]);
+        assert_eq!(trusted(&[], true), Vec::<String>::new());
+        assert_eq!(trusted(&["eth0"], false), ["eth0"]);
+        assert_eq!(trusted(&["*", "!veth*", "!lo"], false), ["eth0", "eth1", "cni0"]);
+        assert_eq!(trusted(&["auto", "!eth1"], true), ["eth0"]);
     }
 
     #[test]
