@@ -13,12 +13,23 @@ use crate::netns::Netns;
 /// a receiver in `to_ns`. Returns how many arrived (all, on a quiet link).
 #[must_use]
 pub fn udp_train(from: &Netns, to_ns: &Netns, to: IpAddr, port: u16, count: u32, payload: usize) -> u32 {
-    let bind = SocketAddr::new(to, port);
+    let any: IpAddr = match to {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    udp_datagrams(from, SocketAddr::new(any, 0), to_ns, SocketAddr::new(to, port), count, &vec![0x5au8; payload])
+}
+
+/// Sends `count` copies of `payload` from `src` (an address and port of
+/// `from`; port 0 for any) to `dst`, with a receiver bound to `dst` in
+/// `to_ns`. Returns how many arrived.
+#[must_use]
+pub fn udp_datagrams(from: &Netns, src: SocketAddr, to_ns: &Netns, dst: SocketAddr, count: u32, payload: &[u8]) -> u32 {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let receiver = s.spawn(|| {
             to_ns.enter_thread();
-            let sock = UdpSocket::bind(bind).expect("bind receiver");
+            let sock = UdpSocket::bind(dst).expect("bind receiver");
             set_rcvbuf(&sock, 8 << 20);
             sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
             ready_tx.send(()).unwrap();
@@ -35,14 +46,9 @@ pub fn udp_train(from: &Netns, to_ns: &Netns, to: IpAddr, port: u16, count: u32,
         ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
         s.spawn(|| {
             from.enter_thread();
-            let local: SocketAddr = match to {
-                IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
-                IpAddr::V6(_) => "[::]:0".parse().unwrap(),
-            };
-            let sock = UdpSocket::bind(local).unwrap();
-            let data = vec![0x5au8; payload];
+            let sock = UdpSocket::bind(src).unwrap();
             for i in 0..count {
-                sock.send_to(&data, bind).unwrap();
+                sock.send_to(payload, dst).unwrap();
                 // Pace the train so no queue on the path overflows.
                 if i % 8 == 7 {
                     std::thread::sleep(Duration::from_millis(1));

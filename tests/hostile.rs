@@ -1,0 +1,174 @@
+//! What a hostile pod or host can send, through real interfaces to the real
+//! programs: forged VXLAN inside a pod's UDP, tenants that reuse one tuple on
+//! other VNIs and VLANs, and traffic that reuses the export tuple. Each
+//! asserts the records hold exactly what was sent. Needs root.
+
+use std::net::{IpAddr, SocketAddr};
+
+use vxflow_testkit::{
+    netns::RawSender,
+    packets,
+    probe::{Finished, Record, Vxflow},
+    require_root,
+    topology::{Flannel, Offloads, Options},
+    traffic::udp_datagrams,
+    unique_prefix,
+};
+
+/// An inner Ethernet/IPv4/UDP frame with the given tuple, for a forged
+/// VXLAN payload.
+fn inner_udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { panic!("IPv4 pods only") };
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(packets::MAC_A, packets::MAC_B)
+        .ipv4(s.octets(), d.octets(), 64)
+        .udp(sport, dport)
+        .write(&mut f, &[0x42; 64])
+        .unwrap();
+    f
+}
+
+fn records_of<'a>(done: &'a Finished, src: IpAddr, dst_port: u16) -> Vec<&'a Record> {
+    done.records.iter().filter(|r| r.src_addr == src && r.dst_port == Some(dst_port)).collect()
+}
+
+fn packets_of(records: &[&Record]) -> u64 {
+    records.iter().map(|r| r.packets).sum()
+}
+
+/// A pod sends UDP to another pod's port 4789 whose payload is a VXLAN
+/// header (VNI 999) and a copy of a victim pod flow's header, while the
+/// victim's flow runs. Under `auto`, with every interface of the node, and
+/// per interface: no record carries VNI 999, the victim's flow is reported
+/// whole, and the forger's packets are reported as the plain UDP they are.
+#[test]
+fn a_pod_cannot_forge_a_tunnel_or_hide_a_flow() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("forge"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    n1.ns.ip(&format!("route add default via {} dev eth0", n2.addr));
+    let (attacker, victim) = (&n1.pods[0], &n1.pods[1]);
+    let (target, victim_peer) = (&n2.pods[0], &n2.pods[1]);
+    let common = ["--poll-interval", "100ms", "--inactive-timeout", "60s"];
+    let selections: [&[&str]; 3] = [
+        &["-i", "auto"],
+        &["-i", "eth0", "-i", "flannel.*", "-i", "cni0", "-i", "veth*"],
+        &["-i", "eth0", "-i", "flannel.*", "-i", "cni0", "-i", "veth*", "--per-interface-records"],
+    ];
+    for (round, select) in (0u16..).zip(selections) {
+        let args: Vec<&str> = select.iter().chain(&common).copied().collect();
+        let vxflow = Vxflow::start(&n1.ns, &args);
+        let (victim_sport, victim_dport) = (41000 + round, 9300 + round);
+        let mut forged = packets::vxlan_header(0x08, 999).to_vec();
+        forged.extend(inner_udp(victim.addr, victim_peer.addr, victim_sport, victim_dport));
+        let (sent_victim, sent_forged) = std::thread::scope(|s| {
+            let v = s.spawn(|| {
+                let src = SocketAddr::new(victim.addr, victim_sport);
+                let dst = SocketAddr::new(victim_peer.addr, victim_dport);
+                udp_datagrams(&victim.ns, src, &victim_peer.ns, dst, 300, &[7; 100])
+            });
+            let a = s.spawn(|| {
+                let src = SocketAddr::new(attacker.addr, 42000 + round);
+                udp_datagrams(&attacker.ns, src, &target.ns, SocketAddr::new(target.addr, 4789), 60, &forged)
+            });
+            (v.join().unwrap(), a.join().unwrap())
+        });
+        assert_eq!((sent_victim, sent_forged), (300, 60));
+        let done = vxflow.stop();
+        let forged_records: Vec<&Record> = done.records.iter().filter(|r| r.vni == Some(999)).collect();
+        assert!(forged_records.is_empty(), "{select:?}: a forged VNI was exported: {forged_records:#?}");
+        let victim_records = records_of(&done, victim.addr, victim_dport);
+        let want = if select.contains(&"--per-interface-records") { 300 * 4 } else { 300 };
+        assert_eq!(packets_of(&victim_records), want, "{select:?}: the victim's flow: {victim_records:#?}");
+        let attack = records_of(&done, attacker.addr, 4789);
+        let want = if select.contains(&"--per-interface-records") { 60 * 4 } else { 60 };
+        assert_eq!(packets_of(&attack), want, "{select:?}: the forger's flow: {attack:#?}");
+        assert!(attack.iter().all(|r| r.protocol == "udp"), "{attack:#?}");
+        assert!(done.counter("vxlan_untrusted_packets") >= 60, "{select:?}: {}", done.stderr);
+    }
+}
+
+/// Two tenants reuse one inner tuple on two VNIs, and two VLANs reuse one
+/// tuple, all on one interface: four flows, each with every packet.
+#[test]
+fn tenants_that_reuse_a_tuple_are_not_merged() {
+    require_root();
+    let (a, b) = vxflow_testkit::topology::veth_pair("tenant");
+    let vxflow = Vxflow::start(&a, &["--interface", "v0", "--tunnel-interface", "v0", "--poll-interval", "100ms"]);
+    let inner = inner_udp("10.244.0.2".parse().unwrap(), "10.244.1.2".parse().unwrap(), 5000, 6000);
+    let frame = |vni| packets::vxlan(&packets::NODE_B, &packets::NODE_A, 50000, 4789, 0x08, vni, &inner);
+    let tagged = |vlan: u16| {
+        let mut f = inner_udp("10.1.0.2".parse().unwrap(), "10.1.0.3".parse().unwrap(), 5000, 6000);
+        let [hi, lo] = vlan.to_be_bytes();
+        let tag = [0x81, 0x00, hi, lo];
+        f.splice(12..12, tag);
+        f
+    };
+    let sent = [(frame(1), 200u64), (frame(2), 100), (tagged(10), 50), (tagged(20), 70)];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            b.enter_thread();
+            let sender = RawSender::new("v1");
+            for (f, n) in &sent {
+                for _ in 0..*n {
+                    sender.send(f);
+                }
+            }
+        });
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = vxflow.stop();
+    let on = |pred: &dyn Fn(&Record) -> bool| done.records.iter().filter(|r| pred(r)).map(|r| r.packets).sum::<u64>();
+    assert_eq!(on(&|r| r.vni == Some(1) && r.dst_port == Some(6000)), 200, "{:#?}", done.records);
+    assert_eq!(on(&|r| r.vni == Some(2) && r.dst_port == Some(6000)), 100, "{:#?}", done.records);
+    assert_eq!(on(&|r| r.vlan == Some(10) && r.dst_port == Some(6000)), 50, "{:#?}", done.records);
+    assert_eq!(on(&|r| r.vlan == Some(20) && r.dst_port == Some(6000)), 70, "{:#?}", done.records);
+    assert_eq!((done.counter("duplicate_packets"), done.counter("flows_created")), (0, 4));
+}
+
+/// A host that sends from the collector's address and port to the export
+/// socket's port is counted like any traffic: only what the exporter itself
+/// sends is left out.
+#[test]
+fn traffic_that_reuses_the_export_tuple_is_counted() {
+    require_root();
+    let (a, b) = vxflow_testkit::topology::veth_pair("reuse");
+    let mut vxflow = Vxflow::start(
+        &a,
+        &["--interface", "v0", "--poll-interval", "100ms", "--collector", "ipfix://10.9.0.2:4739", "--json", "-"],
+    );
+    vxflow.wait_for_log("exporting", std::time::Duration::from_secs(5));
+    let log = vxflow.log();
+    let source = log
+        .split("source=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no export source in the log:\n{log}"));
+    let from = SocketAddr::new("10.9.0.2".parse().unwrap(), 4739);
+    // Datagrams to the export socket itself: the kernel delivers them to it
+    // (it is connected to exactly that peer); vxflow never reads them.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            b.enter_thread();
+            let sock = std::net::UdpSocket::bind(from).unwrap();
+            for i in 0..1000 {
+                sock.send_to(&[1; 1000], source).unwrap();
+                if i % 8 == 7 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        });
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = vxflow.stop();
+    let reused: Vec<&Record> = done
+        .records
+        .iter()
+        .filter(|r| r.src_port == Some(4739) && r.dst_port == Some(source.port()) && r.direction == "ingress")
+        .collect();
+    assert_eq!(packets_of(&reused), 1000, "{reused:#?}\n{}", done.stderr);
+    assert_eq!(reused.iter().map(|r| r.bytes).sum::<u64>(), 1000 * 1028);
+    assert!(done.counter("self_export_packets") > 0, "the exporter's own packets are still left out");
+}
