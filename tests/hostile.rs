@@ -172,3 +172,98 @@ fn traffic_that_reuses_the_export_tuple_is_counted() {
     assert_eq!(reused.iter().map(|r| r.bytes).sum::<u64>(), 1000 * 1028);
     assert!(done.counter("self_export_packets") > 0, "the exporter's own packets are still left out");
 }
+
+/// Raises this test process's soft file limit to its hard one, so it can
+/// hold the connections it opens.
+fn raise_own_file_limit() {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with valid pointers.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut l), 0);
+        l.rlim_cur = l.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &raw const l), 0);
+    }
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// 1,100 idle connections to the metrics endpoint of a vxflow held to 1,024
+/// file descriptors: it keeps its descriptors, answers `ctl`, attaches a new
+/// interface and counts it exactly, and the idle connections are closed
+/// within the header timeout, after which a scrape answers.
+#[test]
+fn idle_metrics_connections_cannot_exhaust_the_daemon() {
+    require_root();
+    raise_own_file_limit();
+    let (a, b) = vxflow_testkit::topology::veth_pair("exhaust");
+    let launch = vxflow_testkit::probe::Launch {
+        args: &["--interface", "v*", "--poll-interval", "100ms", "--inactive-timeout", "60s"],
+        wrapper: &["prlimit", "--nofile=1024:1024", "--"],
+        ..Default::default()
+    };
+    let mut vxflow = Vxflow::launch(&a, &launch);
+    let metrics: SocketAddr = "127.0.0.1:9739".parse().unwrap();
+    let idle: Vec<std::net::TcpStream> = {
+        let name = a.name().to_owned();
+        std::thread::spawn(move || {
+            vxflow_testkit::netns::enter(&name);
+            (0..1100).filter_map(|_| std::net::TcpStream::connect(metrics).ok()).collect()
+        })
+        .join()
+        .unwrap()
+    };
+    assert!(idle.len() >= 1000, "only {} connections opened", idle.len());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let fds = open_fds(vxflow.pid());
+    assert!(fds < 300, "vxflow holds {fds} descriptors with 1,100 idle clients");
+    assert_eq!(vxflow.ctl(&["stats"])["stats"]["attached"], serde_json::json!(["v0"]));
+    // A new interface while the clients idle: attached and counted.
+    vxflow_testkit::topology::add_veth(&a, &b, ("v2", "v3"), 2);
+    vxflow.wait_for_log("iface=\"v2\" direction=egress", std::time::Duration::from_secs(10));
+    a.exec(&["ping", "-q", "-c", "5", "-i", "0.05", "10.9.2.2"]);
+    // The header timeout (5 s) closes every idle connection.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let (status, body) = vxflow_testkit::netns::http_get(&a, metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+    let done = vxflow.stop();
+    assert!(!done.stderr.contains("does not exist"), "{}", done.stderr);
+    assert!(done.stderr.contains("metrics endpoint busy"), "{}", done.stderr);
+    let pings: u64 =
+        done.records.iter().filter(|r| r.interface == "v2" && r.protocol == "icmp").map(|r| r.packets).sum();
+    assert_eq!(pings, 10, "{:#?}", done.records);
+}
+
+/// `control.socket` naming a file that is not a socket is refused and the
+/// file kept; a stale socket (nobody listening) is replaced.
+#[test]
+fn the_control_socket_replaces_only_a_stale_socket() {
+    require_root();
+    let (a, _b) = vxflow_testkit::topology::veth_pair("ctlfile");
+    let dir = vxflow_testkit::TempDir::new("ctlfile");
+    let file = dir.join("precious");
+    std::fs::write(&file, "keep me").unwrap();
+    let bin = vxflow_testkit::probe::binary();
+    let run = |socket: &std::path::Path| {
+        let argv = [bin.to_str().unwrap(), "run", "-i", "v0", "--no-metrics", "--control-socket", socket.to_str().unwrap()];
+        let mut child = a.command(&argv).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run(&file);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let (code, stderr) = run(&stale);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("control socket ready"), "{stderr}");
+    assert!(!stale.exists(), "the socket is removed at exit");
+}

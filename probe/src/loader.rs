@@ -142,6 +142,12 @@ pub enum LoadError {
     },
     #[error("interface {iface} does not exist (see `ip link`)")]
     NoSuchInterface { iface: String },
+    #[error("looking up interface {iface}")]
+    Lookup {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("attaching {direction} program to interface {iface}")]
     Attach {
         iface: String,
@@ -203,8 +209,10 @@ impl Datapath {
     /// # Errors
     /// When the interface does not exist or the kernel refuses the attachment.
     pub fn attach(&mut self, iface: &str) -> Result<(), LoadError> {
-        let Some(index) = crate::ifaces::index_of(iface) else {
-            return Err(LoadError::NoSuchInterface { iface: iface.to_owned() });
+        let index = match crate::ifaces::index_of(iface) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Err(LoadError::NoSuchInterface { iface: iface.to_owned() }),
+            Err(source) => return Err(LoadError::Lookup { iface: iface.to_owned(), source }),
         };
         for direction in Direction::BOTH {
             if self.attached.contains_key(&(iface.to_owned(), direction)) {
@@ -501,6 +509,23 @@ pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), 
 
 /// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`; later ones to the
 /// memory cgroup, where this is harmless.
+/// Raises the soft file-descriptor limit to the hard one (1,024 soft is the
+/// usual default; an eBPF link per interface and direction on a node with
+/// hundreds of pods needs more), as Go's runtime does for every program.
+pub fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_NOFILE");
+        }
+    }
+}
+
 fn raise_memlock_limit() {
     let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.

@@ -156,7 +156,7 @@ fn classifier_accounts_injected_frames() {
             ns.enter_thread();
             let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
             datapath.attach("inj1").unwrap();
-            let inj1 = vxflow::ifaces::index_of("inj1").unwrap();
+            let inj1 = vxflow::ifaces::index_of("inj1").unwrap().unwrap();
             datapath.set_tunnel_interfaces(&BTreeSet::from([inj1])).unwrap();
             let sender = RawSender::new("inj0");
             let mut failures = Vec::new();

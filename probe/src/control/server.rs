@@ -24,6 +24,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ControlError {
     #[error("control socket {path}: another vxflow answers there; stop it, or give this one another control.socket")]
     InUse { path: String },
+    #[error(
+        "control socket {path}: a file that is not a socket is in the way; vxflow removes only a stale socket of its own, so move it or set control.socket elsewhere"
+    )]
+    NotASocket { path: String },
     #[error("control socket {path}: {what}")]
     Io {
         path: String,
@@ -33,15 +37,27 @@ pub enum ControlError {
     },
 }
 
-/// The bound socket; the file is removed when this is dropped.
+/// Connections answered at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 16;
+
+/// The bound socket; the file is removed when this is dropped, if it is
+/// still the one bound (same device and inode).
 pub struct ControlSocket {
     path: PathBuf,
+    identity: Option<(u64, u64)>,
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.identity.is_some() && identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Binds `path` (mode 0600) and serves it on the current runtime, passing
@@ -57,23 +73,39 @@ pub fn serve(path: &Path, queries: QuerySender) -> Result<ControlSocket, Control
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("creating its directory"))?;
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ControlError::InUse { path: path.display().to_string() });
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt as _;
+            if !meta.file_type().is_socket() {
+                return Err(ControlError::NotASocket { path: path.display().to_string() });
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(ControlError::InUse { path: path.display().to_string() }),
+                // Nobody listens: left by a vxflow that did not exit cleanly.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
+                }
+                Err(e) => return Err(io("checking whether another vxflow answers there")(e)),
+            }
         }
-        // Left by a vxflow that did not exit cleanly.
-        std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("inspecting the path")(e)),
     }
     let listener = UnixListener::bind(path).map_err(io("binding"))?;
-    let socket = ControlSocket { path: path.to_owned() };
+    let socket = ControlSocket { path: path.to_owned(), identity: identity(path) };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io("setting mode 0600"))?;
     tracing::info!(path = %path.display(), "control socket ready (vxflow ctl)");
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { return };
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let queries = queries.clone();
-                    tokio::spawn(async move { answer(stream, &queries).await });
+                    tokio::spawn(async move {
+                        answer(stream, &queries).await;
+                        drop(slot);
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, "control socket accept failed");

@@ -98,6 +98,7 @@ impl Signals {
 pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, DaemonError> {
     let mut signals = Signals::install()?;
     let notifier = Notifier::from_env();
+    crate::loader::raise_file_limit();
     // The endpoints first: a port or socket in use fails before the kernel
     // is touched.
     let (query_sender, mut queries) = mpsc::channel::<Query>(16);

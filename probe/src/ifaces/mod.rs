@@ -7,12 +7,22 @@ pub mod spec;
 use std::{collections::HashMap, ffi::CString};
 
 /// The index of interface `name`, or `None` if there is none.
-#[must_use]
-pub fn index_of(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
+///
+/// # Errors
+/// When the kernel cannot be asked (out of file descriptors, say): that is
+/// not the interface's absence, and callers must not report it as such.
+pub fn index_of(name: &str) -> std::io::Result<Option<u32>> {
+    let Ok(c) = CString::new(name) else { return Ok(None) };
     // SAFETY: `c` is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
+    if index != 0 {
+        return Ok(Some(index));
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENODEV | libc::ENXIO) => Ok(None),
+        _ => Err(error),
+    }
 }
 
 /// The name of interface `index`, or `None` if it is gone.

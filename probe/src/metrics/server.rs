@@ -22,6 +22,14 @@ use crate::control::{QuerySender, Request, Response as Answer, ask};
 
 /// How long a scrape waits for the drain loop.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may live, keep-alive included: longer than a
+/// scrape can take, short enough that idle connections cannot pile up.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Connections served at once; more are closed at once. Prometheus needs
+/// one per scraper.
+pub const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics endpoint {addr}: cannot listen; set metrics.listen to a free address or metrics.enabled = false")]
@@ -88,13 +96,48 @@ pub async fn serve(addr: SocketAddr, queries: QuerySender, health: Arc<Health>) 
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(Shared { queries, health });
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "metrics endpoint stopped");
-        }
-    });
-    tracing::info!(address = %bound, "metrics endpoint ready (/metrics, /healthz)");
+    tokio::spawn(accept_loop(listener, app));
+    tracing::info!(address = %bound, max_connections = MAX_CONNECTIONS, "metrics endpoint ready (/metrics, /healthz)");
     Ok(bound)
+}
+
+/// Serves each connection with a header timeout and a lifetime, at most
+/// [`MAX_CONNECTIONS`] at once, so clients that connect and idle (on a
+/// DaemonSet's `0.0.0.0:9739`, anyone who can reach the node) cannot use up
+/// the daemon's file descriptors.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused: u64 = 0;
+    let mut errors = crate::export::throttle::Throttle::new(Duration::from_mins(1));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and ENFILE: wait for descriptors to come back
+                // instead of spinning.
+                if errors.due(Instant::now()) {
+                    tracing::warn!(%error, "metrics endpoint cannot accept a connection");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refused += 1;
+            if errors.due(Instant::now()) {
+                tracing::warn!(%peer, refused, limit = MAX_CONNECTIONS, "metrics endpoint busy; connection closed");
+            }
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(slot);
+        });
+    }
 }
 
 async fn metrics(State(shared): State<Shared>) -> Response {
