@@ -247,7 +247,8 @@ fn the_control_socket_replaces_only_a_stale_socket() {
     std::fs::write(&file, "keep me").unwrap();
     let bin = vxflow_testkit::probe::binary();
     let run = |socket: &std::path::Path| {
-        let argv = [bin.to_str().unwrap(), "run", "-i", "v0", "--no-metrics", "--control-socket", socket.to_str().unwrap()];
+        let argv =
+            [bin.to_str().unwrap(), "run", "-i", "v0", "--no-metrics", "--control-socket", socket.to_str().unwrap()];
         let mut child = a.command(&argv).stderr(std::process::Stdio::piped()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(2));
         // SAFETY: kill(2) on our own child.

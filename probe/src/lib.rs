@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod drain;
 pub mod ebpf_object;
 pub mod export;
+pub mod filters;
 pub mod ifaces;
 pub mod loader;
 pub mod metrics;

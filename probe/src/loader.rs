@@ -164,6 +164,10 @@ pub struct Datapath {
     /// By interface name and direction: the interface's index when
     /// attached (a re-created interface gets a new one) and the link.
     attached: BTreeMap<(String, Direction), (u32, SchedClassifierLinkId)>,
+    /// This run's standing among vxflows of the network namespace, held
+    /// for the run's life.
+    #[expect(dead_code, reason = "held, never read: dropping it frees the namespace")]
+    claim: crate::filters::Claim,
 }
 
 /// Loads the object and prepares its maps, without attaching anything.
@@ -200,7 +204,8 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
         AttachPreference::Auto if tcx_available() => AttachMode::Tcx,
         AttachPreference::Clsact | AttachPreference::Auto => AttachMode::Clsact,
     };
-    Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new() }, maps))
+    let claim = claim_namespace();
+    Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new(), claim }, maps))
 }
 
 impl Datapath {
@@ -223,12 +228,8 @@ impl Datapath {
                 AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
                 AttachMode::Clsact => {
                     // EEXIST (clsact already there) is the normal case.
+                    // Stale filters of ours went in the sweep at load.
                     let _ = tc::qdisc_add_clsact(iface);
-                    // Filters of ours left by an earlier run that died without
-                    // detaching (netlink filters outlive their process).
-                    if tc::qdisc_detach_program(iface, direction.tc(), direction.program()).is_ok() {
-                        tracing::warn!(iface, %direction, "removed a stale vxflow filter left by an earlier run");
-                    }
                     TcAttachOptions::Netlink(NlOptions::default())
                 }
             };
@@ -408,6 +409,33 @@ fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
             a
         }
         std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Claims the network namespace for this run and, if no other vxflow runs
+/// in it, removes the filters runs that died left behind, whatever this
+/// run's attach mode (see [`crate::filters`]).
+fn claim_namespace() -> crate::filters::Claim {
+    use crate::filters::{Claim, claim, sweep};
+    match claim() {
+        Ok(Claim::Sole(held)) => {
+            let swept = sweep(Direction::BOTH.map(|d| (d.program(), d.tc())));
+            if !swept.is_empty() {
+                tracing::warn!(interfaces = ?swept, "stale filters removed: the run that attached them had died");
+            }
+            Claim::Sole(held)
+        }
+        Ok(Claim::Shared) => {
+            tracing::warn!(
+                "another vxflow runs in this network namespace: its programs stay attached, and where both watch \
+                 an interface both count its packets; stop one of them unless that is what you want"
+            );
+            Claim::Shared
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether another vxflow runs here; no filter is removed");
+            Claim::Shared
+        }
     }
 }
 
