@@ -198,3 +198,36 @@ fn a_full_buffer_counts_what_it_drops_and_the_options_say_so() {
     let stats = sink.stats();
     assert_eq!((stats.not_sent.packets, stats.not_sent.octets), (want[1], want[2]));
 }
+
+/// A collector that accepts and never reads: once the socket buffers are
+/// full every write blocks, yet closing takes the promised 5 s flush at
+/// most, and what did not go is counted as not sent, never lost silently.
+#[test]
+fn closing_is_bounded_when_the_collector_reads_nothing() {
+    let addr = free_port();
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(1).unwrap();
+    let listener: TcpListener = listener.into();
+    let holder = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(12));
+        drop(conn);
+    });
+    let mut sink = sink(addr, Some(64 << 20));
+    // About 4 MB of records: far more than the socket buffers hold.
+    for batch in 0..100u16 {
+        write(&mut sink, batch * 600..batch * 600 + 600, false);
+    }
+    wait_for("connected", || sink.connected());
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    sink.close();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "close took {took:?}");
+    let stats = sink.stats();
+    assert_eq!(stats.records_sent + stats.not_sent.flows, 60_000, "{stats:?}");
+    assert!(stats.not_sent.flows > 0, "the collector took everything? {stats:?}");
+    holder.join().unwrap();
+}

@@ -54,6 +54,10 @@ pub trait RecordSink {
     /// When the destination fails; the caller reports it and goes on.
     fn write(&mut self, records: &[FlowRecord], ctx: &mut ExportContext<'_>) -> std::io::Result<()>;
 
+    /// Starts closing without waiting, so several sinks flush at once and
+    /// shutdown takes the longest flush, not their sum; `close` follows.
+    fn begin_close(&mut self) {}
+
     /// Stops the sink, sending what it still holds if it can; called once,
     /// after the last `write`.
     fn close(&mut self) {}

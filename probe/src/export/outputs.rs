@@ -156,6 +156,9 @@ impl RecordSink for Outputs {
 
     fn close(&mut self) {
         for (_, sink) in &mut self.sinks {
+            sink.begin_close();
+        }
+        for (_, sink) in &mut self.sinks {
             sink.close();
         }
     }

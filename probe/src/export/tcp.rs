@@ -62,6 +62,9 @@ struct Queue {
     deadline: Option<Instant>,
     stats: SinkStats,
     connected: bool,
+    /// A handle on the live connection, so `close` can break a write the
+    /// collector does not take at the deadline.
+    live: Option<TcpStream>,
 }
 
 impl Queue {
@@ -200,10 +203,26 @@ impl TcpSink {
         }
     }
 
+    /// Sets the flush deadline (once) and wakes the thread.
+    fn begin_stop(&self) -> Instant {
+        let deadline = *self.shared.lock().deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
+        self.shared.wake.notify_all();
+        deadline
+    }
+
     fn stop(&mut self) {
         let Some(thread) = self.thread.take() else { return };
-        self.shared.lock().deadline = Some(Instant::now() + FLUSH_TIMEOUT);
-        self.shared.wake.notify_all();
+        let deadline = self.begin_stop();
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !thread.is_finished() {
+            // Blocked in a write a collector that reads nothing never
+            // completes: break the connection, so the deadline holds.
+            if let Some(live) = self.shared.lock().live.take() {
+                let _ = live.shutdown(std::net::Shutdown::Both);
+            }
+        }
         if thread.join().is_err() {
             tracing::error!(collector = %self.collector, "the export thread panicked");
         }
@@ -255,6 +274,12 @@ impl RecordSink for TcpSink {
         Ok(())
     }
 
+    fn begin_close(&mut self) {
+        if self.thread.is_some() {
+            self.begin_stop();
+        }
+    }
+
     fn close(&mut self) {
         self.stop();
     }
@@ -295,13 +320,29 @@ fn connection_loop(shared: &Shared, collector: &Collector, local: SocketAddr, te
     let mut backoff = MIN_BACKOFF;
     let mut error_log = Throttle::new(ERROR_LOG_INTERVAL);
     loop {
-        match connect(local, collector.address) {
+        // While closing, no attempt may outlast the deadline.
+        let timeout = match shared.lock().deadline {
+            Some(deadline) => CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now())),
+            None => CONNECT_TIMEOUT,
+        };
+        if timeout.is_zero() {
+            break;
+        }
+        match connect(local, collector.address, timeout) {
             Ok(stream) => {
                 backoff = MIN_BACKOFF;
                 tracing::info!(collector = %collector, source = %local, "connected to collector");
-                shared.lock().connected = true;
+                {
+                    let mut q = shared.lock();
+                    q.connected = true;
+                    q.live = stream.try_clone().ok();
+                }
                 let outcome = serve(shared, &stream, templates);
-                shared.lock().connected = false;
+                {
+                    let mut q = shared.lock();
+                    q.connected = false;
+                    q.live = None;
+                }
                 match outcome {
                     Ok(()) => break,
                     Err(error) => {
@@ -344,11 +385,11 @@ fn connection_loop(shared: &Shared, collector: &Collector, local: SocketAddr, te
     }
 }
 
-fn connect(local: SocketAddr, remote: SocketAddr) -> io::Result<TcpStream> {
+fn connect(local: SocketAddr, remote: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(remote), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&local.into())?;
-    socket.connect_timeout(&remote.into(), CONNECT_TIMEOUT)?;
+    socket.connect_timeout(&remote.into(), timeout)?;
     socket.set_nodelay(true)?;
     socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
     socket.set_keepalive(true)?;
