@@ -3,7 +3,10 @@
 //! other VNIs and VLANs, and traffic that reuses the export tuple. Each
 //! asserts the records hold exactly what was sent. Needs root.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::unix::ffi::OsStrExt as _,
+};
 
 use vxflow_testkit::{
     netns::RawSender,
@@ -28,7 +31,7 @@ fn inner_udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
     f
 }
 
-fn records_of<'a>(done: &'a Finished, src: IpAddr, dst_port: u16) -> Vec<&'a Record> {
+fn records_of(done: &Finished, src: IpAddr, dst_port: u16) -> Vec<&Record> {
     done.records.iter().filter(|r| r.src_addr == src && r.dst_port == Some(dst_port)).collect()
 }
 
@@ -59,13 +62,13 @@ fn a_pod_cannot_forge_a_tunnel_or_hide_a_flow() {
     for (round, select) in (0u16..).zip(selections) {
         let args: Vec<&str> = select.iter().chain(&common).copied().collect();
         let vxflow = Vxflow::start(&n1.ns, &args);
-        let (victim_sport, victim_dport) = (41000 + round, 9300 + round);
+        let (victim_from, victim_to) = (41000 + round, 9300 + round);
         let mut forged = packets::vxlan_header(0x08, 999).to_vec();
-        forged.extend(inner_udp(victim.addr, victim_peer.addr, victim_sport, victim_dport));
+        forged.extend(inner_udp(victim.addr, victim_peer.addr, victim_from, victim_to));
         let (sent_victim, sent_forged) = std::thread::scope(|s| {
             let v = s.spawn(|| {
-                let src = SocketAddr::new(victim.addr, victim_sport);
-                let dst = SocketAddr::new(victim_peer.addr, victim_dport);
+                let src = SocketAddr::new(victim.addr, victim_from);
+                let dst = SocketAddr::new(victim_peer.addr, victim_to);
                 udp_datagrams(&victim.ns, src, &victim_peer.ns, dst, 300, &[7; 100])
             });
             let a = s.spawn(|| {
@@ -78,7 +81,7 @@ fn a_pod_cannot_forge_a_tunnel_or_hide_a_flow() {
         let done = vxflow.stop();
         let forged_records: Vec<&Record> = done.records.iter().filter(|r| r.vni == Some(999)).collect();
         assert!(forged_records.is_empty(), "{select:?}: a forged VNI was exported: {forged_records:#?}");
-        let victim_records = records_of(&done, victim.addr, victim_dport);
+        let victim_records = records_of(&done, victim.addr, victim_to);
         let want = if select.contains(&"--per-interface-records") { 300 * 4 } else { 300 };
         assert_eq!(packets_of(&victim_records), want, "{select:?}: the victim's flow: {victim_records:#?}");
         let attack = records_of(&done, attacker.addr, 4789);
@@ -249,7 +252,7 @@ fn the_control_socket_replaces_only_a_stale_socket() {
     let run = |socket: &std::path::Path| {
         let argv =
             [bin.to_str().unwrap(), "run", "-i", "v0", "--no-metrics", "--control-socket", socket.to_str().unwrap()];
-        let mut child = a.command(&argv).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let child = a.command(&argv).stderr(std::process::Stdio::piped()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(2));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
@@ -267,4 +270,54 @@ fn the_control_socket_replaces_only_a_stale_socket() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("control socket ready"), "{stderr}");
     assert!(!stale.exists(), "the socket is removed at exit");
+}
+
+/// An interface whose name is not UTF-8 is reported once, by its escaped
+/// name, and the others are watched as usual.
+#[test]
+fn an_interface_name_that_is_not_utf8_is_reported_and_the_rest_watched() {
+    require_root();
+    let (a, _b) = vxflow_testkit::topology::veth_pair("utf8");
+    let status = a
+        .command(&["ip", "link", "add"])
+        .arg(std::ffi::OsStr::from_bytes(b"bad\xff"))
+        .args(["type", "veth", "peer", "name", "okpeer"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut vxflow = Vxflow::start(&a, &["-i", "*", "-i", "!lo", "--poll-interval", "100ms"]);
+    vxflow.wait_for_log("interface name is not UTF-8", std::time::Duration::from_secs(5));
+    let attached = vxflow.ctl(&["stats"])["stats"]["attached"].clone();
+    assert_eq!(attached, serde_json::json!(["okpeer", "v0"]));
+    a.exec(&["ping", "-q", "-c", "3", "-i", "0.05", "10.9.0.2"]);
+    let done = vxflow.stop();
+    assert!(done.stderr.contains("name=bad\\xff"), "{}", done.stderr);
+    assert_eq!(done.stderr.matches("interface name is not UTF-8").count(), 1, "reported once");
+    assert_eq!(done.counter("seen_packets"), 6);
+}
+
+/// A flow map the kernel cannot allocate (here a memory cgroup of 200 MB
+/// against the largest allowed map) is reported as that, naming the keys to
+/// lower, not as a privilege or BTF problem.
+#[test]
+fn a_map_too_large_for_the_kernel_names_the_keys_to_lower() {
+    require_root();
+    let (a, _b) = vxflow_testkit::topology::veth_pair("bigmap");
+    let cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/{}", a.name()));
+    assert!(cgroup.parent().unwrap().exists(), "this test needs the cgroup v1 memory controller");
+    std::fs::create_dir(&cgroup).unwrap();
+    std::fs::write(cgroup.join("memory.limit_in_bytes"), "200M").unwrap();
+    let bin = vxflow_testkit::probe::binary();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} {} run -i v0 --no-metrics --no-control --flow-map-entries 4194304",
+        cgroup.display(),
+        a.name(),
+        bin.display()
+    );
+    let out = std::process::Command::new("timeout").args(["60", "sh", "-c", &script]).output().unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not create map") && stderr.contains("kernel.flow_map_entries"), "{stderr}");
+    assert!(!stderr.contains("needs root"), "{stderr}");
 }

@@ -47,7 +47,7 @@ pub fn claim() -> std::io::Result<Claim> {
 #[must_use]
 pub fn sweep(programs: [(&str, TcAttachType); 2]) -> Vec<String> {
     let mut swept = Vec::new();
-    for name in interface_names() {
+    for (_, name) in crate::ifaces::all_names().into_iter().filter_map(|(i, n)| Some((i, n.ok()?))) {
         for (program, attach_type) in programs {
             // Fails when the interface has no clsact qdisc or no such
             // filter: the common case, nothing to do.
@@ -58,27 +58,4 @@ pub fn sweep(programs: [(&str, TcAttachType); 2]) -> Vec<String> {
         }
     }
     swept
-}
-
-/// Names of the namespace's interfaces (`if_nameindex`); names that are not
-/// UTF-8 cannot carry a filter of ours (aya names interfaces by `&str`).
-fn interface_names() -> Vec<String> {
-    let mut names = Vec::new();
-    // SAFETY: if_nameindex returns NULL or an array ending in a zero entry,
-    // freed below with if_freenameindex.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return names;
-        }
-        let mut entry = list;
-        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*entry).if_name).to_str() {
-                names.push(name.to_owned());
-            }
-            entry = entry.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    names
 }

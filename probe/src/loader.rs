@@ -115,6 +115,18 @@ pub enum LoadError {
         "loading the eBPF object failed (vxflow needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON, and a kernel with BTF, 5.15 or newer)"
     )]
     Load(#[source] aya::EbpfError),
+    #[error(
+        "the kernel could not create map {name} with kernel.flow_map_entries = {flow_entries} and \
+         kernel.fallback_ring_bytes = {ring_bytes} (the flow maps take about 416 bytes of kernel memory per entry): \
+         lower them"
+    )]
+    MapTooLarge {
+        name: String,
+        flow_entries: u32,
+        ring_bytes: u32,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
     #[error("the eBPF object has no program {0} (build mismatch)")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0} (build mismatch)")]
@@ -182,7 +194,19 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
         .map_max_entries(MAP_FLOWS[1], opts.flow_entries)
         .map_max_entries(vxflow_common::MAP_FALLBACK, opts.fallback_ring_bytes)
         .load(EBPF_OBJECT)
-        .map_err(LoadError::Load)?;
+        .map_err(|source| match &source {
+            aya::EbpfError::MapError(MapError::CreateError { name, io_error })
+                if matches!(io_error.raw_os_error(), Some(libc::ENOMEM | libc::E2BIG | libc::EINVAL)) =>
+            {
+                LoadError::MapTooLarge {
+                    name: name.clone(),
+                    flow_entries: opts.flow_entries,
+                    ring_bytes: opts.fallback_ring_bytes,
+                    source: Box::new(source),
+                }
+            }
+            _ => LoadError::Load(source),
+        })?;
 
     for dir in Direction::BOTH {
         let name = dir.program();

@@ -15,7 +15,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        // netlink-proto logs a message it cannot decode (an interface name
+        // that is not UTF-8) as a hex dump at every rescan; vxflow reports
+        // such interfaces itself, once.
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,netlink_proto::codecs=off")),
+        )
         .init();
     let cli = Cli::parse();
     match run(cli) {

@@ -5,9 +5,25 @@ use std::fmt::Write as _;
 use super::Response;
 use crate::snapshot::Snapshot;
 
-/// The answer as text for a terminal.
+/// The answer as text for a terminal. Control characters (an interface
+/// name may hold an escape sequence) are shown escaped, never sent to the
+/// terminal.
 #[must_use]
 pub fn text(response: &Response) -> String {
+    escape_controls(&raw_text(response))
+}
+
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = c.is_control() && c != '\n';
+            let (escaped, plain) = if escape { (Some(c.escape_default()), None) } else { (None, Some(c)) };
+            escaped.into_iter().flatten().chain(plain)
+        })
+        .collect()
+}
+
+fn raw_text(response: &Response) -> String {
     match response {
         Response::Stats(s) => stats(s),
         Response::Flows(flows) if flows.is_empty() => "no flows in the cache\n".into(),
@@ -107,4 +123,19 @@ fn flow_line(v: &serde_json::Value) -> String {
     }
     let _ = writeln!(line, " {} packets {} bytes", s("packets").unwrap_or_default(), s("bytes").unwrap_or_default());
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interface named with an escape sequence (`ip link set dev x name
+    /// $'e\e[2J'`) reaches the terminal escaped.
+    #[test]
+    fn control_characters_are_escaped() {
+        let snapshot = Snapshot { attached: vec!["e\u{1b}[2J".into(), "bell\u{7}".into()], ..Snapshot::default() };
+        let out = text(&Response::Stats(Box::new(snapshot)));
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("e\\u{1b}[2J, bell\\u{7}"), "{out}");
+    }
 }

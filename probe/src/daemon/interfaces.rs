@@ -27,6 +27,8 @@ pub(super) struct InterfaceState {
     pub tunnel_interfaces: BTreeMap<u32, String>,
     /// Whether the last rescan found nothing to watch (reported once).
     idle: bool,
+    /// Interfaces whose names are not UTF-8, already reported.
+    unusable: BTreeSet<u32>,
 }
 
 impl InterfaceState {
@@ -100,6 +102,7 @@ impl Daemon {
             }
         }
         self.report_missing(inv);
+        self.report_unusable_names();
         self.follow_vxlan_ports(inv);
         let idle = self.datapath.attached().is_empty();
         if idle && !self.interfaces.idle {
@@ -128,6 +131,23 @@ impl Daemon {
                 self.interfaces.tunnel_interfaces = trusted;
             }
             Err(error) => tracing::error!(error = %crate::error_chain(&error), "cannot set where tunnels are parsed"),
+        }
+    }
+
+    /// Warns once about each interface whose name is not UTF-8: rtnetlink
+    /// cannot decode it and aya cannot attach to it, so it is not watched
+    /// whatever `interfaces` says.
+    fn report_unusable_names(&mut self) {
+        for (index, name) in crate::ifaces::all_names() {
+            if let Err(escaped) = name
+                && self.interfaces.unusable.insert(index)
+            {
+                tracing::warn!(
+                    ifindex = index,
+                    name = %escaped,
+                    "interface name is not UTF-8: vxflow cannot watch it; rename it (ip link set dev ... name ...)"
+                );
+            }
         }
     }
 

@@ -25,6 +25,31 @@ pub fn index_of(name: &str) -> std::io::Result<Option<u32>> {
     }
 }
 
+/// Every interface of the namespace (`if_nameindex`), with its name, or
+/// the name's bytes shown escaped when it is not UTF-8: such an interface
+/// cannot be attached (aya names interfaces by `&str`).
+#[must_use]
+pub fn all_names() -> Vec<(u32, Result<String, String>)> {
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns NULL or an array ending in a zero entry,
+    // freed below with if_freenameindex.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+            let bytes = std::ffi::CStr::from_ptr((*entry).if_name).to_bytes();
+            let name = std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| bytes.escape_ascii().to_string());
+            names.push(((*entry).if_index, name));
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
+}
+
 /// The name of interface `index`, or `None` if it is gone.
 #[must_use]
 pub fn name_of(index: u32) -> Option<String> {

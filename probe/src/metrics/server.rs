@@ -103,7 +103,7 @@ pub async fn serve(addr: SocketAddr, queries: QuerySender, health: Arc<Health>) 
 
 /// Serves each connection with a header timeout and a lifetime, at most
 /// [`MAX_CONNECTIONS`] at once, so clients that connect and idle (on a
-/// DaemonSet's `0.0.0.0:9739`, anyone who can reach the node) cannot use up
+/// `DaemonSet`'s `0.0.0.0:9739`, anyone who can reach the node) cannot use up
 /// the daemon's file descriptors.
 async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
