@@ -321,3 +321,68 @@ fn a_map_too_large_for_the_kernel_names_the_keys_to_lower() {
     assert!(stderr.contains("could not create map") && stderr.contains("kernel.flow_map_entries"), "{stderr}");
     assert!(!stderr.contains("needs root"), "{stderr}");
 }
+
+/// A deterministic stream of bytes for the configuration generator.
+fn xorshift_bytes(mut state: u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Generated configuration files (tests/src/configgen.rs, the config fuzz
+/// target's generator): each either fails `check-config` with one log line,
+/// or starts vxflow, takes a SIGHUP to another such file, and stops cleanly.
+#[test]
+fn generated_configs_fail_on_one_line_or_start_and_reload_cleanly() {
+    use arbitrary::Arbitrary as _;
+    require_root();
+    let (a, _b) = vxflow_testkit::topology::veth_pair("cfggen");
+    let dir = vxflow_testkit::TempDir::new("cfggen");
+    let bin = vxflow_testkit::probe::binary();
+    let (mut valid, mut invalid) = (Vec::new(), 0);
+    for seed in 1..=400u64 {
+        let bytes = xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 512);
+        let Ok(generated) = vxflow_testkit::configgen::GenConfig::arbitrary(&mut arbitrary::Unstructured::new(&bytes))
+        else {
+            continue;
+        };
+        let text = generated.render();
+        let path = dir.join(&format!("{seed}.toml"));
+        std::fs::write(&path, &text).unwrap();
+        let out =
+            a.command(&[bin.to_str().unwrap(), "check-config", "--quiet", path.to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            valid.push(text);
+        } else {
+            invalid += 1;
+            assert_eq!(out.status.code(), Some(1), "{text}\n{stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "not one line:\n{text}\n{stderr}");
+            assert!(stderr.contains("vxflow failed"), "{stderr}");
+        }
+    }
+    assert!(
+        valid.len() >= 6 && invalid >= 100,
+        "{} valid, {invalid} invalid: the generator lost its balance",
+        valid.len()
+    );
+    let config = dir.join("vxflow.toml");
+    for pair in valid.chunks(2).take(6) {
+        std::fs::write(&config, &pair[0]).unwrap();
+        let mut vxflow = Vxflow::start(&a, &["--config", config.to_str().unwrap()]);
+        if let Some(next) = pair.get(1) {
+            std::fs::write(&config, next).unwrap();
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
+            vxflow.wait_for_log("configuration reloaded", std::time::Duration::from_secs(15));
+        }
+        let done = vxflow.stop();
+        assert!(done.stderr.contains("final counters"), "{}\n{}", pair[0], done.stderr);
+        assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod cmd;
 pub mod collectors;
+pub mod configgen;
 pub mod metrics;
 pub mod netns;
 pub mod packets;
