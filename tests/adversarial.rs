@@ -1,0 +1,75 @@
+//! The standing adversarial suite: about 2,000 malformed and hostile frames
+//! (`tests/src/hostile_frames.rs`) through a watched interface that parses
+//! tunnels, interleaved with a well-formed UDP flow. vxflow must survive,
+//! put every frame in exactly one outcome (the outcome counters sum to the
+//! frames seen, which equal the frames sent), export every packet it
+//! accounted, and count the well-formed flow exactly. Needs root.
+
+use std::net::SocketAddr;
+
+use vxflow_testkit::{
+    hostile_frames, netns::RawSender, probe::Vxflow, require_root, topology::veth_pair, traffic::udp_datagrams,
+};
+
+const CONTROL: u32 = 500;
+
+fn sent_frames(frames: &[(String, Vec<u8>)]) -> u64 {
+    u64::try_from(frames.len()).unwrap() + u64::from(CONTROL)
+}
+
+#[test]
+fn hostile_frames_are_each_counted_once_and_leave_good_flows_exact() {
+    require_root();
+    let (a, b) = veth_pair("adversary");
+    // Jumbo frames too (the GSO fixtures are 3 kB).
+    a.ip("link set v0 mtu 9000");
+    b.ip("link set v1 mtu 9000");
+    for seed in [1u64, 0x5eed] {
+        let frames = hostile_frames::frames(seed);
+        assert!(frames.len() > 1000, "{} frames", frames.len());
+        let vxflow = Vxflow::start(&a, &["-i", "v0", "--tunnel-interface", "v0", "--poll-interval", "100ms"]);
+        let before = a.counters("v0");
+        let control = std::thread::scope(|s| {
+            let control = s.spawn(|| {
+                let src: SocketAddr = "10.9.0.2:5555".parse().unwrap();
+                udp_datagrams(&b, src, &a, "10.9.0.1:7777".parse().unwrap(), CONTROL, &[0x11; 200])
+            });
+            s.spawn(|| {
+                b.enter_thread();
+                let sender = RawSender::new("v1");
+                for (i, (_, frame)) in frames.iter().enumerate() {
+                    sender.send(frame);
+                    if i % 16 == 15 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            });
+            control.join().unwrap()
+        });
+        assert_eq!(control, CONTROL);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let done = vxflow.stop();
+        assert_eq!(a.counters("v0").since(&before).rx_packets, sent_frames(&frames), "seed {seed}: v0 received");
+        let c = |name| done.counter(name);
+        let buckets = c("accounted_packets")
+            + c("fallback_packets")
+            + c("lost_packets")
+            + c("non_ip_packets")
+            + c("malformed_packets")
+            + c("self_export_packets");
+        let sent = sent_frames(&frames);
+        assert_eq!(c("seen_packets"), buckets, "seed {seed}: the outcomes do not sum: {}", done.stderr);
+        assert_eq!(c("seen_packets"), sent, "seed {seed}: frames seen != frames sent: {}", done.stderr);
+        assert_eq!(c("lost_packets"), 0);
+        assert!(c("malformed_packets") > 100 && c("vxlan_packets") > 10, "seed {seed}: {}", done.stderr);
+        let exported: u64 = done.records.iter().map(|r| r.packets).sum();
+        assert_eq!(exported, c("accounted_packets") + c("fallback_packets"), "seed {seed}: accounted but not exported");
+        let good: u64 = done
+            .records
+            .iter()
+            .filter(|r| r.src_port == Some(5555) && r.dst_port == Some(7777) && r.tunnel.is_none())
+            .map(|r| r.packets)
+            .sum();
+        assert_eq!(good, u64::from(CONTROL), "seed {seed}: the well-formed flow");
+    }
+}
