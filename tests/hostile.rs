@@ -4,6 +4,7 @@
 //! asserts the records hold exactly what was sent. Needs root.
 
 use std::{
+    fmt::Write as _,
     net::{IpAddr, SocketAddr},
     os::unix::ffi::OsStrExt as _,
 };
@@ -385,4 +386,44 @@ fn generated_configs_fail_on_one_line_or_start_and_reload_cleanly() {
         assert!(done.stderr.contains("final counters"), "{}\n{}", pair[0], done.stderr);
         assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
     }
+}
+
+/// Reloads that cannot be applied whole are refused whole, and the daemon
+/// runs on under its old configuration: 40 collectors (more than the
+/// datapath can leave out of accounting), timeouts that overflow a clock.
+#[test]
+fn a_reload_that_cannot_apply_is_refused_whole() {
+    require_root();
+    let (a, _b) = vxflow_testkit::topology::veth_pair("refuse");
+    let dir = vxflow_testkit::TempDir::new("refuse");
+    let config = dir.join("vxflow.toml");
+    let base = "interfaces = [\"v0\"]\n[kernel]\npoll_interval = \"100ms\"\n";
+    let one = format!("{base}[[collector]]\naddress = \"10.9.0.2:4739\"\nprotocol = \"ipfix\"\n");
+    std::fs::write(&config, &one).unwrap();
+    let mut vxflow = Vxflow::start(&a, &["--config", config.to_str().unwrap()]);
+    let mut forty = String::new();
+    for port in 5000..5040 {
+        let _ = writeln!(forty, "[[collector]]\naddress = \"10.9.0.2:{port}\"\nprotocol = \"ipfix\"");
+    }
+    let overflow = one.replace(
+        "poll_interval = \"100ms\"",
+        "poll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"300000000000y\"",
+    );
+    for (i, bad) in [format!("{base}{forty}"), overflow].iter().enumerate() {
+        std::fs::write(&config, bad).unwrap();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
+        vxflow.wait_for_log_count("configuration rejected", i + 1, std::time::Duration::from_secs(10));
+        assert!(vxflow.running(), "a rejected reload stopped vxflow");
+    }
+    let stats = vxflow.ctl(&["stats"]);
+    assert_eq!(stats["stats"]["collectors"].as_array().map(Vec::len), Some(1), "{stats}");
+    let done = vxflow.stop();
+    assert!(!done.stderr.contains("cannot exclude"), "{}", done.stderr);
+    assert!(done.stderr.contains("at most 32 collectors"), "{}", done.stderr);
+    assert!(done.stderr.contains("cache.inactive_timeout"), "{}", done.stderr);
+    // v0 carried the export, left out, and the absent collector's ICMP
+    // port-unreachable answers, which are not export.
+    assert!(done.counter("self_export_packets") > 0, "{}", done.stderr);
+    assert!(done.records.iter().all(|r| r.protocol == "icmp"), "export was accounted: {:#?}", done.records);
 }

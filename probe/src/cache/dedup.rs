@@ -13,9 +13,10 @@
 //!   VNIs or outer tuples disagree are different packets, whichever
 //!   interfaces saw them.
 //! - **A duplicate needs a packet to duplicate.** A follower's packets are
-//!   matched one for one against its owner's packets of the same batch or
-//!   the batch before or after (a packet can cross the two interfaces on
-//!   either side of a generation flip). What finds no owner packet is not a
+//!   matched one for one against its owner's packets of the same batch, or
+//!   of the batch before or after when the two were seen moments apart (a
+//!   packet can cross the two interfaces on either side of a generation
+//!   flip). What finds no owner packet is not a
 //!   duplicate: it is kept, as a flow of its own on the follower's
 //!   interface. So a forged or spoofed packet can at most stand for one real
 //!   packet, never a whole flow, and traffic the owner does not see (a
@@ -31,6 +32,14 @@ use crate::drain::FlowDelta;
 /// followers do before it gives the tuple up (the path moved). Its
 /// followers' packets are kept in the meantime, not dropped.
 const OWNER_PATIENCE: u8 = 3;
+
+/// How far apart in time two sightings of one packet may be: a packet
+/// crosses a node's interfaces in microseconds; a generation flip between
+/// them only splits the two sightings across batches. Owner packets of one
+/// batch match a follower's of the next only this close to each other, so a
+/// path that moves (one interface's last packets, then another's first) is
+/// not taken for one packet seen twice.
+const SIGHTING_WINDOW_NS: u64 = 50_000_000;
 
 /// What the deduplication of one batch gives.
 #[derive(Debug, Default)]
@@ -62,6 +71,8 @@ struct Owner {
     /// Packets it saw in the previous batch: what a follower that shows up
     /// one batch late may match.
     previous: u64,
+    /// When the last of those was seen.
+    previous_last_ns: u64,
     /// Batches in a row with followers' packets but none of its own.
     missed: u8,
 }
@@ -73,6 +84,8 @@ struct Follower {
     /// The owner's packets of the previous batch this follower has not
     /// matched yet.
     spare: u64,
+    /// Packets of ours first seen later than this cannot be the spare ones.
+    spare_until_ns: u64,
     /// This follower's packets of the previous batch that matched no owner
     /// packet yet: one more batch to find one, else they are kept.
     pending: Option<FlowStats>,
@@ -170,12 +183,12 @@ impl Dedup {
 impl Group {
     fn batch(&mut self, sightings: &[FlowDelta], out: &mut Outcome) {
         // Owners keep everything they saw.
-        let mut seen: Vec<u64> = vec![0; self.owners.len()];
+        let mut seen: Vec<Option<FlowStats>> = vec![None; self.owners.len()];
         let mut rest = Vec::new();
         for s in sightings {
             match self.owners.iter().position(|o| o.key == s.key) {
                 Some(i) => {
-                    seen[i] = s.stats.packets;
+                    seen[i] = Some(s.stats);
                     out.kept.push(*s);
                 }
                 None => rest.push(*s),
@@ -190,19 +203,25 @@ impl Group {
                 continue;
             }
             if let Some(o) = self.owners.iter().find(|o| compatible(&o.key, &s.key)) {
-                self.followers.push(Follower { key: s.key, owner: o.key, spare: o.previous, pending: None });
+                self.followers.push(Follower {
+                    key: s.key,
+                    owner: o.key,
+                    spare: o.previous,
+                    spare_until_ns: o.previous_last_ns.saturating_add(SIGHTING_WINDOW_NS),
+                    pending: None,
+                });
                 follower_seen.push(Some(s.stats));
             } else {
-                self.owners.push(Owner { key: s.key, previous: 0, missed: 0 });
-                seen.push(s.stats.packets);
+                self.owners.push(Owner { key: s.key, previous: 0, previous_last_ns: 0, missed: 0 });
+                seen.push(Some(s.stats));
                 out.kept.push(s);
             }
         }
         let mut overflowed = Vec::new();
         for (i, (f, now)) in self.followers.iter_mut().zip(follower_seen).enumerate() {
-            let owner_now = self.owners.iter().position(|o| o.key == f.owner).map_or(0, |i| seen[i]);
+            let owner_now = self.owners.iter().position(|o| o.key == f.owner).and_then(|i| seen[i]);
             if let Some(overflow) = f.settle(owner_now, now, out) {
-                overflowed.push((i, now.map_or(0, |s| s.packets), overflow));
+                overflowed.push((i, now, overflow));
             }
         }
         self.regroup(&overflowed, &mut seen, out);
@@ -210,9 +229,10 @@ impl Group {
         // matched are never offered to them again as a late follower's.
         // An owner that sees nothing while its followers do has lost the path.
         let followed: Vec<FlowKey> = self.followers.iter().filter(|f| f.pending.is_some()).map(|f| f.owner).collect();
-        for (o, &now) in self.owners.iter_mut().zip(&seen) {
-            o.previous = now;
-            if now > 0 {
+        for (o, now) in self.owners.iter_mut().zip(&seen) {
+            o.previous = packets(*now);
+            o.previous_last_ns = now.map_or(0, |s| s.last_seen_ns);
+            if o.previous > 0 {
                 o.missed = 0;
             } else if followed.contains(&o.key) {
                 o.missed += 1;
@@ -227,11 +247,18 @@ impl Group {
     /// see the owner's packets: each follows another compatible owner if
     /// there is one (the victim's own flow, when a forged sighting owned the
     /// tuple), else it owns its packets from now on.
-    fn regroup(&mut self, overflowed: &[(usize, u64, FlowStats)], seen: &mut Vec<u64>, out: &mut Outcome) {
+    fn regroup(
+        &mut self,
+        overflowed: &[(usize, Option<FlowStats>, FlowStats)],
+        seen: &mut Vec<Option<FlowStats>>,
+        out: &mut Outcome,
+    ) {
         // What each owner kept of the previous batch: a promoted follower's
         // overflow, else its previous count.
         let mut previous: Vec<u64> = self.owners.iter().map(|o| o.previous).collect();
         let mut promoted = Vec::new();
+        // (old owner, new owner): a path that moved.
+        let mut demoted: Vec<(FlowKey, FlowKey)> = Vec::new();
         for &(i, now, overflow) in overflowed {
             let f = &mut self.followers[i];
             let other = self.owners.iter().position(|o| o.key != f.owner && compatible(&o.key, &f.key));
@@ -240,7 +267,16 @@ impl Group {
                 if let Some(stats) = f.pending.take() {
                     out.kept.push(FlowDelta { key: f.key, stats });
                 }
-                self.owners.push(Owner { key: f.key, previous: 0, missed: 0 });
+                // An owner that saw nothing this batch lost the path to its
+                // follower: it follows the new owner, so the path moving
+                // back is matched, not counted twice. One that still sees
+                // packets sees other packets (a forged sighting, one side
+                // of a split path) and stays an owner.
+                let old = self.owners.iter().position(|o| o.key == f.owner);
+                if let Some(o) = old.filter(|&o| seen[o].is_none() && !demoted.iter().any(|(d, _)| *d == f.owner)) {
+                    demoted.push((self.owners[o].key, f.key));
+                }
+                self.owners.push(Owner { key: f.key, previous: 0, previous_last_ns: 0, missed: 0 });
                 seen.push(now);
                 previous.push(overflow.packets);
                 promoted.push(f.key);
@@ -254,9 +290,10 @@ impl Group {
             if let Some(rest) = rest {
                 out.kept.push(FlowDelta { key: f.key, stats: rest });
             }
-            f.spare = seen[j];
+            f.spare = packets(seen[j]);
+            f.spare_until_ns = seen[j].map_or(0, |s| s.last_seen_ns.saturating_add(SIGHTING_WINDOW_NS));
             if let Some(pending) = f.pending.take() {
-                let matched = pending.packets.min(seen[j]);
+                let matched = pending.packets.min(packets(seen[j]));
                 let (dup, rest) = split(pending, matched);
                 count_duplicate(&dup, out);
                 f.spare -= matched;
@@ -264,6 +301,17 @@ impl Group {
             }
         }
         self.followers.retain(|f| !promoted.contains(&f.key));
+        for (old, new) in demoted {
+            if let Some(o) = self.owners.iter().position(|o| o.key == old) {
+                self.owners.remove(o);
+                seen.remove(o);
+            }
+            for f in self.followers.iter_mut().filter(|f| f.owner == old) {
+                f.owner = new;
+                f.spare = 0;
+            }
+            self.followers.push(Follower { key: old, owner: new, spare: 0, spare_until_ns: 0, pending: None });
+        }
     }
 
     /// Removes the owners `gone` selects, and their followers, whose waiting
@@ -292,22 +340,26 @@ impl Follower {
     /// (`owner_now`) and what is left of its previous batch.
     /// Returns the packets of the previous batch that found no owner packet;
     /// the caller keeps them.
-    fn settle(&mut self, owner_now: u64, now: Option<FlowStats>, out: &mut Outcome) -> Option<FlowStats> {
+    fn settle(&mut self, owner: Option<FlowStats>, now: Option<FlowStats>, out: &mut Outcome) -> Option<FlowStats> {
         let mut overflow = None;
-        let mut owner_left = owner_now;
+        let mut owner_left = packets(owner);
         // Last batch's packets get one more batch: the owner may have seen
-        // them after the flip.
+        // them after the flip, moments later.
         if let Some(pending) = self.pending.take() {
-            let matched = pending.packets.min(owner_left);
+            let close =
+                owner.is_some_and(|o| o.first_seen_ns <= pending.last_seen_ns.saturating_add(SIGHTING_WINDOW_NS));
+            let matched = if close { pending.packets.min(owner_left) } else { 0 };
             owner_left -= matched;
             let (dup, kept) = split(pending, matched);
             count_duplicate(&dup, out);
             overflow = kept;
         }
-        // What is left of the owner's previous batch is used first, then
-        // this batch's; the rest of the previous batch expires here.
+        // What is left of the owner's previous batch is used first, if it
+        // was moments ago, then this batch's; the rest of the previous
+        // batch expires here.
         let spare = std::mem::take(&mut self.spare);
         if let Some(stats) = now {
+            let spare = if stats.first_seen_ns <= self.spare_until_ns { spare } else { 0 };
             let matched = stats.packets.min(spare + owner_left);
             owner_left -= matched - matched.min(spare);
             let (dup, pending) = split(stats, matched);
@@ -315,8 +367,9 @@ impl Follower {
             self.pending = pending;
         }
         // Owner packets of this batch no packet of ours matched yet: ours
-        // may come in the next batch. Older ones expire.
+        // may come in the next batch, moments later. Older ones expire.
         self.spare = owner_left;
+        self.spare_until_ns = owner.map_or(0, |o| o.last_seen_ns.saturating_add(SIGHTING_WINDOW_NS));
         overflow
     }
 }
@@ -337,6 +390,10 @@ fn split(stats: FlowStats, matched: u64) -> (FlowStats, Option<FlowStats>) {
         ..stats
     };
     (dup, Some(rest))
+}
+
+fn packets(stats: Option<FlowStats>) -> u64 {
+    stats.map_or(0, |s| s.packets)
 }
 
 fn scale(value: u64, part: u64, whole: u64) -> u64 {

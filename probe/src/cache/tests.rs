@@ -353,27 +353,56 @@ fn a_forged_sighting_cannot_hide_a_flow() {
 /// flip, in either order: still duplicates, none kept twice.
 #[test]
 fn dedup_matches_packets_a_batch_apart() {
+    // Continuous traffic: each batch's packets span the second before it, so
+    // the two sightings of a packet that straddles a flip are moments apart.
+    let span = |key, at: u64, packets, flags| {
+        let mut d = delta(key, at, packets, flags);
+        d.stats.first_seen_ns = (at - 1) * S + 1_000_000;
+        d
+    };
     let plain = key(1, 2, 1000, 80, 17, DIRECTION_EGRESS);
     let (veth, eth0) = (FlowKey { ifindex: 7, ..plain }, vxlan(plain, 2, 1, 1));
     // The follower a batch behind the owner (ingress: eth0 first).
     let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
-    run(&mut c, &[delta(eth0, 1, 10, 0)], 1);
-    run(&mut c, &[delta(eth0, 2, 10, 0), delta(veth, 2, 10, 0)], 2);
-    run(&mut c, &[delta(veth, 3, 10, 0)], 3);
+    run(&mut c, &[span(eth0, 1, 10, 0)], 1);
+    run(&mut c, &[span(eth0, 2, 10, 0), span(veth, 2, 10, 0)], 2);
+    run(&mut c, &[span(veth, 3, 10, 0)], 3);
     assert_eq!(flushed(&mut c), [(eth0, 20)]);
     assert_eq!(c.stats().duplicate_packets, 20);
     // The follower a batch ahead (egress: the veth first).
     let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
-    run(&mut c, &[delta(eth0, 1, 1, 0), delta(veth, 1, 11, 0)], 1);
-    run(&mut c, &[delta(eth0, 2, 10, 0)], 2);
+    run(&mut c, &[span(eth0, 1, 1, 0), span(veth, 1, 11, 0)], 1);
+    run(&mut c, &[span(eth0, 2, 10, 0)], 2);
     assert_eq!(flushed(&mut c), [(eth0, 11)]);
     assert_eq!(c.stats().duplicate_packets, 11);
     // Packets of a follower no owner packet ever matches are kept.
     let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
-    run(&mut c, &[delta(eth0, 1, 1, 0), delta(veth, 1, 11, 0)], 1);
-    run(&mut c, &[delta(eth0, 2, 3, 0)], 2);
+    run(&mut c, &[span(eth0, 1, 1, 0), span(veth, 1, 11, 0)], 1);
+    run(&mut c, &[span(eth0, 2, 3, 0)], 2);
     run(&mut c, &[], 3);
     let mut got = flushed(&mut c);
     got.sort_unstable_by_key(|(k, _)| k.ifindex);
     assert_eq!(got, [(eth0, 4), (veth, 7)]);
+}
+
+/// A route that flaps between two interfaces: each packet once, whichever
+/// interface carries it, never twice after the path returns, and never taken
+/// for a duplicate of the other interface's last packets a second before.
+#[test]
+fn dedup_follows_a_flapping_path_without_counting_twice() {
+    let k = key(1, 2, 1000, 80, 17, DIRECTION_EGRESS);
+    let (eth0, eth1) = (FlowKey { ifindex: 2, ..k }, FlowKey { ifindex: 3, ..k });
+    let mut c = FlowCache::new(CacheConfig { dedup: true, ..config() });
+    run(&mut c, &[delta(eth0, 1, 10, 0), delta(eth1, 1, 10, 0)], 1);
+    let mut sent = 10;
+    for (from, to, iface) in [(2, 5, eth1), (5, 8, eth0), (8, 11, eth1), (11, 12, eth0)] {
+        for at in from..to {
+            run(&mut c, &[delta(iface, at, 10, 0)], at);
+            sent += 10;
+        }
+    }
+    run(&mut c, &[], 13);
+    let exported: u64 = flushed(&mut c).iter().map(|(_, p)| p).sum();
+    assert_eq!(exported, sent, "each packet once");
+    assert_eq!(c.stats().duplicate_packets, 10);
 }
