@@ -253,9 +253,12 @@ impl Group {
         seen: &mut Vec<Option<FlowStats>>,
         out: &mut Outcome,
     ) {
-        // What each owner kept of the previous batch: a promoted follower's
-        // overflow, else its previous count.
-        let mut previous: Vec<u64> = self.owners.iter().map(|o| o.previous).collect();
+        // What a re-attached follower's overflow may match: the overflow a
+        // follower promoted in this pass kept (the same packets, seen on
+        // the promoted one's interface). An existing owner's previous
+        // packets may have been matched by this follower already, when it
+        // followed that owner, so they are not offered again.
+        let mut previous: Vec<u64> = vec![0; self.owners.len()];
         let mut promoted = Vec::new();
         // (old owner, new owner): a path that moved.
         let mut demoted: Vec<(FlowKey, FlowKey)> = Vec::new();
