@@ -80,3 +80,25 @@ fn run_waits_for_a_missing_interface_and_says_so() {
     assert!(t.contains("interface does not exist (yet)") && t.contains("iface=nosuch0"), "{t}");
     assert!(t.contains("no interface matches; waiting for one to appear"), "{t}");
 }
+
+/// Values that once passed validation and then overflowed a clock in the
+/// running daemon (exit 101) are refused before anything starts, on one
+/// line naming the key.
+#[test]
+fn run_refuses_durations_that_overflow() {
+    let o = vxflow(&[
+        "run",
+        "--interface",
+        "lo",
+        "--no-control",
+        "--no-metrics",
+        "--poll-interval",
+        "300000000000y",
+        "--inactive-timeout",
+        "300000000000y",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert_eq!(t.trim_end().lines().count(), 1, "{t}");
+    assert!(t.contains("cache.inactive_timeout") || t.contains("kernel.poll_interval"), "{t}");
+}
