@@ -24,6 +24,8 @@
 
 use std::collections::HashMap;
 
+use smallvec::{SmallVec, smallvec};
+
 use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
 
 use crate::drain::FlowDelta;
@@ -44,26 +46,54 @@ const SIGHTING_WINDOW_NS: u64 = 50_000_000;
 /// What the deduplication of one batch gives.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Deltas to merge into the cache: owners', and followers' packets that
-    /// matched no owner packet.
-    pub kept: Vec<FlowDelta>,
+    /// Indexes, in the batch, of the deltas to merge into the cache whole
+    /// (owners').
+    pub kept: Vec<u32>,
+    /// Deltas to merge besides: followers' packets that matched no owner
+    /// packet, and those freed since the last batch.
+    pub extra: Vec<FlowDelta>,
     pub duplicate_packets: u64,
     pub duplicate_bytes: u64,
 }
 
+/// A packet tuple, hashed: groups are keyed by this 8-byte id instead of
+/// the 92-byte tuple (a cached flow's dedup state costs one map entry of
+/// about 150 bytes). Two tuples with one id share a group, safely: owners
+/// and followers are matched by their full keys.
+type TupleId = u64;
+
 #[derive(Debug, Default)]
 pub struct Dedup {
-    groups: HashMap<FlowKey, Group>,
+    /// Keys the tuple hash per process, so nobody outside can aim
+    /// collisions at it.
+    hasher: std::hash::RandomState,
+    groups: HashMap<TupleId, Group>,
     /// Follower packets freed outside a batch (an owner's interface went
     /// away), kept at the next batch.
     loose: Vec<FlowDelta>,
+    /// Tuples with a follower's packets waiting for the next batch.
+    waiting: Vec<TupleId>,
 }
 
+/// A tuple's sightings. Nearly every tuple has one owner and no follower:
+/// the owner is stored inline, so such a tuple costs one map entry and no
+/// allocation.
 #[derive(Debug, Default)]
 struct Group {
-    owners: Vec<Owner>,
+    owners: SmallVec<[Owner; 1]>,
     followers: Vec<Follower>,
 }
+
+/// One key's deltas in this batch, summed, and where they are in it.
+#[derive(Debug)]
+struct Sighting {
+    key: FlowKey,
+    stats: FlowStats,
+    indexes: SmallVec<[u32; 1]>,
+}
+
+/// End of a chain of delta indexes.
+const END: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct Owner {
@@ -94,31 +124,43 @@ struct Follower {
 impl Dedup {
     /// Splits one drain's deltas into kept ones and duplicates.
     pub fn batch(&mut self, deltas: &[FlowDelta]) -> Outcome {
-        let mut out = Outcome { kept: std::mem::take(&mut self.loose), ..Outcome::default() };
-        let mut by_tuple: HashMap<FlowKey, Vec<FlowDelta>> = HashMap::new();
-        for d in deltas {
-            let sightings = by_tuple.entry(packet_key(&d.key)).or_default();
-            // The fallback ring can bring a key more than once.
-            match sightings.iter_mut().find(|s| s.key == d.key) {
-                Some(s) => s.stats = merged(s.stats, d.stats),
-                None => sightings.push(*d),
-            }
+        let mut out = Outcome { extra: std::mem::take(&mut self.loose), ..Outcome::default() };
+        // The batch's deltas by tuple, without copying them: the last index
+        // per tuple, and from each index the previous one of its tuple.
+        let mut heads: HashMap<TupleId, u32> = HashMap::with_capacity(deltas.len());
+        let mut chain: Vec<u32> = vec![END; deltas.len()];
+        for ((i, d), link) in (0u32..).zip(deltas).zip(&mut chain) {
+            let head = heads.entry(self.tuple_id(&d.key)).or_insert(END);
+            *link = *head;
+            *head = i;
         }
         // Groups with a follower waiting for its owner's packets settle even
         // when this batch has nothing of their tuple.
-        let waiting: Vec<FlowKey> = self
-            .groups
-            .iter()
-            .filter(|(t, g)| !by_tuple.contains_key(*t) && g.followers.iter().any(|f| f.pending.is_some()))
-            .map(|(t, _)| *t)
-            .collect();
-        for tuple in waiting {
-            by_tuple.insert(tuple, Vec::new());
+        for tuple in std::mem::take(&mut self.waiting) {
+            heads.entry(tuple).or_insert(END);
         }
-        for (tuple, mut sightings) in by_tuple {
+        let mut sightings: Vec<Sighting> = Vec::new();
+        for (tuple, head) in heads {
+            sightings.clear();
+            let mut i = head;
+            while i != END {
+                let d = &deltas[i as usize];
+                // The fallback ring can bring a key more than once.
+                match sightings.iter_mut().find(|s| s.key == d.key) {
+                    Some(s) => {
+                        s.stats = merged(s.stats, d.stats);
+                        s.indexes.push(i);
+                    }
+                    None => sightings.push(Sighting { key: d.key, stats: d.stats, indexes: smallvec![i] }),
+                }
+                i = chain[i as usize];
+            }
             sightings.sort_unstable_by_key(preference);
             let group = self.groups.entry(tuple).or_default();
             group.batch(&sightings, &mut out);
+            if group.followers.iter().any(|f| f.pending.is_some()) {
+                self.waiting.push(tuple);
+            }
             if group.owners.is_empty() && group.followers.is_empty() {
                 self.groups.remove(&tuple);
             }
@@ -129,7 +171,7 @@ impl Dedup {
     /// `key` no longer owns its tuple (its flow left the cache). Its
     /// followers' waiting packets are kept at the next batch.
     pub fn forget(&mut self, key: &FlowKey) {
-        let tuple = packet_key(key);
+        let tuple = self.tuple_id(key);
         let Some(group) = self.groups.get_mut(&tuple) else {
             return;
         };
@@ -157,6 +199,10 @@ impl Dedup {
         });
     }
 
+    fn tuple_id(&self, key: &FlowKey) -> TupleId {
+        std::hash::BuildHasher::hash_one(&self.hasher, packet_key(key))
+    }
+
     /// Forgets every owner (dedup switched off or on); waiting packets are
     /// kept at the next batch.
     pub fn release_all(&mut self) {
@@ -176,12 +222,13 @@ impl Dedup {
             }
         }
         self.groups.clear();
+        self.waiting.clear();
         out
     }
 }
 
 impl Group {
-    fn batch(&mut self, sightings: &[FlowDelta], out: &mut Outcome) {
+    fn batch(&mut self, sightings: &[Sighting], out: &mut Outcome) {
         // Owners keep everything they saw.
         let mut seen: Vec<Option<FlowStats>> = vec![None; self.owners.len()];
         let mut rest = Vec::new();
@@ -189,9 +236,9 @@ impl Group {
             match self.owners.iter().position(|o| o.key == s.key) {
                 Some(i) => {
                     seen[i] = Some(s.stats);
-                    out.kept.push(*s);
+                    out.kept.extend_from_slice(&s.indexes);
                 }
-                None => rest.push(*s),
+                None => rest.push(s),
             }
         }
         // Each other sighting follows the owner it followed, else a
@@ -214,7 +261,7 @@ impl Group {
             } else {
                 self.owners.push(Owner { key: s.key, previous: 0, previous_last_ns: 0, missed: 0 });
                 seen.push(Some(s.stats));
-                out.kept.push(s);
+                out.kept.extend_from_slice(&s.indexes);
             }
         }
         let mut overflowed = Vec::new();
@@ -239,7 +286,7 @@ impl Group {
             }
         }
         let lost: Vec<FlowKey> = self.owners.iter().filter(|o| o.missed >= OWNER_PATIENCE).map(|o| o.key).collect();
-        self.drop_owners(|o| lost.contains(o), &mut out.kept);
+        self.drop_owners(|o| lost.contains(o), &mut out.extra);
     }
 
     /// Followers whose packets outran their owner's (`(index, packets seen
@@ -266,9 +313,9 @@ impl Group {
             let f = &mut self.followers[i];
             let other = self.owners.iter().position(|o| o.key != f.owner && compatible(&o.key, &f.key));
             let Some(j) = other else {
-                out.kept.push(FlowDelta { key: f.key, stats: overflow });
+                out.extra.push(FlowDelta { key: f.key, stats: overflow });
                 if let Some(stats) = f.pending.take() {
-                    out.kept.push(FlowDelta { key: f.key, stats });
+                    out.extra.push(FlowDelta { key: f.key, stats });
                 }
                 // An owner that saw nothing this batch lost the path to its
                 // follower: it follows the new owner, so the path moving
@@ -291,7 +338,7 @@ impl Group {
             let (dup, rest) = split(overflow, overflow.packets.min(previous[j]));
             count_duplicate(&dup, out);
             if let Some(rest) = rest {
-                out.kept.push(FlowDelta { key: f.key, stats: rest });
+                out.extra.push(FlowDelta { key: f.key, stats: rest });
             }
             f.spare = packets(seen[j]);
             f.spare_until_ns = seen[j].map_or(0, |s| s.last_seen_ns.saturating_add(SIGHTING_WINDOW_NS));
@@ -421,12 +468,16 @@ fn merged(a: FlowStats, b: FlowStats) -> FlowStats {
 
 /// Which sighting of a new tuple owns it: a VXLAN one (it carries the VNI
 /// and the nodes), else the one that saw the first packet.
-fn preference(d: &FlowDelta) -> (bool, u64, u32, u8) {
-    (d.key.encap != ENCAP_VXLAN, d.stats.first_seen_ns, d.key.ifindex, d.key.direction)
+fn preference(s: &Sighting) -> (bool, u64, u32, u8) {
+    (s.key.encap != ENCAP_VXLAN, s.stats.first_seen_ns, s.key.ifindex, s.key.direction)
 }
 
 /// Whether `b` can be the same packets as `a` seen on another interface.
 fn compatible(a: &FlowKey, b: &FlowKey) -> bool {
+    // Tuples that share a group by a hash collision never match.
+    if packet_key(a) != packet_key(b) {
+        return false;
+    }
     let vlan = a.vlan_id == 0 || b.vlan_id == 0 || a.vlan_id == b.vlan_id;
     let tunnel = a.encap != ENCAP_VXLAN
         || b.encap != ENCAP_VXLAN

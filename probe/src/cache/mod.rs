@@ -190,23 +190,22 @@ impl FlowCache {
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.
     pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
-        let kept = if self.config.dedup {
+        let (kept, extra) = if self.config.dedup {
             let outcome = self.dedup.batch(deltas);
             self.stats.duplicate_packets += outcome.duplicate_packets;
             self.stats.duplicate_bytes += outcome.duplicate_bytes;
-            outcome.kept
+            let kept: Vec<&FlowDelta> = outcome.kept.iter().map(|&i| &deltas[i as usize]).collect();
+            (kept, outcome.extra)
         } else {
-            let mut kept = self.dedup.take_all();
-            kept.extend_from_slice(deltas);
-            kept
+            (deltas.iter().collect(), self.dedup.take_all())
         };
-        let new_keys: HashSet<&FlowKey> =
-            kept.iter().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
+        let all = || kept.iter().copied().chain(&extra);
+        let new_keys: HashSet<&FlowKey> = all().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
         let excess = (self.flows.len() + new_keys.len()).saturating_sub(self.config.max_flows);
         if excess > 0 {
             self.evict_oldest(excess.min(self.flows.len()), out);
         }
-        for delta in &kept {
+        for delta in all() {
             self.merge(delta, now_ns, out);
         }
     }
