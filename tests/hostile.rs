@@ -273,28 +273,58 @@ fn the_control_socket_replaces_only_a_stale_socket() {
     assert!(!stale.exists(), "the socket is removed at exit");
 }
 
-/// An interface whose name is not UTF-8 is reported once, by its escaped
-/// name, and the others are watched as usual.
+/// An interface whose name is not UTF-8 (which rtnetlink cannot decode and
+/// aya cannot name) is watched under `-i '*'` through a TCX link made by
+/// index, counted exactly, and shown escaped; in clsact mode, which names
+/// interfaces, it is refused with a reason, and the rest are watched.
 #[test]
-fn an_interface_name_that_is_not_utf8_is_reported_and_the_rest_watched() {
+fn an_interface_whose_name_is_not_utf8_is_watched_by_index() {
     require_root();
-    let (a, _b) = vxflow_testkit::topology::veth_pair("utf8");
-    let status = a
-        .command(&["ip", "link", "add"])
-        .arg(std::ffi::OsStr::from_bytes(b"bad\xff"))
-        .args(["type", "veth", "peer", "name", "okpeer"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut vxflow = Vxflow::start(&a, &["-i", "*", "-i", "!lo", "--poll-interval", "100ms"]);
-    vxflow.wait_for_log("interface name is not UTF-8", std::time::Duration::from_secs(5));
-    let attached = vxflow.ctl(&["stats"])["stats"]["attached"].clone();
-    assert_eq!(attached, serde_json::json!(["okpeer", "v0"]));
-    a.exec(&["ping", "-q", "-c", "3", "-i", "0.05", "10.9.0.2"]);
-    let done = vxflow.stop();
-    assert!(done.stderr.contains("name=bad\\xff"), "{}", done.stderr);
-    assert_eq!(done.stderr.matches("interface name is not UTF-8").count(), 1, "reported once");
-    assert_eq!(done.counter("seen_packets"), 6);
+    let (a, b) = vxflow_testkit::topology::veth_pair("utf8");
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff");
+    let ip = |args: &[&std::ffi::OsStr]| {
+        let status = a.command(&["ip"]).args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?}");
+    };
+    let os = std::ffi::OsStr::new;
+    ip(&[
+        os("link"),
+        os("add"),
+        bad,
+        os("type"),
+        os("veth"),
+        os("peer"),
+        os("name"),
+        os("okpeer"),
+        os("netns"),
+        os(b.name()),
+    ]);
+    ip(&[os("addr"), os("add"), os("10.9.7.1/24"), os("dev"), bad]);
+    ip(&[os("link"), os("set"), bad, os("up")]);
+    b.ip("addr add 10.9.7.2/24 dev okpeer");
+    b.ip("link set okpeer up");
+    for mode in ["tcx", "clsact"] {
+        let mut vxflow =
+            Vxflow::start(&a, &["-i", "*", "-i", "!lo", "--attach-mode", mode, "--poll-interval", "100ms"]);
+        vxflow.wait_for_log("interface name is not UTF-8", std::time::Duration::from_secs(5));
+        let attached = vxflow.ctl(&["stats"])["stats"]["attached"].clone();
+        let want = if mode == "tcx" { serde_json::json!(["bad\\xff", "v0"]) } else { serde_json::json!(["v0"]) };
+        assert_eq!(attached, want, "{mode}");
+        a.exec(&["ping", "-q", "-c", "5", "-i", "0.05", "10.9.7.2"]);
+        a.exec(&["ping", "-q", "-c", "3", "-i", "0.05", "10.9.0.2"]);
+        let done = vxflow.stop();
+        assert!(done.stderr.contains("name=bad\\xff"), "{}", done.stderr);
+        assert_eq!(done.stderr.matches("interface name is not UTF-8").count(), 1, "reported once");
+        let icmp = |iface: &str| -> u64 {
+            done.records.iter().filter(|r| r.interface == iface && r.protocol == "icmp").map(|r| r.packets).sum()
+        };
+        assert_eq!(icmp("v0"), 6, "{mode}");
+        if mode == "tcx" {
+            assert_eq!(icmp("bad\\xff"), 10, "{:#?}", done.records);
+        } else {
+            assert!(done.stderr.contains("only TCX"), "{}", done.stderr);
+        }
+    }
 }
 
 /// A flow map the kernel cannot allocate (here a memory cgroup of 200 MB

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod pressure;
 pub mod record;
 pub mod snapshot;
+pub mod tcx_by_index;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
 #[must_use]

@@ -160,6 +160,17 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "interface {iface}: its name is not UTF-8, so only TCX (kernel 6.6+, attach_mode auto or tcx) can attach to it, by index; clsact filters are made by name"
+    )]
+    NameNotUtf8 { iface: String },
+    #[error("attaching {direction} program to interface {iface} by index (TCX)")]
+    AttachByIndex {
+        iface: String,
+        direction: Direction,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("attaching {direction} program to interface {iface}")]
     Attach {
         iface: String,
@@ -169,13 +180,22 @@ pub enum LoadError {
     },
 }
 
+/// What keeps a program attached to one interface and direction.
+enum Link {
+    /// Made by aya, by interface name (TCX link or clsact filter).
+    Aya(SchedClassifierLinkId),
+    /// A TCX link made by index, for a name aya cannot take; closing the
+    /// descriptor detaches it.
+    TcxByIndex(std::os::fd::OwnedFd),
+}
+
 /// The loaded programs and the links that keep them attached.
 pub struct Datapath {
     ebpf: Ebpf,
     attach_mode: AttachMode,
     /// By interface name and direction: the interface's index when
     /// attached (a re-created interface gets a new one) and the link.
-    attached: BTreeMap<(String, Direction), (u32, SchedClassifierLinkId)>,
+    attached: BTreeMap<(String, Direction), (u32, Link)>,
     /// This run's standing among vxflows of the network namespace, held
     /// for the run's life.
     #[expect(dead_code, reason = "held, never read: dropping it frees the namespace")]
@@ -243,6 +263,39 @@ impl Datapath {
             Ok(None) => return Err(LoadError::NoSuchInterface { iface: iface.to_owned() }),
             Err(source) => return Err(LoadError::Lookup { iface: iface.to_owned(), source }),
         };
+        self.attach_named(iface, index)
+    }
+
+    /// Attaches both programs to interface `index`, whose name is not UTF-8
+    /// (`shown` is it escaped): a TCX link made by index, as aya attaches by
+    /// name only. clsact filters cannot be made that way.
+    ///
+    /// # Errors
+    /// In clsact mode, or when the kernel refuses the link.
+    pub fn attach_by_index(&mut self, shown: &str, index: u32) -> Result<(), LoadError> {
+        if self.attach_mode == AttachMode::Clsact {
+            return Err(LoadError::NameNotUtf8 { iface: shown.to_owned() });
+        }
+        for direction in Direction::BOTH {
+            if self.attached.contains_key(&(shown.to_owned(), direction)) {
+                continue;
+            }
+            let attach_type = match direction {
+                Direction::Ingress => crate::tcx_by_index::BPF_TCX_INGRESS,
+                Direction::Egress => crate::tcx_by_index::BPF_TCX_EGRESS,
+            };
+            let prog = self.program(direction)?;
+            let prog_fd =
+                prog.fd().map_err(|source| LoadError::Attach { iface: shown.to_owned(), direction, source })?;
+            let link = crate::tcx_by_index::attach(prog_fd, index, attach_type)
+                .map_err(|source| LoadError::AttachByIndex { iface: shown.to_owned(), direction, source })?;
+            self.attached.insert((shown.to_owned(), direction), (index, Link::TcxByIndex(link)));
+            tracing::info!(iface = shown, ifindex = index, %direction, mode = ?self.attach_mode, "attached by index");
+        }
+        Ok(())
+    }
+
+    fn attach_named(&mut self, iface: &str, index: u32) -> Result<(), LoadError> {
         for direction in Direction::BOTH {
             if self.attached.contains_key(&(iface.to_owned(), direction)) {
                 continue;
@@ -259,7 +312,7 @@ impl Datapath {
             };
             let prog = self.program_mut(direction)?;
             let link = prog.attach_with_options(iface, direction.tc(), options).map_err(attach_err)?;
-            self.attached.insert((iface.to_owned(), direction), (index, link));
+            self.attached.insert((iface.to_owned(), direction), (index, Link::Aya(link)));
             tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
         }
         Ok(())
@@ -274,7 +327,15 @@ impl Datapath {
         }
     }
 
-    fn detach_link(&mut self, iface: &str, direction: Direction, link: SchedClassifierLinkId) {
+    fn detach_link(&mut self, iface: &str, direction: Direction, link: Link) {
+        let link = match link {
+            Link::Aya(link) => link,
+            Link::TcxByIndex(fd) => {
+                drop(fd);
+                tracing::info!(iface, %direction, "detached");
+                return;
+            }
+        };
         let result = self.program_mut(direction).and_then(|p| {
             p.detach(link).map_err(|source| LoadError::Attach { iface: iface.to_owned(), direction, source })
         });
@@ -365,8 +426,13 @@ impl Datapath {
     pub fn forget(&mut self, iface: &str) {
         for direction in Direction::BOTH {
             let Some((_, link)) = self.attached.remove(&(iface.to_owned(), direction)) else { continue };
-            if let Ok(program) = self.program_mut(direction) {
-                drop(program.take_link(link));
+            match link {
+                Link::Aya(link) => {
+                    if let Ok(program) = self.program_mut(direction) {
+                        drop(program.take_link(link));
+                    }
+                }
+                Link::TcxByIndex(fd) => drop(fd),
             }
         }
     }

@@ -59,6 +59,7 @@ impl Daemon {
         let spec = &self.config.watch;
         let wanted: Vec<(String, u32)> =
             inv.links.iter().filter(|l| spec.wants(l, inv)).map(|l| (l.name.clone(), l.index)).collect();
+        let escaped: BTreeSet<u32> = inv.links.iter().filter(|l| l.name_is_escaped).map(|l| l.index).collect();
         let mut released = Vec::new();
         for (name, index) in self.datapath.attached() {
             if wanted.contains(&(name.clone(), index)) {
@@ -93,7 +94,12 @@ impl Daemon {
             if attached.contains(&(name.clone(), *index)) {
                 continue;
             }
-            match self.datapath.attach(name) {
+            let attached = if escaped.contains(index) {
+                self.datapath.attach_by_index(name, *index)
+            } else {
+                self.datapath.attach(name)
+            };
+            match attached {
                 Ok(()) => self.pipeline.names.remember(*index, name),
                 Err(error) => {
                     self.interfaces.attach_errors += 1;
@@ -134,9 +140,9 @@ impl Daemon {
         }
     }
 
-    /// Warns once about each interface whose name is not UTF-8: rtnetlink
-    /// cannot decode it and aya cannot attach to it, so it is not watched
-    /// whatever `interfaces` says.
+    /// Says once about each interface whose name is not UTF-8 that records
+    /// and logs show it escaped; such an interface is attached by index
+    /// (TCX only).
     fn report_unusable_names(&mut self) {
         for (index, name) in crate::ifaces::all_names() {
             if let Err(escaped) = name
@@ -145,7 +151,7 @@ impl Daemon {
                 tracing::warn!(
                     ifindex = index,
                     name = %escaped,
-                    "interface name is not UTF-8: vxflow cannot watch it; rename it (ip link set dev ... name ...)"
+                    "interface name is not UTF-8: records and logs show it escaped; it can be watched with TCX only"
                 );
             }
         }

@@ -60,7 +60,8 @@ pub fn name_of(index: u32) -> Option<String> {
         return None;
     }
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    // Escaped as `all_names` escapes it, so one interface has one name.
+    Some(String::from_utf8(buf[..len].to_vec()).unwrap_or_else(|e| e.as_bytes().escape_ascii().to_string()))
 }
 
 /// Remembers interface names by index so a record still names an interface

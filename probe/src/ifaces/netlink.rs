@@ -32,7 +32,12 @@ pub struct VxlanDevice {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
+    /// The name; for one that is not UTF-8, its bytes escaped (`bad\xff`),
+    /// see `name_is_escaped`.
     pub name: String,
+    /// The name is not UTF-8: tools that name interfaces (aya, tc) cannot
+    /// reach it, only its index can.
+    pub name_is_escaped: bool,
     /// Set for VXLAN devices.
     pub vxlan: Option<VxlanDevice>,
 }
@@ -110,7 +115,17 @@ impl Discovery {
                 self.handle.route().get(request).execute().try_collect().await.map_err(DiscoveryError::Dump)?;
             default_route.extend(routes.iter().flat_map(default_route_interfaces));
         }
-        Ok(Inventory { links: links.iter().filter_map(link_of).collect(), default_route })
+        let mut links: Vec<Link> = links.iter().filter_map(link_of).collect();
+        // rtnetlink cannot decode a link whose name is not UTF-8 and leaves
+        // it out; the kernel's index list has it.
+        for (index, name) in crate::ifaces::all_names() {
+            if let Err(escaped) = name
+                && !links.iter().any(|l| l.index == index)
+            {
+                links.push(Link { index, name: escaped, name_is_escaped: true, vxlan: None });
+            }
+        }
+        Ok(Inventory { links, default_route })
     }
 }
 
@@ -124,7 +139,7 @@ fn link_of(msg: &LinkMessage) -> Option<Link> {
             _ => {}
         }
     }
-    Some(Link { index: msg.header.index, name: name?, vxlan })
+    Some(Link { index: msg.header.index, name: name?, name_is_escaped: false, vxlan })
 }
 
 fn vxlan_of(infos: &[LinkInfo]) -> Option<VxlanDevice> {

@@ -123,7 +123,12 @@ mod tests {
     use crate::ifaces::netlink::VxlanDevice;
 
     fn link(index: u32, name: &str, vxlan: bool) -> Link {
-        Link { index, name: name.into(), vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472, lower: 3 }) }
+        Link {
+            index,
+            name: name.into(),
+            name_is_escaped: false,
+            vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472, lower: 3 }),
+        }
     }
 
     fn node() -> Inventory {
