@@ -16,11 +16,16 @@
 //!   matched one for one against its owner's packets of the same batch, or
 //!   of the batch before or after when the two were seen moments apart (a
 //!   packet can cross the two interfaces on either side of a generation
-//!   flip). What finds no owner packet is not a
-//!   duplicate: it is kept, as a flow of its own on the follower's
-//!   interface. So a forged or spoofed packet can at most stand for one real
-//!   packet, never a whole flow, and traffic the owner does not see (a
-//!   path that moved, spoofed packets that joined on the way) is counted.
+//!   flip). What finds no owner packet is not a duplicate: it is kept, as a
+//!   flow of its own on the follower's interface. So a forged or spoofed
+//!   packet can at most stand for one real packet, never a whole flow, and
+//!   traffic the owner does not see (a path that moved, spoofed packets that
+//!   joined on the way) is counted.
+//!
+//! A follower whose packets outrun its owner's follows another compatible
+//! owner if there is one, else owns its packets from then on; an owner that
+//! saw nothing meanwhile (the path moved) follows it in turn, so a path that
+//! moves back is matched, not counted twice.
 
 use std::collections::HashMap;
 
