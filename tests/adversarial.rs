@@ -1,4 +1,4 @@
-//! The standing adversarial suite: about 2,000 malformed and hostile frames
+//! The standing adversarial suite: about 1,500 malformed and hostile frames
 //! (`tests/src/hostile_frames.rs`) through a watched interface that parses
 //! tunnels, interleaved with a well-formed UDP flow. vxflow must survive,
 //! put every frame in exactly one outcome (the outcome counters sum to the
