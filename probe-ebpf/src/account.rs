@@ -38,12 +38,10 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     // CPU, so nothing else holds a reference to them during this run.
     let (scratch, mut tally) = unsafe { (&mut *scratch, Tally(&mut *counters)) };
     let key = &mut scratch.key;
-    *key = FlowKey {
-        direction,
-        // SAFETY: reading the context field the kernel exposes to sched_cls.
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        ..FlowKey::default()
-    };
+    clear_key(key);
+    key.direction = direction;
+    // SAFETY: reading the context field the kernel exposes to sched_cls.
+    key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     match parse(ctx, key, &mut scratch.stash) {
         Ok(parsed) if is_own_export(key) => {
             tally.add(Counter::SelfExport, parsed.packets);
@@ -64,6 +62,24 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             tally.add(bucket, segs);
             tally.add(Counter::Seen, segs);
         }
+    }
+}
+
+/// Zeroes the key with eight-byte stores. A struct assignment compiles to a
+/// call of aya-ebpf's `memset`, which stores one byte at a time.
+#[inline(always)]
+fn clear_key(key: &mut FlowKey) {
+    const WORDS: usize = size_of::<FlowKey>() / 8;
+    const _: () = assert!(size_of::<FlowKey>() == WORDS * 8 + 4);
+    let words = core::ptr::from_mut(key).cast::<u64>();
+    // SAFETY: the key is the first field of the 8-aligned `Scratch` map
+    // value (`repr(C)`), so its first 88 bytes are 11 aligned words and its
+    // last 4 an aligned `u32`; every bit pattern is a valid `FlowKey`.
+    unsafe {
+        for i in 0..WORDS {
+            core::ptr::write_volatile(words.add(i), 0);
+        }
+        core::ptr::write_volatile(words.add(WORDS).cast::<u32>(), 0);
     }
 }
 

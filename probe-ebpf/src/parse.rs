@@ -173,8 +173,7 @@ pub fn parse(ctx: &TcContext, key: &mut FlowKey, stash: &mut Stash) -> Result<Pa
     key.vlan_id = if vlan_present != 0 { (vlan_tci & 0x0fff) as u16 } else { 0 };
 
     let (l3_off, ethertype) = parse_l2(ctx, 0, &mut key.vlan_id)?;
-    let outer =
-        parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version, &mut key.tos)?;
+    let outer = parse_ip(ctx, l3_off, ethertype, key)?;
     key.protocol = outer.protocol;
     let outer_l4 = parse_l4(ctx, &outer);
     set_l4(key, &outer, &outer_l4);
@@ -334,9 +333,7 @@ fn parse_inner(ctx: &TcContext, eth_off: usize, key: &mut FlowKey) -> Option<(Ip
     // Inner VLAN tags are skipped but not recorded: vlan_id is the outer one.
     let mut inner_vlan = 0u16;
     let (l3_off, ethertype) = parse_l2(ctx, eth_off, &mut inner_vlan).ok()?;
-    let inner =
-        parse_ip(ctx, l3_off, ethertype, &mut key.src_addr, &mut key.dst_addr, &mut key.ip_version, &mut key.tos)
-            .ok()?;
+    let inner = parse_ip(ctx, l3_off, ethertype, key).ok()?;
     key.protocol = inner.protocol;
     let l4 = parse_l4(ctx, &inner);
     set_l4(key, &inner, &l4);
@@ -368,16 +365,10 @@ fn parse_l2(ctx: &TcContext, off: usize, vlan_id: &mut u16) -> Result<(usize, u1
     Ok((off, ethertype))
 }
 
+/// Parses the IP header at `off` into the key's plain address, version and
+/// TOS fields.
 #[inline(always)]
-fn parse_ip(
-    ctx: &TcContext,
-    off: usize,
-    ethertype: u16,
-    src: &mut [u8; 16],
-    dst: &mut [u8; 16],
-    version: &mut u8,
-    tos: &mut u8,
-) -> Result<IpLayer, NoFlow> {
+fn parse_ip(ctx: &TcContext, off: usize, ethertype: u16, key: &mut FlowKey) -> Result<IpLayer, NoFlow> {
     let avail = (ctx.len() as usize).saturating_sub(off);
     match ethertype {
         ETH_P_IP => {
@@ -397,14 +388,9 @@ fn parse_ip(
             } else {
                 tot_len.min(avail)
             };
-            let mut s = [0u8; 16];
-            let mut d = [0u8; 16];
-            s[..4].copy_from_slice(&h.src_addr);
-            d[..4].copy_from_slice(&h.dst_addr);
-            *src = s;
-            *dst = d;
-            *version = 4;
-            *tos = h.tos;
+            set_v4_addrs(key, h.src_addr, h.dst_addr);
+            key.ip_version = 4;
+            key.tos = h.tos;
             let frag_offset = u16::from_be_bytes(h.frags) & 0x1fff;
             Ok(IpLayer {
                 l3_off: off,
@@ -421,11 +407,11 @@ fn parse_ip(
             if h.vcf[0] >> 4 != 6 {
                 return Err(NoFlow::Malformed);
             }
-            *src = h.src_addr;
-            *dst = h.dst_addr;
-            *version = 6;
+            key.src_addr = h.src_addr;
+            key.dst_addr = h.dst_addr;
+            key.ip_version = 6;
             // Traffic class: the 8 bits after the version nibble.
-            *tos = (h.vcf[0] << 4) | (h.vcf[1] >> 4);
+            key.tos = (h.vcf[0] << 4) | (h.vcf[1] >> 4);
             let payload = usize::from(u16::from_be_bytes(h.payload_len));
             // payload_len 0 means a jumbogram or a BIG TCP super-packet.
             let ip_len = if payload == 0 { avail } else { (Ipv6Hdr::LEN + payload).min(avail) };
@@ -442,6 +428,28 @@ fn parse_ip(
             Ok(layer)
         }
         _ => Err(NoFlow::NonIp),
+    }
+}
+
+/// Writes IPv4 addresses into the key's 16-byte address fields: four bytes
+/// each, then twelve zero bytes as three `u32` stores. Building the arrays
+/// and assigning them compiles to calls of aya-ebpf's byte-at-a-time
+/// `memset`.
+#[inline(always)]
+fn set_v4_addrs(key: &mut FlowKey, src: [u8; 4], dst: [u8; 4]) {
+    const _: () = assert!(core::mem::offset_of!(FlowKey, src_addr) % 4 == 0);
+    const _: () = assert!(core::mem::offset_of!(FlowKey, dst_addr) % 4 == 0);
+    for (field, addr) in [(&raw mut key.src_addr, src), (&raw mut key.dst_addr, dst)] {
+        let words = field.cast::<u32>();
+        // SAFETY: `key` is a valid, 4-aligned `FlowKey` (it has u32 fields)
+        // and both fields start at multiples of 4, so each is four aligned
+        // u32 words inside it.
+        unsafe {
+            core::ptr::write_volatile(words, u32::from_ne_bytes(addr));
+            core::ptr::write_volatile(words.add(1), 0);
+            core::ptr::write_volatile(words.add(2), 0);
+            core::ptr::write_volatile(words.add(3), 0);
+        }
     }
 }
 
