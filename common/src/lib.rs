@@ -30,7 +30,7 @@ pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
 pub const MAP_TUNNEL_IFACES: &str = "TUNNEL_IFACES";
 /// Bitmap of the exporter's local ports (same layout), a cheap prefilter.
 pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
-/// The exporter's own sockets, as [`ExportTuple`]s in both orientations.
+/// The exporter's own packets, as [`ExportTuple`]s: tuple and direction.
 pub const MAP_EXPORT_TUPLES: &str = "EXPORT_TUPLES";
 
 /// Number of `u64` words in the VXLAN port bitmap: one bit per UDP port.

@@ -42,20 +42,18 @@ pub fn claim() -> std::io::Result<Claim> {
 }
 
 /// Removes the filters named `programs` (ingress, egress) from every
-/// interface of the namespace; returns the interfaces that had one. Only the
-/// holder of [`Claim::Sole`] may call this: every such filter is then stale.
-#[must_use]
-pub fn sweep(programs: [(&str, TcAttachType); 2]) -> Vec<String> {
-    let mut swept = Vec::new();
-    for (_, name) in crate::ifaces::all_names().into_iter().filter_map(|(i, n)| Some((i, n.ok()?))) {
+/// interface of the namespace, each with a warning. Only the holder of
+/// [`Claim::Sole`] may call this: every such filter is then stale. Names that
+/// are not UTF-8 are skipped: no filter of ours can be on them (clsact
+/// filters are made by name).
+pub fn sweep(programs: [(&str, TcAttachType); 2]) {
+    for name in crate::ifaces::all_names().into_iter().filter_map(|(_, n)| n.ok()) {
         for (program, attach_type) in programs {
             // Fails when the interface has no clsact qdisc or no such
             // filter: the common case, nothing to do.
             if tc::qdisc_detach_program(&name, attach_type, program).is_ok() {
                 tracing::warn!(iface = %name, program, "removed a stale vxflow filter left by a run that died");
-                swept.push(name.clone());
             }
         }
     }
-    swept
 }

@@ -263,7 +263,26 @@ impl Datapath {
             Ok(None) => return Err(LoadError::NoSuchInterface { iface: iface.to_owned() }),
             Err(source) => return Err(LoadError::Lookup { iface: iface.to_owned(), source }),
         };
-        self.attach_named(iface, index)
+        for direction in Direction::BOTH {
+            if self.attached.contains_key(&(iface.to_owned(), direction)) {
+                continue;
+            }
+            let attach_err = |source| LoadError::Attach { iface: iface.to_owned(), direction, source };
+            let options = match self.attach_mode {
+                AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+                AttachMode::Clsact => {
+                    // EEXIST (clsact already there) is the normal case.
+                    // Stale filters of ours went in the sweep at load.
+                    let _ = tc::qdisc_add_clsact(iface);
+                    TcAttachOptions::Netlink(NlOptions::default())
+                }
+            };
+            let prog = self.program_mut(direction)?;
+            let link = prog.attach_with_options(iface, direction.tc(), options).map_err(attach_err)?;
+            self.attached.insert((iface.to_owned(), direction), (index, Link::Aya(link)));
+            tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
+        }
+        Ok(())
     }
 
     /// Attaches both programs to interface `index`, whose name is not UTF-8
@@ -291,29 +310,6 @@ impl Datapath {
                 .map_err(|source| LoadError::AttachByIndex { iface: shown.to_owned(), direction, source })?;
             self.attached.insert((shown.to_owned(), direction), (index, Link::TcxByIndex(link)));
             tracing::info!(iface = shown, ifindex = index, %direction, mode = ?self.attach_mode, "attached by index");
-        }
-        Ok(())
-    }
-
-    fn attach_named(&mut self, iface: &str, index: u32) -> Result<(), LoadError> {
-        for direction in Direction::BOTH {
-            if self.attached.contains_key(&(iface.to_owned(), direction)) {
-                continue;
-            }
-            let attach_err = |source| LoadError::Attach { iface: iface.to_owned(), direction, source };
-            let options = match self.attach_mode {
-                AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
-                AttachMode::Clsact => {
-                    // EEXIST (clsact already there) is the normal case.
-                    // Stale filters of ours went in the sweep at load.
-                    let _ = tc::qdisc_add_clsact(iface);
-                    TcAttachOptions::Netlink(NlOptions::default())
-                }
-            };
-            let prog = self.program_mut(direction)?;
-            let link = prog.attach_with_options(iface, direction.tc(), options).map_err(attach_err)?;
-            self.attached.insert((iface.to_owned(), direction), (index, Link::Aya(link)));
-            tracing::info!(iface, %direction, mode = ?self.attach_mode, "attached");
         }
         Ok(())
     }
@@ -361,19 +357,13 @@ impl Datapath {
         let wanted = export_tuples(sockets);
         // New tuples first, stale ones after, so no moment leaves a live
         // socket's traffic accounted.
-        for t in &wanted {
-            tuples.insert(t, 1, 0).map_err(|source| LoadError::Map { name, source })?;
-        }
-        let stale: Vec<ExportTuple> = tuples.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
-        for t in &stale {
-            tuples.remove(t).map_err(|source| LoadError::Map { name, source })?;
-        }
+        let removed = replace_set(&mut tuples, &wanted).map_err(|source| LoadError::Map { name, source })?;
         let ports: Vec<u16> = sockets.iter().map(|s| s.local.port()).collect();
         set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
         tracing::debug!(
             sockets = sockets.len(),
             tuples = wanted.len(),
-            removed = stale.len(),
+            removed,
             "own export traffic excluded from accounting"
         );
         Ok(())
@@ -390,13 +380,8 @@ impl Datapath {
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut trusted: HashMap<&mut MapData, u32, u8> =
             HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-        for index in ifindexes {
-            trusted.insert(index, 1, 0).map_err(|source| LoadError::Map { name, source })?;
-        }
-        let stale: Vec<u32> = trusted.keys().filter_map(Result::ok).filter(|k| !ifindexes.contains(k)).collect();
-        for index in &stale {
-            trusted.remove(index).map_err(|source| LoadError::Map { name, source })?;
-        }
+        let wanted: Vec<u32> = ifindexes.iter().copied().collect();
+        replace_set(&mut trusted, &wanted).map_err(|source| LoadError::Map { name, source })?;
         Ok(())
     }
 
@@ -502,6 +487,23 @@ fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
     }
 }
 
+/// Makes the keys of a set-like map (values unused) exactly `wanted`: the
+/// new keys go in before the stale ones go out, so no moment lacks a key
+/// that stays. Returns how many were removed.
+fn replace_set<K: aya::Pod + PartialEq>(
+    map: &mut HashMap<&mut MapData, K, u8>,
+    wanted: &[K],
+) -> Result<usize, MapError> {
+    for key in wanted {
+        map.insert(key, 1, 0)?;
+    }
+    let stale: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+    for key in &stale {
+        map.remove(key)?;
+    }
+    Ok(stale.len())
+}
+
 /// Claims the network namespace for this run and, if no other vxflow runs
 /// in it, removes the filters runs that died left behind, whatever this
 /// run's attach mode (see [`crate::filters`]).
@@ -509,10 +511,7 @@ fn claim_namespace() -> crate::filters::Claim {
     use crate::filters::{Claim, claim, sweep};
     match claim() {
         Ok(Claim::Sole(held)) => {
-            let swept = sweep(Direction::BOTH.map(|d| (d.program(), d.tc())));
-            if !swept.is_empty() {
-                tracing::warn!(interfaces = ?swept, "stale filters removed: the run that attached them had died");
-            }
+            sweep(Direction::BOTH.map(|d| (d.program(), d.tc())));
             Claim::Sole(held)
         }
         Ok(Claim::Shared) => {
@@ -625,8 +624,6 @@ pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), 
     Ok((gen_map, [a, b]))
 }
 
-/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`; later ones to the
-/// memory cgroup, where this is harmless.
 /// Raises the soft file-descriptor limit to the hard one (1,024 soft is the
 /// usual default; an eBPF link per interface and direction on a node with
 /// hundreds of pods needs more), as Go's runtime does for every program.
@@ -644,6 +641,8 @@ pub fn raise_file_limit() {
     }
 }
 
+/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`; later ones to the
+/// memory cgroup, where this is harmless.
 fn raise_memlock_limit() {
     let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.

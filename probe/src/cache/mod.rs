@@ -256,7 +256,7 @@ impl FlowCache {
                 tcp_flags: flags,
                 end_reason: EndReason::LackOfResources,
             };
-            self.forget_owner(&delta.key);
+            self.dedup.forget(&delta.key);
             self.emit(record, out);
             return;
         }
@@ -355,17 +355,12 @@ impl FlowCache {
                 }
             }
         }
-        self.forget_owner(key);
+        self.dedup.forget(key);
         // An entry emptied by an active-timeout export has nothing to report.
         if e.packets > 0 {
             let record = take_record(key, &mut e, reason);
             self.emit(record, out);
         }
-    }
-
-    /// Ends `key`'s ownership of its packet tuple, if it has it.
-    fn forget_owner(&mut self, key: &FlowKey) {
-        self.dedup.forget(key);
     }
 
     fn emit(&mut self, record: FlowRecord, out: &mut Vec<FlowRecord>) {

@@ -28,7 +28,7 @@ pub(super) struct InterfaceState {
     /// Whether the last rescan found nothing to watch (reported once).
     idle: bool,
     /// Interfaces whose names are not UTF-8, already reported.
-    unusable: BTreeSet<u32>,
+    escaped_names: BTreeSet<u32>,
 }
 
 impl InterfaceState {
@@ -108,7 +108,7 @@ impl Daemon {
             }
         }
         self.report_missing(inv);
-        self.report_unusable_names();
+        self.report_escaped_names(inv);
         self.follow_vxlan_ports(inv);
         let idle = self.datapath.attached().is_empty();
         if idle && !self.interfaces.idle {
@@ -143,14 +143,12 @@ impl Daemon {
     /// Says once about each interface whose name is not UTF-8 that records
     /// and logs show it escaped; such an interface is attached by index
     /// (TCX only).
-    fn report_unusable_names(&mut self) {
-        for (index, name) in crate::ifaces::all_names() {
-            if let Err(escaped) = name
-                && self.interfaces.unusable.insert(index)
-            {
+    fn report_escaped_names(&mut self, inv: &Inventory) {
+        for link in inv.links.iter().filter(|l| l.name_is_escaped) {
+            if self.interfaces.escaped_names.insert(link.index) {
                 tracing::warn!(
-                    ifindex = index,
-                    name = %escaped,
+                    ifindex = link.index,
+                    name = %link.name,
                     "interface name is not UTF-8: records and logs show it escaped; it can be watched with TCX only"
                 );
             }
