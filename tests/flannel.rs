@@ -224,7 +224,12 @@ fn check(topo: &Flannel, done: &Finished, truth: &LinkCounters, run: &Run, iperf
     assert_eq!(c("exported_packets"), c("drained_packets"));
     assert_eq!(c("exported_packets") + c("self_export_packets"), c("seen_packets"));
     match offloads {
-        Offloads::On => assert!(c("gso_skbs") > 0, "no super-packet seen: the offload path was not exercised"),
+        Offloads::On => {
+            assert!(c("gso_skbs") > 0, "no super-packet seen: the offload path was not exercised");
+            // Super-packets are non-linear: the exact counts above went
+            // through the slow (bpf_skb_load_bytes) parse too.
+            assert!(c("slow_parse_skbs") > 0, "no non-linear skb seen: the slow parse was not exercised");
+        }
         Offloads::Off => assert_eq!(c("gso_skbs"), 0),
     }
 }

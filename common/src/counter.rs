@@ -51,11 +51,15 @@ pub enum Counter {
     /// UDP to a VXLAN port on an interface where tunnels are not parsed (a
     /// pod-facing one): accounted as the plain UDP flow it is.
     VxlanUntrusted,
+    /// skbs (not packets) parsed through `bpf_skb_load_bytes` instead of
+    /// in place: non-linear ones (GSO/GRO super-packets, frames a NIC split
+    /// into header and pages) and IPv6 with extension headers.
+    SlowParse,
 }
 
 impl Counter {
     /// Number of counters, the length of the per-CPU array.
-    pub const COUNT: u32 = Counter::VxlanUntrusted as u32 + 1;
+    pub const COUNT: u32 = Counter::SlowParse as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
@@ -76,6 +80,7 @@ impl Counter {
         Counter::GsoSkbs,
         Counter::SelfExport,
         Counter::VxlanUntrusted,
+        Counter::SlowParse,
     ];
 
     /// The annotation counters: they describe accounted packets (by packet,
@@ -111,6 +116,7 @@ impl Counter {
             Counter::GsoSkbs => "gso_skbs",
             Counter::SelfExport => "self_export_packets",
             Counter::VxlanUntrusted => "vxlan_untrusted_packets",
+            Counter::SlowParse => "slow_parse_skbs",
         }
     }
 }

@@ -8,8 +8,10 @@
 #![expect(internal_features, reason = "atomic_xadd/atomic_or are the only way to emit BPF atomics")]
 
 mod account;
+mod bytes;
 mod maps;
 mod parse;
+mod wire;
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};

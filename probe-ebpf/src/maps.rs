@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
 
-use crate::parse::Stash;
+use crate::parse::Layer;
 
 /// Default entries per flow-map generation (the loader sets the real value).
 const DEFAULT_FLOW_ENTRIES: usize = 65_536;
@@ -41,15 +41,21 @@ pub static FALLBACK: RingBuf<FallbackRecord, DEFAULT_FALLBACK_BYTES> = RingBuf::
 #[btf_map]
 pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 
-/// Per-CPU scratch for the packet being parsed: the flow key (88 bytes, too
-/// big for the 512-byte BPF stack beside the parsed headers) and the stash
-/// that carries the outer layer into the VXLAN stage.
-#[repr(C)]
+/// Per-CPU scratch for the packet being parsed: the flow key, which the
+/// layer parses write in place, and the last parsed [`Layer`]. Passing them
+/// through map memory lets the parse be a global function, checked once by
+/// the verifier (which treats map memory as unknown, so every caller state
+/// meets the same function).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Default)]
 pub struct Scratch {
+    /// First, so its address fields (offsets 0, 16, 32, 48) are 8-aligned.
     pub key: FlowKey,
-    pub stash: Stash,
+    pub layer: Layer,
 }
+
+const _: () = assert!(core::mem::offset_of!(Scratch, key) == 0);
+const _: () = assert!(core::mem::offset_of!(FlowKey, outer_dst_addr) == 48);
 
 #[btf_map]
 pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();

@@ -95,6 +95,81 @@ fn drain_full_generation(
     );
 }
 
+/// Compiles the naive C reference classifier and loads it.
+fn load_reference() -> (aya::Ebpf, f64) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/naive_classifier.c");
+    let out = std::env::temp_dir().join(format!("vxflow-naive-{}.o", std::process::id()));
+    let arch = std::env::consts::ARCH;
+    let status = std::process::Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("clang (scripts/setup.sh installs it)");
+    assert!(status.success(), "clang failed on {}", src.display());
+    let cpu = CpuClock::start();
+    let mut ebpf = aya::Ebpf::load_file(&out).expect("loading the C reference");
+    let prog: &mut aya::programs::SchedClassifier = ebpf.program_mut("naive_ingress").unwrap().try_into().unwrap();
+    prog.load().expect("verifying the C reference");
+    let load_ms = cpu.elapsed_ms();
+    let _ = std::fs::remove_file(&out);
+    (ebpf, load_ms)
+}
+
+/// This process's user + system CPU time: program verification runs in
+/// the kernel on the loading thread, so it is charged here.
+struct CpuClock(Duration);
+
+impl CpuClock {
+    fn now() -> Duration {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(u64::try_from(t.tv_sec).unwrap())
+                + Duration::from_micros(u64::try_from(t.tv_usec).unwrap())
+        };
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+
+    fn start() -> Self {
+        Self(Self::now())
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        Self::now().saturating_sub(self.0).as_secs_f64() * 1e3
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `ours` and `reference` on `frame` in alternating rounds, after one
+/// run each that puts the frame's flow in the map.
+fn interleaved(
+    ours: &aya::programs::SchedClassifier,
+    reference: &aya::programs::SchedClassifier,
+    frame: &[u8],
+) -> (f64, f64) {
+    for prog in [ours, reference] {
+        prog.test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() }).unwrap();
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        a.push(ns_per_packet(ours, frame));
+        b.push(ns_per_packet(reference, frame));
+    }
+    (median(a), median(b))
+}
+
+fn verified(prog: &aya::programs::SchedClassifier) -> u32 {
+    prog.info().ok().and_then(|i| i.verified_instruction_count()).unwrap_or(0)
+}
+
 fn main() {
     let opts = LoadOptions {
         flow_entries: 65_536,
@@ -102,28 +177,45 @@ fn main() {
         vxlan_ports: vec![4789, 8472],
         attach: loader::AttachPreference::Auto,
     };
+    let cpu = CpuClock::start();
     let (mut datapath, mut maps) = loader::load(&opts).expect("loading the datapath (run as root)");
+    let load_ms = cpu.elapsed_ms();
     // BPF_PROG_TEST_RUN packets arrive on loopback: trust it with tunnels,
     // as the underlay is in production.
     datapath.set_tunnel_interfaces(&std::collections::BTreeSet::from([1])).unwrap();
+    let (reference, ref_load_ms) = load_reference();
+    let naive: &aya::programs::SchedClassifier = reference.program("naive_ingress").unwrap().try_into().unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
-    println!("vxflow datapath, BPF_PROG_TEST_RUN, mean of {REPEAT} runs, median of {ROUNDS} rounds");
+
+    println!("verifier: instructions processed (limit 1,000,000 per program; budget 250,000 for vxflow)");
+    let mut total = 0;
+    for dir in Direction::BOTH {
+        let n = verified(datapath.program(dir).unwrap());
+        total += n;
+        println!("  vxflow {dir:<8} {n:>8}");
+    }
+    println!("  vxflow total    {total:>8}  ({} left of the budget)", 250_000i64 - i64::from(total));
+    println!("  C reference     {:>8}", verified(naive));
+    println!("load and verify: vxflow {load_ms:.0} ms CPU, C reference {ref_load_ms:.0} ms CPU");
+
+    println!(
+        "datapath, BPF_PROG_TEST_RUN: mean of {REPEAT} runs, median of {ROUNDS} rounds, vxflow and the C reference interleaved"
+    );
     println!("(steady state: the packet's flow is already in the map, as for all but a flow's first packet)");
+    println!("  {:<28} {:>9} {:>9} {:>6}", "frame", "vxflow", "C naive", "ratio");
     for (label, fixture) in [
-        ("plain IPv4 TCP", "ipv4-tcp-syn"),
-        ("VXLAN IPv4-in-IPv4 TCP", "vxlan-4789-ipv4-tcp"),
+        ("IPv4 TCP", "ipv4-tcp-syn"),
+        ("VXLAN 4789 IPv4 TCP", "vxlan-4789-ipv4-tcp"),
+        ("VXLAN 8472 IPv4 UDP", "vxlan-8472-ipv4-udp"),
         ("IPv6 TCP", "ipv6-tcp-syn"),
+        ("ARP (non-IP)", "arp"),
     ] {
         let frame = pcap::read(&pcap::classifier_dir().join(format!("{fixture}.pcap")));
-        let ns = ns_per_packet(prog, &frame);
-        println!("  {label:<24} {ns:>6.1} ns/packet  ({} B frame, fixtures/classifier/{fixture}.pcap)", frame.len());
+        let (ours, theirs) = interleaved(prog, naive, &frame);
+        println!("  {label:<28} {ours:>6.1} ns {theirs:>6.1} ns {:>6.2}", ours / theirs);
         let mut drained = Vec::new();
         maps.drain(&mut drained).unwrap();
     }
-    // The floor: a frame the parser gives up on at the Ethernet header still
-    // pays for the test run itself, the program call and the counters.
-    let arp = pcap::read(&pcap::classifier_dir().join("arp.pcap"));
-    println!("  {:<24} {:>6.1} ns/packet  (non-IP: the cost floor of a run)", "ARP", ns_per_packet(prog, &arp));
 
     drain_full_generation(prog, &mut maps, opts.flow_entries);
 

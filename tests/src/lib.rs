@@ -19,6 +19,7 @@ pub mod netns;
 pub mod packets;
 pub mod pcap;
 pub mod probe;
+pub mod tap;
 pub mod topology;
 pub mod traffic;
 pub mod unit;

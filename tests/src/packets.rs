@@ -628,3 +628,18 @@ fn truncations(base: &str, frame: &[u8]) -> Vec<Case> {
         _ => unreachable!("no truncation plan for {base}"),
     }
 }
+
+/// Whether the datapath leaves `frame` (as one linear skb) to its slow
+/// parse, `bpf_skb_load_bytes`: when, after the Ethernet header and its VLAN
+/// tags, a whole IPv6 header names an extension header next. The classifier
+/// tests expect `slow_parse_skbs` to rise by one for exactly these.
+#[must_use]
+pub fn leaves_fast_parse(frame: &[u8]) -> bool {
+    let mut off = 12;
+    while frame.len() >= off + 2 && matches!(u16::from_be_bytes([frame[off], frame[off + 1]]), 0x8100 | 0x88a8) {
+        off += 4;
+    }
+    let ipv6 = frame.len() >= off + 2 && u16::from_be_bytes([frame[off], frame[off + 1]]) == 0x86dd;
+    let l3 = off + 2;
+    ipv6 && frame.len() >= l3 + 40 && matches!(frame[l3 + 6], 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
+}

@@ -28,6 +28,7 @@ pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         self_export_packets = c.get(Counter::SelfExport),
         vxlan_untrusted_packets = c.get(Counter::VxlanUntrusted),
         gso_skbs = c.get(Counter::GsoSkbs),
+        slow_parse_skbs = c.get(Counter::SlowParse),
         drains = t.drains,
         drain_errors = t.drain_errors,
         drained_packets = t.drained_packets,

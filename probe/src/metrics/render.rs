@@ -186,6 +186,12 @@ fn datapath(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
         .collect();
     w.counter("vxflow_datapath_noted_packets", "Packets with a notable property, by note", &notes)?;
     w.counter1("vxflow_datapath_gso_skbs", "GSO/GRO super-packets accounted", dp(Counter::GsoSkbs))?;
+    w.counter1(
+        "vxflow_datapath_slow_parse_skbs",
+        "skbs parsed through bpf_skb_load_bytes instead of in place: non-linear ones (GSO/GRO super-packets, frames \
+             split into pages) and IPv6 with extension headers",
+        dp(Counter::SlowParse),
+    )?;
 
     Ok(())
 }
