@@ -80,9 +80,9 @@ pub struct FlowStats {
     pub bytes: u64,
     /// For VXLAN flows, the outer IP bytes on the wire; 0 otherwise.
     pub outer_bytes: u64,
-    /// `bpf_ktime_get_boot_ns` of the first packet.
+    /// `bpf_ktime_get_coarse_ns` (`CLOCK_MONOTONIC_COARSE`) of the first packet.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_boot_ns` of the latest packet (last writer wins).
+    /// `bpf_ktime_get_coarse_ns` of the latest packet (last writer wins).
     pub last_seen_ns: u64,
     /// OR of the TCP flag bytes (tcpControlBits, IE 6). A full `u64` because
     /// the BPF "generic" CPU that bpf-linker targets has a 64-bit atomic OR

@@ -28,6 +28,22 @@ pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
 /// Interfaces (by ifindex) whose packets may carry a tunnel this node
 /// terminates: only there is UDP to a VXLAN port parsed as VXLAN.
 pub const MAP_TUNNEL_IFACES: &str = "TUNNEL_IFACES";
+/// The tunnel interfaces again, direct-mapped for a lookup the verifier
+/// inlines: slot [`tunnel_slot`] of an interface holds its ifindex, 0 when
+/// no trusted interface maps there, or [`TUNNEL_SLOT_SHARED`] when several
+/// do (then `TUNNEL_IFACES` decides).
+pub const MAP_TUNNEL_SLOTS: &str = "TUNNEL_SLOTS";
+/// Slots in `TUNNEL_SLOTS`.
+pub const TUNNEL_SLOT_COUNT: u32 = 4096;
+/// A `TUNNEL_SLOTS` value: more than one trusted interface maps here.
+pub const TUNNEL_SLOT_SHARED: u32 = u32::MAX;
+
+/// The `TUNNEL_SLOTS` slot of interface `ifindex`.
+#[must_use]
+pub const fn tunnel_slot(ifindex: u32) -> u32 {
+    ifindex % TUNNEL_SLOT_COUNT
+}
+
 /// Bitmap of the exporter's local ports (same layout), a cheap prefilter.
 pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
 /// The exporter's own packets, as [`ExportTuple`]s: tuple and direction.

@@ -65,7 +65,7 @@ fn runs(c: &RuntimeConfig) {
         })
         .collect();
     assert!(export_tuples(&sockets).len() <= MAX_EXPORT_TUPLES);
-    // The cache through every timeout, at a boot clock far from zero.
+    // The cache through every timeout, at a kernel clock far from zero.
     let mut cache = FlowCache::new(c.cache.clone());
     let now = 1u64 << 62;
     let key = FlowKey { protocol: 6, ip_version: 4, ifindex: 1, ..FlowKey::default() };

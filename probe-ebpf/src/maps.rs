@@ -5,7 +5,7 @@ use aya_ebpf::{
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, VXLAN_PORT_WORDS};
+use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS};
 
 use crate::parse::Layer;
 
@@ -81,3 +81,9 @@ pub static VXLAN_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new()
 /// the plain UDP it is. Userspace keeps it equal to its trust decision.
 #[btf_map]
 pub static TUNNEL_IFACES: HashMap<u32, u8, 256> = HashMap::new();
+
+/// The same set direct-mapped by `vxflow_common::tunnel_slot`: an array
+/// lookup the verifier inlines, where the hash costs about 24 ns. A slot
+/// several trusted interfaces share defers to [`TUNNEL_IFACES`].
+#[btf_map]
+pub static TUNNEL_SLOTS: Array<u32, { TUNNEL_SLOT_COUNT as usize }> = Array::new();

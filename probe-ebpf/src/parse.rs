@@ -16,14 +16,14 @@
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
 use vxflow_common::{
-    Counter, FlowKey,
+    Counter, FlowKey, TUNNEL_SLOT_SHARED,
     flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
-    vxlan_port_slot,
+    tunnel_slot, vxlan_port_slot,
 };
 
 use crate::{
     bytes::{Bytes, Linear, Skb},
-    maps::{SCRATCH, TUNNEL_IFACES, VXLAN_PORTS},
+    maps::{SCRATCH, TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -112,6 +112,7 @@ const fn note(c: Counter) -> u32 {
 /// `skb` is the program's context; called only from the TC programs.
 #[unsafe(no_mangle)]
 #[inline(never)]
+#[target_feature(enable = "allows-misaligned-mem-access")]
 pub unsafe extern "C" fn vxflow_parse_linear(skb: *mut __sk_buff, eth_off: u64, inner: u64) -> Status {
     let ctx = TcContext::new(skb);
     match Linear::of(&ctx) {
@@ -479,7 +480,11 @@ fn is_vxlan_port(port: u16) -> bool {
 
 #[inline(always)]
 fn tunnel_trusted(ifindex: u32) -> bool {
-    TUNNEL_IFACES.get_ptr(ifindex).is_some()
+    match TUNNEL_SLOTS.get(tunnel_slot(ifindex)) {
+        Some(&slot) if slot == ifindex => true,
+        Some(&TUNNEL_SLOT_SHARED) => TUNNEL_IFACES.get_ptr(ifindex).is_some(),
+        _ => false,
+    }
 }
 
 /// The VNI of a valid VXLAN header at `off`, or `None` if the header is short

@@ -1,6 +1,8 @@
-//! Converting the datapath's `bpf_ktime_get_boot_ns` timestamps to wall-clock
-//! time. The offset is read once per drain, so a clock step (NTP) shows from
-//! the next drain on and never reorders the timestamps within one.
+//! Converting the datapath's timestamps to wall-clock time. The datapath
+//! stamps packets with `bpf_ktime_get_coarse_ns`, `CLOCK_MONOTONIC_COARSE`:
+//! `CLOCK_MONOTONIC` as of the last tick. The offset is read once per drain,
+//! so a clock step (NTP) shows from the next drain on and never reorders
+//! the timestamps within one.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,10 +13,11 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Nanoseconds on `CLOCK_BOOTTIME`, the clock `bpf_ktime_get_boot_ns` reads.
+/// Nanoseconds on `CLOCK_MONOTONIC_COARSE`, the clock the datapath reads
+/// (`bpf_ktime_get_coarse_ns`), so ages and timeouts compare like with like.
 #[must_use]
-pub fn boot_ns() -> u64 {
-    clock_ns(libc::CLOCK_BOOTTIME)
+pub fn kernel_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// `t` as milliseconds since the Unix epoch.
@@ -23,10 +26,12 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Maps boot-clock nanoseconds to wall-clock time.
+/// Maps kernel-clock nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WallClock {
-    /// `CLOCK_REALTIME` minus `CLOCK_BOOTTIME`, in nanoseconds.
+    /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC`, in nanoseconds. The coarse
+    /// clock is the fine one as of the last tick, so a coarse stamp maps to
+    /// at most one tick before the instant it stands for.
     offset_ns: i128,
 }
 
@@ -34,12 +39,13 @@ impl WallClock {
     /// Reads both clocks now.
     #[must_use]
     pub fn now() -> Self {
-        // Bracket the realtime read with two boot reads and use their middle.
-        let before = clock_ns(libc::CLOCK_BOOTTIME);
+        // Bracket the realtime read with two monotonic reads and use their
+        // middle.
+        let before = clock_ns(libc::CLOCK_MONOTONIC);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        let after = clock_ns(libc::CLOCK_BOOTTIME);
-        let boot = before / 2 + after / 2;
-        Self { offset_ns: i128::from(real) - i128::from(boot) }
+        let after = clock_ns(libc::CLOCK_MONOTONIC);
+        let mono = before / 2 + after / 2;
+        Self { offset_ns: i128::from(real) - i128::from(mono) }
     }
 
     /// A clock with a fixed offset, for tests.
@@ -48,17 +54,17 @@ impl WallClock {
         Self { offset_ns }
     }
 
-    /// The wall-clock time of boot-clock instant `boot_ns`.
+    /// The wall-clock time of kernel-clock instant `kernel_ns`.
     #[must_use]
-    pub fn to_system_time(&self, boot_ns: u64) -> SystemTime {
-        let ns = (i128::from(boot_ns) + self.offset_ns).max(0);
+    pub fn to_system_time(&self, kernel_ns: u64) -> SystemTime {
+        let ns = (i128::from(kernel_ns) + self.offset_ns).max(0);
         UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
     /// Milliseconds since the Unix epoch (flowStartMilliseconds, IE 152).
     #[must_use]
-    pub fn to_unix_ms(&self, boot_ns: u64) -> u64 {
-        let ns = (i128::from(boot_ns) + self.offset_ns).max(0);
+    pub fn to_unix_ms(&self, kernel_ns: u64) -> u64 {
+        let ns = (i128::from(kernel_ns) + self.offset_ns).max(0);
         u64::try_from(ns / 1_000_000).unwrap_or(u64::MAX)
     }
 }
@@ -76,7 +82,7 @@ mod tests {
     #[test]
     fn real_offset_is_near_now() {
         let c = WallClock::now();
-        let ms = c.to_unix_ms(boot_ns());
+        let ms = c.to_unix_ms(kernel_ns());
         let real = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
         assert!(ms.abs_diff(real) < 1_000, "{ms} vs {real}");
     }

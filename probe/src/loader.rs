@@ -196,6 +196,8 @@ pub struct Datapath {
     /// By interface name and direction: the interface's index when
     /// attached (a re-created interface gets a new one) and the link.
     attached: BTreeMap<(String, Direction), (u32, Link)>,
+    /// The non-zero `TUNNEL_SLOTS` values as last written.
+    tunnel_slots: BTreeMap<u32, u32>,
     /// This run's standing among vxflows of the network namespace, held
     /// for the run's life.
     #[expect(dead_code, reason = "held, never read: dropping it frees the namespace")]
@@ -249,7 +251,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
         AttachPreference::Clsact | AttachPreference::Auto => AttachMode::Clsact,
     };
     let claim = claim_namespace();
-    Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new(), claim }, maps))
+    Ok((Datapath { ebpf, attach_mode, attached: BTreeMap::new(), tunnel_slots: BTreeMap::new(), claim }, maps))
 }
 
 impl Datapath {
@@ -382,6 +384,20 @@ impl Datapath {
             HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
         let wanted: Vec<u32> = ifindexes.iter().copied().collect();
         replace_set(&mut trusted, &wanted).map_err(|source| LoadError::Map { name, source })?;
+        // The slots after the hash, so a slot marked shared finds its
+        // interfaces there.
+        let slots = tunnel_slots(ifindexes);
+        let name = vxflow_common::MAP_TUNNEL_SLOTS;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut array: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        for slot in self.tunnel_slots.keys().chain(slots.keys()) {
+            let value = slots.get(slot).copied().unwrap_or(0);
+            if self.tunnel_slots.get(slot) != Some(&value) {
+                array.set(*slot, value, 0).map_err(|source| LoadError::Map { name, source })?;
+            }
+        }
+        self.tunnel_slots = slots;
         Ok(())
     }
 
@@ -649,6 +665,20 @@ fn raise_memlock_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise RLIMIT_MEMLOCK");
     }
+}
+
+/// The `TUNNEL_SLOTS` values for a set of trusted interfaces: each used
+/// slot holds its interface's index, or `TUNNEL_SLOT_SHARED` when several
+/// map to it.
+fn tunnel_slots(ifindexes: &std::collections::BTreeSet<u32>) -> BTreeMap<u32, u32> {
+    let mut slots = BTreeMap::new();
+    for &ifindex in ifindexes {
+        slots
+            .entry(vxflow_common::tunnel_slot(ifindex))
+            .and_modify(|v| *v = vxflow_common::TUNNEL_SLOT_SHARED)
+            .or_insert(ifindex);
+    }
+    slots
 }
 
 #[cfg(test)]

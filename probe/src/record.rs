@@ -41,7 +41,8 @@ impl EndReason {
     }
 }
 
-/// Counts of one flow over one reporting period, in boot-clock time.
+/// Counts of one flow over one reporting period, in kernel-clock time
+/// (`CLOCK_MONOTONIC_COARSE`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,

@@ -361,4 +361,17 @@ fn tunnels_are_parsed_only_on_trusted_interfaces() {
 
     datapath.set_tunnel_interfaces(&BTreeSet::new()).unwrap();
     assert_eq!(run(&datapath).0.encap, 0, "trust taken back");
+
+    // The direct-mapped slots: an interface whose index shares the test
+    // run's slot is not the test run's interface; two sharing a slot defer
+    // to the exact set.
+    let alias = TEST_RUN_IFINDEX + vxflow_common::TUNNEL_SLOT_COUNT;
+    datapath.set_tunnel_interfaces(&BTreeSet::from([alias])).unwrap();
+    assert_eq!(run(&datapath).0.encap, 0, "slot holds another interface");
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX, alias])).unwrap();
+    assert_eq!(run(&datapath).0.encap, vxflow_common::flow::ENCAP_VXLAN, "shared slot, in the set");
+    datapath.set_tunnel_interfaces(&BTreeSet::from([alias, alias + vxflow_common::TUNNEL_SLOT_COUNT])).unwrap();
+    assert_eq!(run(&datapath).0.encap, 0, "shared slot, not in the set");
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    assert_eq!(run(&datapath).0.encap, vxflow_common::flow::ENCAP_VXLAN, "slot back to one interface");
 }

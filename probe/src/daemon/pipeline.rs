@@ -6,7 +6,7 @@ use vxflow_common::Counter;
 use super::{DaemonError, Totals, tally::Tally};
 use crate::{
     cache::FlowCache,
-    clock::{WallClock, boot_ns},
+    clock::{WallClock, kernel_ns},
     drain::{DeltaSource, FlowDelta},
     export::{ExportContext, Outputs, RecordSink as _, options::Losses},
     ifaces::NameCache,
@@ -72,7 +72,7 @@ impl<S: DeltaSource> Pipeline<S> {
             self.totals.drained_packets += d.stats.packets;
             self.totals.drained_bytes += d.stats.bytes;
         }
-        let now = boot_ns();
+        let now = kernel_ns();
         self.cache.ingest(&self.deltas, now, &mut self.records);
         if expire {
             self.cache.expire(now, &mut self.records);
@@ -104,7 +104,7 @@ impl<S: DeltaSource> Pipeline<S> {
         };
         let lost = counters.get(Counter::Lost).saturating_sub(self.ignored.packets);
         let lost_bytes = counters.get(Counter::LostBytes).saturating_sub(self.ignored.octets);
-        self.ignored.add(0, lost, lost_bytes, WallClock::now().to_unix_ms(boot_ns()));
+        self.ignored.add(0, lost, lost_bytes, WallClock::now().to_unix_ms(kernel_ns()));
         let Some(p) = self.pressure.observe(std::time::Instant::now(), &counters) else {
             return;
         };

@@ -15,7 +15,7 @@ use crate::{
     record::{EndReason, FlowRecord},
 };
 
-/// 2026-01-01T00:00:00Z at boot-clock 0.
+/// 2026-01-01T00:00:00Z at kernel-clock 0.
 pub const CLOCK: WallClock = WallClock::with_offset_ns(1_767_225_600_000_000_000);
 pub const MS: u64 = 1_000_000;
 
