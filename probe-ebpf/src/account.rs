@@ -1,30 +1,21 @@
-//! Accounting: parses a packet layer by layer (see `parse`), then adds it
-//! to the current flow-map generation, or to the fallback ring when the map
+//! Accounting: parses a packet (see `frame`), then adds it to the current
+//! flow-map generation, or to the fallback ring when the map
 //! is full, and counts every packet in exactly one bucket counter (see
 //! `vxflow_common::counter`).
 
-use core::{
-    intrinsics::{AtomicOrdering, atomic_or, atomic_xadd},
-    ptr::read_volatile,
-};
+use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
-use aya_ebpf::{
-    bindings::{__sk_buff, BPF_NOEXIST},
-    helpers::bpf_ktime_get_coarse_ns,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::TcContext};
 use vxflow_common::{
     Counter, Counters, ExportTuple, FlowKey, FlowStats,
-    flow::{ENCAP_VXLAN, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
     vxlan_port_slot,
 };
 
 use crate::{
-    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH, Scratch},
-    parse::{
-        IPPROTO_UDP, Layer, NON_IP, PARSED, SLOW, Status, TUNNEL_VXLAN, VLAN_TOO_DEEP, vxflow_parse_linear,
-        vxflow_parse_skb,
-    },
+    frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, vxflow_frame_linear, vxflow_frame_skb},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH},
+    parse::{Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
 };
 
@@ -80,21 +71,42 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     };
     // SAFETY: this CPU's slot, and TC programs do not nest on one CPU.
     let mut tally = Tally(unsafe { &mut *counters });
-    {
-        // SAFETY: as above; the reference ends before the parse writes the key.
-        let key = unsafe { &mut (*scratch).key };
-        clear_key(key);
-        key.direction = direction;
-        // SAFETY: reading the context field the kernel exposes to sched_cls.
-        key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let skb = ctx.skb.skb;
+    if surely_not_ip(ctx) {
+        // SAFETY: reading a context field the kernel exposes to sched_cls.
+        let segs = u64::from(unsafe { (*skb).gso_segs }).max(1);
+        tally.add(Counter::NonIp, segs);
+        tally.add(Counter::Seen, segs);
+        return;
     }
-    let mut slow = false;
-    let layers = parse(ctx.skb.skb, scratch, &mut slow);
-    if slow {
+    // SAFETY: `skb` is this program's context.
+    let mut status = unsafe { vxflow_frame_linear(skb, u64::from(direction)) };
+    if status == SLOW {
         tally.add(Counter::SlowParse, 1);
+        // SAFETY: as above.
+        status = unsafe { vxflow_frame_skb(skb, u64::from(direction)) };
     }
-    // SAFETY: as above; the parse is over.
-    let key = unsafe { &(*scratch).key };
+    // SAFETY: this CPU's slot, written by the parse; no other reference
+    // to it is live.
+    let scratch = unsafe { &*scratch };
+    let layers = match status {
+        PLAIN => {
+            let outer = read_layer(&scratch.outer);
+            Ok(Layers { counted: outer, outer: Layer::default(), tunnelled: false, notes: outer.notes })
+        }
+        TUNNEL => {
+            let (outer, inner) = (read_layer(&scratch.outer), read_layer(&scratch.inner));
+            Ok(Layers { counted: inner, outer, tunnelled: true, notes: note(Counter::Vxlan) | inner.notes })
+        }
+        TUNNEL_INNER_NOT_IP => Ok(Layers {
+            counted: read_layer(&scratch.outer),
+            outer: Layer::default(),
+            tunnelled: false,
+            notes: note(Counter::VxlanInnerNotIp),
+        }),
+        other => Err(other),
+    };
+    let key = &scratch.key;
     match layers.map(|layers| counted(ctx, key, &layers)) {
         Ok(p) if is_own_export(key) => {
             tally.add(Counter::SelfExport, p.wire.packets);
@@ -102,8 +114,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         }
         Ok(p) => account(key, &p, &mut tally),
         Err(status) => {
-            // SAFETY: as above.
-            let segs = u64::from(unsafe { (*ctx.skb.skb).gso_segs }).max(1);
+            // SAFETY: reading a context field the kernel exposes to sched_cls.
+            let segs = u64::from(unsafe { (*skb).gso_segs }).max(1);
             let bucket = match status {
                 NON_IP => Counter::NonIp,
                 VLAN_TOO_DEEP => {
@@ -118,6 +130,27 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     }
 }
 
+/// A layer the parse wrote. A plain read: the parse is an opaque call
+/// (it calls helpers), so LLVM reloads after it, and only what is used.
+#[inline(always)]
+fn read_layer(layer: &Layer) -> Layer {
+    *layer
+}
+
+/// A frame whose Ethernet type, in the linear area, is neither IP nor a
+/// VLAN tag: ARP, LLDP and the like are counted without a parse. Anything
+/// else, including a frame too short to tell, goes to the parser.
+#[inline(always)]
+fn surely_not_ip(ctx: &TcContext) -> bool {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + 14 > end {
+        return false;
+    }
+    // SAFETY: bytes 12 and 13 are inside the linear area, just checked.
+    let ethertype = unsafe { u16::from_be_bytes([*((data + 12) as *const u8), *((data + 13) as *const u8)]) };
+    !matches!(ethertype, 0x0800 | 0x86DD | 0x8100 | 0x88A8)
+}
+
 /// The layers a packet was parsed into.
 struct Layers {
     /// The layer whose tuple is the flow's (the inner one for a tunnel).
@@ -129,50 +162,6 @@ struct Layers {
     outer: Layer,
     tunnelled: bool,
     notes: u32,
-}
-
-/// Parses the frame, and the inner frame of a tunnel this node terminates,
-/// into the scratch key. `slow` is set when a layer was parsed through
-/// `bpf_skb_load_bytes`.
-#[inline(always)]
-fn parse(skb: *mut __sk_buff, scratch: *mut Scratch, slow: &mut bool) -> Result<Layers, Status> {
-    let status = parse_layer(skb, 0, false, slow);
-    if status != PARSED {
-        return Err(status);
-    }
-    // SAFETY: `scratch` is this CPU's slot, written by the parse above;
-    // volatile because the parse wrote it through a pointer of its own.
-    let outer = unsafe { read_volatile(&raw const (*scratch).layer) };
-    if outer.tunnel != TUNNEL_VXLAN {
-        return Ok(Layers { counted: outer, outer: Layer::default(), tunnelled: false, notes: outer.notes });
-    }
-    // SAFETY: as above; no other reference to the key is live.
-    move_tuple_to_outer(unsafe { &mut (*scratch).key }, outer.vni);
-    if parse_layer(skb, outer.inner_off.into(), true, slow) == PARSED {
-        // SAFETY: as above.
-        let inner = unsafe { read_volatile(&raw const (*scratch).layer) };
-        // SAFETY: as above.
-        unsafe { (*scratch).key.encap = ENCAP_VXLAN };
-        return Ok(Layers { counted: inner, outer, tunnelled: true, notes: note(Counter::Vxlan) | inner.notes });
-    }
-    // The inner frame is not IP: the packet is the outer UDP flow.
-    // SAFETY: as above.
-    restore_outer_tuple(unsafe { &mut (*scratch).key });
-    Ok(Layers { counted: outer, outer: Layer::default(), tunnelled: false, notes: note(Counter::VxlanInnerNotIp) })
-}
-
-/// One layer, read in place, or through `bpf_skb_load_bytes` when the
-/// fast parse leaves it (a non-linear skb, IPv6 extension headers).
-#[inline(always)]
-fn parse_layer(skb: *mut __sk_buff, eth_off: u64, inner: bool, slow: &mut bool) -> Status {
-    // SAFETY: `skb` is this program's context.
-    let status = unsafe { vxflow_parse_linear(skb, eth_off, u64::from(inner)) };
-    if status != SLOW {
-        return status;
-    }
-    *slow = true;
-    // SAFETY: as above.
-    unsafe { vxflow_parse_skb(skb, eth_off, u64::from(inner)) }
 }
 
 #[inline(always)]
@@ -191,71 +180,6 @@ fn counted(ctx: &TcContext, key: &FlowKey, layers: &Layers) -> Parsed {
         }
     }
     Parsed { wire, tcp_flags: u64::from(layers.counted.tcp_flags), notes }
-}
-
-/// Zeroes the key with eight-byte stores. A struct assignment compiles to a
-/// call of aya-ebpf's `memset`, which stores one byte at a time.
-#[inline(always)]
-fn clear_key(key: &mut FlowKey) {
-    const WORDS: usize = size_of::<FlowKey>() / 8;
-    const _: () = assert!(size_of::<FlowKey>() == WORDS * 8 + 4);
-    let words = core::ptr::from_mut(key).cast::<u64>();
-    // SAFETY: the key is the first field of the 8-aligned `Scratch` map
-    // value (`repr(C)`), so its first 88 bytes are 11 aligned words and its
-    // last 4 an aligned `u32`; every bit pattern is a valid `FlowKey`.
-    unsafe {
-        for i in 0..WORDS {
-            core::ptr::write_volatile(words.add(i), 0);
-        }
-        core::ptr::write_volatile(words.add(WORDS).cast::<u32>(), 0);
-    }
-}
-
-/// Copies the 16-byte address at `src` to `dst` (both fields of the key)
-/// as two eight-byte words, and zeroes `src` when `clear`.
-#[inline(always)]
-fn move_addr(dst: *mut [u8; 16], src: *mut [u8; 16], clear: bool) {
-    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
-    // SAFETY: the four address fields start at offsets 0, 16, 32 and 48 of
-    // the key, which starts the 8-aligned scratch value (asserted in maps).
-    unsafe {
-        core::ptr::write_volatile(d, core::ptr::read_volatile(s));
-        core::ptr::write_volatile(d.add(1), core::ptr::read_volatile(s.add(1)));
-        if clear {
-            core::ptr::write_volatile(s, 0);
-            core::ptr::write_volatile(s.add(1), 0);
-        }
-    }
-}
-
-/// A tunnel was found: its tuple moves to the `outer_*` fields, and the
-/// plain ones wait for the inner packet's.
-#[inline(always)]
-fn move_tuple_to_outer(key: &mut FlowKey, vni: u32) {
-    move_addr(&raw mut key.outer_src_addr, &raw mut key.src_addr, false);
-    move_addr(&raw mut key.outer_dst_addr, &raw mut key.dst_addr, false);
-    key.outer_src_port = key.src_port;
-    key.outer_dst_port = key.dst_port;
-    key.outer_ip_version = key.ip_version;
-    key.vni = vni;
-}
-
-/// The inner frame was not IP: the plain fields get the outer tuple back
-/// (a UDP flow), and the tunnel fields are cleared.
-#[inline(always)]
-fn restore_outer_tuple(key: &mut FlowKey) {
-    move_addr(&raw mut key.src_addr, &raw mut key.outer_src_addr, true);
-    move_addr(&raw mut key.dst_addr, &raw mut key.outer_dst_addr, true);
-    key.ip_version = key.outer_ip_version;
-    key.protocol = IPPROTO_UDP;
-    key.src_port = key.outer_src_port;
-    key.dst_port = key.outer_dst_port;
-    key.outer_ip_version = 0;
-    key.outer_src_port = 0;
-    key.outer_dst_port = 0;
-    key.vni = 0;
-    // A tunnel was only considered for a complete, unfragmented UDP header.
-    key.flags = 0;
 }
 
 /// Whether the packet is one of the exporter's own sockets' in the

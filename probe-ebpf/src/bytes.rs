@@ -7,7 +7,10 @@
 use aya_ebpf::programs::TcContext;
 
 /// A source of packet bytes at offsets from the start of the frame.
-pub trait Bytes {
+pub trait Bytes<'a>: Sized {
+    /// A reader of the skb, if this kind can read it.
+    fn open(ctx: &'a TcContext) -> Option<Self>;
+
     /// The `T` at `off`, or `None` when those bytes are past what this
     /// reader can see. `T` is a plain header type (any bit pattern valid).
     fn load<T: Copy>(&self, off: usize) -> Option<T>;
@@ -24,16 +27,24 @@ pub struct Linear {
     end: usize,
 }
 
-impl Linear {
-    /// The skb read in place, if it is linear.
+impl Bytes<'_> for Linear {
+    /// The skb read in place, if it is linear. The context is read with
+    /// volatile loads so that each open gives the verifier fresh packet
+    /// pointers (see `frame`), not a register LLVM kept.
     #[inline(always)]
-    pub fn of(ctx: &TcContext) -> Option<Self> {
-        let (data, end) = (ctx.data(), ctx.data_end());
-        (end - data == ctx.len() as usize).then_some(Self { data, end })
+    fn open(ctx: &TcContext) -> Option<Self> {
+        // SAFETY: reading context fields the kernel exposes to sched_cls.
+        let (data, end, len) = unsafe {
+            let skb = ctx.skb.skb;
+            (
+                core::ptr::read_volatile(&raw const (*skb).data) as usize,
+                core::ptr::read_volatile(&raw const (*skb).data_end) as usize,
+                core::ptr::read_volatile(&raw const (*skb).len) as usize,
+            )
+        };
+        (end - data == len).then_some(Self { data, end })
     }
-}
 
-impl Bytes for Linear {
     const WALKS_IPV6_EXTENSIONS: bool = false;
 
     #[inline(always)]
@@ -52,7 +63,12 @@ impl Bytes for Linear {
 /// Any skb, linear or not, read with `bpf_skb_load_bytes`.
 pub struct Skb<'a>(pub &'a TcContext);
 
-impl Bytes for Skb<'_> {
+impl<'a> Bytes<'a> for Skb<'a> {
+    #[inline(always)]
+    fn open(ctx: &'a TcContext) -> Option<Self> {
+        Some(Self(ctx))
+    }
+
     const WALKS_IPV6_EXTENSIONS: bool = true;
 
     #[inline(always)]

@@ -5,11 +5,11 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
-#![feature(bpf_target_feature)]
 #![expect(internal_features, reason = "atomic_xadd/atomic_or are the only way to emit BPF atomics")]
 
 mod account;
 mod bytes;
+mod frame;
 mod maps;
 mod parse;
 mod wire;

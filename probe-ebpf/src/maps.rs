@@ -42,16 +42,19 @@ pub static FALLBACK: RingBuf<FallbackRecord, DEFAULT_FALLBACK_BYTES> = RingBuf::
 pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 
 /// Per-CPU scratch for the packet being parsed: the flow key, which the
-/// layer parses write in place, and the last parsed [`Layer`]. Passing them
-/// through map memory lets the parse be a global function, checked once by
-/// the verifier (which treats map memory as unknown, so every caller state
-/// meets the same function).
+/// parse writes in place, and the parsed [`Layer`]s. Passing them through
+/// map memory lets the parse be a global function, checked once by the
+/// verifier, and lets the paths inside it meet (the verifier does not track
+/// map memory).
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Default)]
 pub struct Scratch {
     /// First, so its address fields (offsets 0, 16, 32, 48) are 8-aligned.
     pub key: FlowKey,
-    pub layer: Layer,
+    /// The frame's outermost layer.
+    pub outer: Layer,
+    /// A tunnel's inner layer.
+    pub inner: Layer,
 }
 
 const _: () = assert!(core::mem::offset_of!(Scratch, key) == 0);

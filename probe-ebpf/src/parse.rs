@@ -1,19 +1,10 @@
 //! Parsing one layer of a packet: Ethernet and VLAN tags, IPv4 or IPv6
 //! with its extension headers, and TCP, UDP or ICMP; on the outermost layer
 //! also whether it carries a VXLAN tunnel this node terminates. The flow key
-//! is written in place; what the counts need goes in a [`Layer`].
-//!
-//! A layer is parsed by a global function (BTF linkage global), which the
-//! verifier checks once, on its own, whatever the caller's state: the outer
-//! and inner layers of a tunnelled packet share it, and a tunnel type adds
-//! its own cost instead of multiplying the paths before it. There are two:
-//! [`vxflow_parse_linear`] reads a linear skb in place, and
-//! [`vxflow_parse_skb`], the same code over `bpf_skb_load_bytes`, reads a
-//! non-linear one, and IPv6 with extension headers: the walk's offsets,
-//! used as packet pointers, would each be tracked exactly by the verifier
-//! (about 200,000 instructions), where as helper arguments they are not.
+//! is written in place; what the counts need goes in a [`Layer`]. `frame`
+//! puts the layers of a packet together.
 
-use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
 use vxflow_common::{
     Counter, FlowKey, TUNNEL_SLOT_SHARED,
@@ -22,8 +13,8 @@ use vxflow_common::{
 };
 
 use crate::{
-    bytes::{Bytes, Linear, Skb},
-    maps::{SCRATCH, TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
+    bytes::Bytes,
+    maps::{TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -53,7 +44,7 @@ const MAX_IPV6_EXT_HEADERS: usize = 8;
 /// Where a layer may start: far beyond any real stack of headers, and small
 /// enough that every offset the parser computes stays within the 64 KiB the
 /// verifier allows for a packet pointer's offset.
-const MAX_LAYER_OFFSET: u64 = 1024;
+pub const MAX_LAYER_OFFSET: usize = 1024;
 
 const UDP_HDR_LEN: usize = 8;
 const TCP_MIN_HDR_LEN: usize = 20;
@@ -61,14 +52,15 @@ const VXLAN_HDR_LEN: usize = 8;
 /// RFC 7348 section 5: the I flag says the VNI is valid.
 const VXLAN_FLAG_I: u8 = 0x08;
 
-/// What a layer parse returns: [`PARSED`] or why the packet has no flow.
+/// Why a layer has no flow, as `frame` returns it: negative.
 pub type Status = i64;
-pub const PARSED: Status = 0;
 pub const NON_IP: Status = -1;
 pub const MALFORMED: Status = -2;
 pub const VLAN_TOO_DEEP: Status = -3;
-/// Only from [`vxflow_parse_linear`]: the skb is not linear, or the layer
-/// is IPv6 with extension headers; parse it with [`vxflow_parse_skb`].
+/// Only from the in-place parse: the skb is not linear, or a layer is IPv6
+/// with extension headers, whose walk's offsets, used as packet pointers,
+/// the verifier would track exactly (about 200,000 instructions); parse it
+/// with `bpf_skb_load_bytes`, where they are helper arguments.
 pub const SLOW: Status = -4;
 
 /// `Layer::tunnel` values.
@@ -104,58 +96,18 @@ const fn note(c: Counter) -> u32 {
     1 << c as u32
 }
 
-/// Parses the layer whose Ethernet header starts at `eth_off` (0 for the
-/// frame, else a tunnel's inner frame; `inner` is then 1), reading a linear
-/// skb in place.
-///
-/// # Safety
-/// `skb` is the program's context; called only from the TC programs.
-#[unsafe(no_mangle)]
-#[inline(never)]
-#[target_feature(enable = "allows-misaligned-mem-access")]
-pub unsafe extern "C" fn vxflow_parse_linear(skb: *mut __sk_buff, eth_off: u64, inner: u64) -> Status {
-    let ctx = TcContext::new(skb);
-    match Linear::of(&ctx) {
-        Some(bytes) => parse_into_scratch(&ctx, &bytes, eth_off, inner),
-        None => SLOW,
-    }
-}
-
-/// [`vxflow_parse_linear`] over `bpf_skb_load_bytes`, for a non-linear skb.
-///
-/// # Safety
-/// As for [`vxflow_parse_linear`].
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn vxflow_parse_skb(skb: *mut __sk_buff, eth_off: u64, inner: u64) -> Status {
-    let ctx = TcContext::new(skb);
-    parse_into_scratch(&ctx, &Skb(&ctx), eth_off, inner)
-}
-
+/// Parses one layer into the key's plain fields and `out`. For the outer
+/// layer, `begin` readies the key once the frame proves to carry IP, so a
+/// frame that does not costs no more than its Ethernet header.
 #[inline(always)]
-fn parse_into_scratch<B: Bytes>(ctx: &TcContext, bytes: &B, eth_off: u64, inner: u64) -> Status {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return MALFORMED };
-    if eth_off > MAX_LAYER_OFFSET {
-        return MALFORMED;
-    }
-    // SAFETY: this CPU's slot; TC programs do not nest on one CPU and the
-    // caller holds no reference into it across this call.
-    let scratch = unsafe { &mut *scratch };
-    match parse_layer(ctx, bytes, eth_off as usize, inner != 0, &mut scratch.key, &mut scratch.layer) {
-        Ok(()) => PARSED,
-        Err(status) => status,
-    }
-}
-
-/// Parses one layer into the key's plain fields and `out`.
-#[inline(always)]
-fn parse_layer<B: Bytes>(
-    ctx: &TcContext,
+pub fn parse_layer<'a, B: Bytes<'a>>(
+    ctx: &'a TcContext,
     b: &B,
     eth_off: usize,
     inner: bool,
     key: &mut FlowKey,
     out: &mut Layer,
+    begin: impl FnOnce(&mut FlowKey),
 ) -> Result<(), Status> {
     // Inner VLAN tags are skipped but not recorded: vlan_id is the outer one.
     let mut vlan_id = 0u16;
@@ -172,7 +124,11 @@ fn parse_layer<B: Bytes>(
         }
     }
     let (l3_off, ethertype) = parse_l2(b, eth_off, &mut vlan_id, stripped)?;
+    if ethertype != ETH_P_IP && ethertype != ETH_P_IPV6 {
+        return Err(NON_IP);
+    }
     if !inner {
+        begin(key);
         key.vlan_id = vlan_id;
     }
     let ip = parse_ip(b, ctx.len() as usize, l3_off, ethertype, key)?;
@@ -259,7 +215,7 @@ fn set_l4(key: &mut FlowKey, ip: &IpLayer, l4: &L4) {
 /// offloaded. Returns the offset of the L3 header and its ethertype.
 /// `vlan_id` gets the first tag's id if it is still 0.
 #[inline(always)]
-fn parse_l2<B: Bytes>(b: &B, off: usize, vlan_id: &mut u16, stripped: bool) -> Result<(usize, u16), Status> {
+fn parse_l2<'a, B: Bytes<'a>>(b: &B, off: usize, vlan_id: &mut u16, stripped: bool) -> Result<(usize, u16), Status> {
     let eth: EthHdr = b.load(off).ok_or(MALFORMED)?;
     let mut ethertype = u16::from_be(eth.ether_type);
     let mut off = off + EthHdr::LEN;
@@ -287,7 +243,13 @@ fn parse_l2<B: Bytes>(b: &B, off: usize, vlan_id: &mut u16, stripped: bool) -> R
 /// Parses the IP header at `off` into the key's plain address, version and
 /// TOS fields.
 #[inline(always)]
-fn parse_ip<B: Bytes>(b: &B, skb_len: usize, off: usize, ethertype: u16, key: &mut FlowKey) -> Result<IpLayer, Status> {
+fn parse_ip<'a, B: Bytes<'a>>(
+    b: &B,
+    skb_len: usize,
+    off: usize,
+    ethertype: u16,
+    key: &mut FlowKey,
+) -> Result<IpLayer, Status> {
     let avail = skb_len.saturating_sub(off);
     match ethertype {
         ETH_P_IP => {
@@ -396,7 +358,7 @@ const fn is_ipv6_ext(nh: u8) -> bool {
 /// [`MAX_IPV6_EXT_HEADERS`]. A chain cut short leaves `protocol` at the last
 /// next-header read and marks the layer `chain_truncated`.
 #[inline(always)]
-fn walk_ipv6_ext<B: Bytes>(b: &B, layer: &mut IpLayer) {
+fn walk_ipv6_ext<'a, B: Bytes<'a>>(b: &B, layer: &mut IpLayer) {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let nh = layer.protocol;
         if !is_ipv6_ext(nh) {
@@ -430,7 +392,7 @@ fn walk_ipv6_ext<B: Bytes>(b: &B, layer: &mut IpLayer) {
 }
 
 #[inline(always)]
-fn parse_l4<B: Bytes>(b: &B, ip: &IpLayer) -> L4 {
+fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
     let mut l4 = L4 { src_port: 0, dst_port: 0, tcp_flags: 0, hdr_end: ip.l4_off, truncated: false };
     if ip.non_first_fragment || ip.ext_limit {
         return l4;
@@ -490,7 +452,7 @@ fn tunnel_trusted(ifindex: u32) -> bool {
 /// The VNI of a valid VXLAN header at `off`, or `None` if the header is short
 /// or its I flag is clear (RFC 7348: then the packet is not valid VXLAN).
 #[inline(always)]
-fn vxlan_vni<B: Bytes>(b: &B, off: usize) -> Option<u32> {
+fn vxlan_vni<'a, B: Bytes<'a>>(b: &B, off: usize) -> Option<u32> {
     let h: [u8; VXLAN_HDR_LEN] = b.load(off)?;
     if h[0] & VXLAN_FLAG_I == 0 {
         return None;

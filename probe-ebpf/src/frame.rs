@@ -1,0 +1,171 @@
+//! A whole frame: its outer layer and, for a tunnel this node terminates,
+//! the inner frame, parsed into the per-CPU scratch key.
+//!
+//! A frame is parsed by a global function (BTF linkage global), which the
+//! verifier checks once, on its own, whatever the caller's state. There are
+//! two: [`vxflow_frame_linear`] reads a linear skb in place, and
+//! [`vxflow_frame_skb`], the same code over `bpf_skb_load_bytes`, parses
+//! what the first leaves ([`SLOW`]). Inside, every path of the outer parse
+//! meets the inner parse in one verifier state (see [`parse_frame`]), so a
+//! tunnel's inner parse adds its cost once instead of once per outer path,
+//! and the next tunnel type adds its own the same way.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
+use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
+
+use crate::{
+    bytes::{Bytes, Linear, Skb},
+    maps::SCRATCH,
+    parse::{IPPROTO_UDP, MALFORMED, MAX_LAYER_OFFSET, SLOW, Status, TUNNEL_VXLAN, parse_layer},
+};
+
+/// A plain packet: its flow is the outer layer.
+pub const PLAIN: Status = 0;
+/// A tunnelled packet: its flow is the inner layer, the outer one its tunnel.
+pub const TUNNEL: Status = 1;
+/// A tunnel whose inner frame is not IP: the flow is the outer UDP one.
+pub const TUNNEL_INNER_NOT_IP: Status = 2;
+
+/// Parses the frame of `skb` seen in `direction`, reading a linear skb in
+/// place; [`SLOW`] when it cannot.
+///
+/// # Safety
+/// `skb` is the program's context; called only from the TC programs.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn vxflow_frame_linear(skb: *mut __sk_buff, direction: u64) -> Status {
+    let ctx = TcContext::new(skb);
+    match Linear::open(&ctx) {
+        Some(bytes) => parse_frame(&ctx, &bytes, direction),
+        None => SLOW,
+    }
+}
+
+/// [`vxflow_frame_linear`] over `bpf_skb_load_bytes`.
+///
+/// # Safety
+/// As for [`vxflow_frame_linear`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn vxflow_frame_skb(skb: *mut __sk_buff, direction: u64) -> Status {
+    let ctx = TcContext::new(skb);
+    match Skb::open(&ctx) {
+        Some(bytes) => parse_frame(&ctx, &bytes, direction),
+        None => MALFORMED,
+    }
+}
+
+#[inline(always)]
+fn parse_frame<'a, B: Bytes<'a>>(ctx: &'a TcContext, b: &B, direction: u64) -> Status {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return MALFORMED };
+    // SAFETY: this CPU's slot; TC programs do not nest on one CPU and the
+    // caller holds no reference into it during this call.
+    let scratch = unsafe { &mut *scratch };
+    let key = &mut scratch.key;
+    let begin = |key: &mut FlowKey| {
+        clear_key(key);
+        key.direction = direction as u8;
+        // SAFETY: reading a context field the kernel exposes to sched_cls.
+        key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    };
+    if let Err(status) = parse_layer(ctx, b, 0, false, key, &mut scratch.outer, begin) {
+        return status;
+    }
+    if scratch.outer.tunnel != TUNNEL_VXLAN {
+        return PLAIN;
+    }
+    move_tuple_to_outer(key, scratch.outer.vni);
+    // Where every outer path meets: the inner offset comes back from map
+    // memory, which the verifier does not track, and the packet is opened
+    // afresh, so no packet pointer, range or offset of the outer parse is
+    // live and the verifier prunes all but the first path here.
+    // SAFETY: the field was written above; volatile so LLVM does not
+    // forward the value in a register.
+    let inner_off = unsafe {
+        write_volatile(&raw mut scratch.outer.inner_off, scratch.outer.inner_off);
+        read_volatile(&raw const scratch.outer.inner_off)
+    } as usize;
+    let Some(inner) = B::open(ctx) else { return SLOW };
+    if inner_off > MAX_LAYER_OFFSET {
+        restore_outer_tuple(key);
+        return TUNNEL_INNER_NOT_IP;
+    }
+    match parse_layer(ctx, &inner, inner_off, true, key, &mut scratch.inner, |_| {}) {
+        Ok(()) => {
+            key.encap = ENCAP_VXLAN;
+            TUNNEL
+        }
+        Err(SLOW) => SLOW,
+        Err(_) => {
+            restore_outer_tuple(key);
+            TUNNEL_INNER_NOT_IP
+        }
+    }
+}
+
+/// Zeroes the key with eight-byte stores. A struct assignment compiles to a
+/// call of aya-ebpf's `memset`, which stores one byte at a time.
+#[inline(always)]
+fn clear_key(key: &mut FlowKey) {
+    const WORDS: usize = size_of::<FlowKey>() / 8;
+    const _: () = assert!(size_of::<FlowKey>() == WORDS * 8 + 4);
+    let words = core::ptr::from_mut(key).cast::<u64>();
+    // SAFETY: the key is the first field of the 8-aligned `Scratch` map
+    // value (`repr(C)`), so its first 88 bytes are 11 aligned words and its
+    // last 4 an aligned `u32`; every bit pattern is a valid `FlowKey`.
+    unsafe {
+        for i in 0..WORDS {
+            write_volatile(words.add(i), 0);
+        }
+        write_volatile(words.add(WORDS).cast::<u32>(), 0);
+    }
+}
+
+/// Copies the 16-byte address at `src` to `dst` (both fields of the key)
+/// as two eight-byte words, and zeroes `src` when `clear`.
+#[inline(always)]
+fn move_addr(dst: *mut [u8; 16], src: *mut [u8; 16], clear: bool) {
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    // SAFETY: the four address fields start at offsets 0, 16, 32 and 48 of
+    // the key, which starts the 8-aligned scratch value (asserted in maps).
+    unsafe {
+        write_volatile(d, read_volatile(s));
+        write_volatile(d.add(1), read_volatile(s.add(1)));
+        if clear {
+            write_volatile(s, 0);
+            write_volatile(s.add(1), 0);
+        }
+    }
+}
+
+/// A tunnel was found: its tuple moves to the `outer_*` fields, and the
+/// plain ones wait for the inner packet's.
+#[inline(always)]
+fn move_tuple_to_outer(key: &mut FlowKey, vni: u32) {
+    move_addr(&raw mut key.outer_src_addr, &raw mut key.src_addr, false);
+    move_addr(&raw mut key.outer_dst_addr, &raw mut key.dst_addr, false);
+    key.outer_src_port = key.src_port;
+    key.outer_dst_port = key.dst_port;
+    key.outer_ip_version = key.ip_version;
+    key.vni = vni;
+}
+
+/// The inner frame was not IP: the plain fields get the outer tuple back
+/// (a UDP flow), and the tunnel fields are cleared.
+#[inline(always)]
+fn restore_outer_tuple(key: &mut FlowKey) {
+    move_addr(&raw mut key.src_addr, &raw mut key.outer_src_addr, true);
+    move_addr(&raw mut key.dst_addr, &raw mut key.outer_dst_addr, true);
+    key.ip_version = key.outer_ip_version;
+    key.protocol = IPPROTO_UDP;
+    key.src_port = key.outer_src_port;
+    key.dst_port = key.outer_dst_port;
+    key.outer_ip_version = 0;
+    key.outer_src_port = 0;
+    key.outer_dst_port = 0;
+    key.vni = 0;
+    // A tunnel was only considered for a complete, unfragmented UDP header.
+    key.flags = 0;
+}
