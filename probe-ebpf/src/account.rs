@@ -13,7 +13,7 @@ use vxflow_common::{
 };
 
 use crate::{
-    frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, vxflow_frame_linear, vxflow_frame_skb},
+    frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
     maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH},
     parse::{Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
@@ -66,9 +66,7 @@ const fn note(c: Counter) -> u32 {
 /// Entry point shared by both directions.
 #[inline(always)]
 pub fn on_packet(ctx: &TcContext, direction: u8) {
-    let (Some(scratch), Some(counters)) = (SCRATCH.get_ptr_mut(0), COUNTERS.get_ptr_mut(0)) else {
-        return;
-    };
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot, and TC programs do not nest on one CPU.
     let mut tally = Tally(unsafe { &mut *counters });
     let skb = ctx.skb.skb;
@@ -79,8 +77,8 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         tally.add(Counter::Seen, segs);
         return;
     }
-    // SAFETY: `skb` is this program's context.
-    let mut status = unsafe { vxflow_frame_linear(skb, u64::from(direction)) };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
+    let mut status = frame_linear(ctx, direction);
     if status == SLOW {
         tally.add(Counter::SlowParse, 1);
         // SAFETY: as above.

@@ -50,13 +50,35 @@ impl Bytes<'_> for Linear {
     #[inline(always)]
     fn load<T: Copy>(&self, off: usize) -> Option<T> {
         let start = self.data + off;
-        if start + size_of::<T>() > self.end {
+        let size = size_of::<T>();
+        if start + size > self.end {
             return None;
         }
-        // SAFETY: `[start, start + size_of::<T>())` is inside the linear
-        // area, which the verifier has just seen checked against data_end;
-        // `T` is a plain header type and the read is unaligned.
-        Some(unsafe { (start as *const T).read_unaligned() })
+        let mut out = core::mem::MaybeUninit::<T>::uninit();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        let mut i = 0;
+        // SAFETY: `[start, start + size)` is inside the linear area, which
+        // the verifier has just seen checked against data_end; every byte
+        // of `out` is written before it is read, and `T` is a plain header
+        // type (any bit pattern valid).
+        unsafe {
+            while i + 8 <= size {
+                dst.add(i).cast::<u64>().write_unaligned(word::<8>(start + i));
+                i += 8;
+            }
+            if i + 4 <= size {
+                dst.add(i).cast::<u32>().write_unaligned(word::<4>(start + i) as u32);
+                i += 4;
+            }
+            if i + 2 <= size {
+                dst.add(i).cast::<u16>().write_unaligned(word::<2>(start + i) as u16);
+                i += 2;
+            }
+            if i < size {
+                *dst.add(i) = *((start + i) as *const u8);
+            }
+            Some(out.assume_init())
+        }
     }
 }
 
@@ -75,4 +97,32 @@ impl<'a> Bytes<'a> for Skb<'a> {
     fn load<T: Copy>(&self, off: usize) -> Option<T> {
         self.0.load::<T>(off).ok()
     }
+}
+
+/// One `N`-byte load from packet address `p`, whatever its alignment: BPF's
+/// LLVM backend splits an align-1 load into byte loads and shifts, while
+/// the machine and the verifier (which checks packet alignment only on
+/// architectures without efficient unaligned access, or when asked to)
+/// take it whole.
+///
+/// # Safety
+/// `[p, p + N)` is packet memory the verifier has seen bounds-checked.
+#[inline(always)]
+unsafe fn word<const N: usize>(p: usize) -> u64 {
+    let v: u64;
+    // SAFETY: the caller's contract; the asm only loads.
+    unsafe {
+        match N {
+            8 => {
+                core::arch::asm!("{0} = *(u64 *)({1} + 0)", lateout(reg) v, in(reg) p, options(pure, readonly, nostack, preserves_flags))
+            }
+            4 => {
+                core::arch::asm!("{0} = *(u32 *)({1} + 0)", lateout(reg) v, in(reg) p, options(pure, readonly, nostack, preserves_flags))
+            }
+            _ => {
+                core::arch::asm!("{0} = *(u16 *)({1} + 0)", lateout(reg) v, in(reg) p, options(pure, readonly, nostack, preserves_flags))
+            }
+        }
+    }
+    v
 }

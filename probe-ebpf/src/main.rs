@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
+#![feature(asm_experimental_arch)]
 #![expect(internal_features, reason = "atomic_xadd/atomic_or are the only way to emit BPF atomics")]
 
 mod account;
