@@ -95,13 +95,14 @@ fn drain_full_generation(
     );
 }
 
-/// Compiles the naive C reference classifier and loads it.
-fn load_reference() -> (aya::Ebpf, f64) {
+/// Compiles the naive C reference classifier (with `defines`) and loads it.
+fn load_reference(defines: &[&str]) -> (aya::Ebpf, f64) {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/naive_classifier.c");
-    let out = std::env::temp_dir().join(format!("vxflow-naive-{}.o", std::process::id()));
+    let out = std::env::temp_dir().join(format!("vxflow-naive-{}-{}.o", std::process::id(), defines.join("")));
     let arch = std::env::consts::ARCH;
     let status = std::process::Command::new("clang")
         .args(["-O2", "-g", "-target", "bpf", &format!("-I/usr/include/{arch}-linux-gnu"), "-c"])
+        .args(defines)
         .arg(&src)
         .arg("-o")
         .arg(&out)
@@ -166,6 +167,50 @@ fn interleaved(
     (median(a), median(b))
 }
 
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity
+    // get valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set), 0, "pinning to CPU {cpu}");
+    }
+}
+
+/// Mean ns per run of `prog` on `frame`, on CPU 0 alone and then on CPUs 0
+/// and 1 at once (both on the same flow): the median over rounds of each
+/// round's slower CPU.
+fn contention(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> (f64, f64) {
+    let barrier = std::sync::Barrier::new(2);
+    let run_on = |cpu: usize, together: bool| {
+        pin(cpu);
+        (0..ROUNDS)
+            .map(|_| {
+                if together {
+                    barrier.wait();
+                }
+                ns_per_packet_once(prog, frame)
+            })
+            .collect::<Vec<f64>>()
+    };
+    let alone = std::thread::scope(|s| s.spawn(|| median(run_on(0, false))).join().unwrap());
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_on(0, true));
+        let b = s.spawn(|| run_on(1, true));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let together = median(a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect());
+    (alone, together)
+}
+
+fn ns_per_packet_once(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> f64 {
+    let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..TestRunOptions::default() };
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let ns = prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos() as f64;
+    ns
+}
+
 fn verified(prog: &aya::programs::SchedClassifier) -> u32 {
     prog.info().ok().and_then(|i| i.verified_instruction_count()).unwrap_or(0)
 }
@@ -183,7 +228,7 @@ fn main() {
     // BPF_PROG_TEST_RUN packets arrive on loopback: trust it with tunnels,
     // as the underlay is in production.
     datapath.set_tunnel_interfaces(&std::collections::BTreeSet::from([1])).unwrap();
-    let (reference, ref_load_ms) = load_reference();
+    let (reference, ref_load_ms) = load_reference(&[]);
     let naive: &aya::programs::SchedClassifier = reference.program("naive_ingress").unwrap().try_into().unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
 
@@ -216,6 +261,23 @@ fn main() {
         let mut drained = Vec::new();
         maps.drain(&mut drained).unwrap();
     }
+
+    println!(
+        "contention: one flow (IPv4 TCP) on CPU 0 alone, then on CPUs 0 and 1 at once (the slower CPU's mean per run)"
+    );
+    let (percpu, _) = load_reference(&["-DPERCPU"]);
+    let percpu: &aya::programs::SchedClassifier = percpu.program("naive_ingress").unwrap().try_into().unwrap();
+    let frame = pcap::read(&pcap::classifier_dir().join("ipv4-tcp-syn.pcap"));
+    for (label, p) in [
+        ("vxflow (shared map, atomic adds)", prog),
+        ("C, shared map, atomic adds", naive),
+        ("C, per-CPU map, plain adds", percpu),
+    ] {
+        let (alone, together) = contention(p, &frame);
+        println!("  {label:<34} {alone:>6.1} ns alone {together:>6.1} ns on two CPUs  x{:.2}", together / alone);
+    }
+    let mut drained = Vec::new();
+    maps.drain(&mut drained).unwrap();
 
     drain_full_generation(prog, &mut maps, opts.flow_entries);
 

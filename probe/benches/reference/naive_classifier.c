@@ -8,7 +8,9 @@
 // (generations, fallback ring, counters, export exclusion, GSO counts,
 // IPv6 extension headers, tunnel trust); it is a yardstick, not a probe.
 //
-// Built by the benchmark: clang -O2 -g -target bpf -c naive_classifier.c
+// Built by the benchmark: clang -O2 -g -target bpf -c naive_classifier.c,
+// and again with -DPERCPU: a per-CPU hash with plain adds, the layout whose
+// memory grows with the CPU count, to time against under contention.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -34,7 +36,11 @@ struct value {
 _Static_assert(sizeof(struct value) == 48, "vxflow's FlowStats is 48 bytes");
 
 struct {
+#ifdef PERCPU
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+#else
 	__uint(type, BPF_MAP_TYPE_HASH);
+#endif
 	__uint(max_entries, 65536);
 	__type(key, struct key);
 	__type(value, struct value);
@@ -155,10 +161,17 @@ static __always_inline int account(struct __sk_buff *skb, __u8 dir)
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct value *v = bpf_map_lookup_elem(&flows, &k);
 	if (v) {
+#ifdef PERCPU
+		v->packets += 1;
+		v->bytes += ip_len;
+		v->outer_bytes += outer_len;
+		v->tcp_flags |= tcp_flags;
+#else
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, ip_len);
 		__sync_fetch_and_add(&v->outer_bytes, outer_len);
 		__sync_fetch_and_or(&v->tcp_flags, tcp_flags);
+#endif
 		v->last = now;
 	} else {
 		struct value nv = {1, ip_len, outer_len, now, now, tcp_flags};
