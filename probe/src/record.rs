@@ -46,9 +46,9 @@ impl EndReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,
-    /// Boot-clock ns of the first packet in this record.
+    /// Kernel-clock ns of the first packet in this record.
     pub start_ns: u64,
-    /// Boot-clock ns of the last packet in this record.
+    /// Kernel-clock ns of the last packet in this record.
     pub end_ns: u64,
     pub packets: u64,
     pub bytes: u64,
