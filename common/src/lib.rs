@@ -44,7 +44,9 @@ pub const fn tunnel_slot(ifindex: u32) -> u32 {
     ifindex % TUNNEL_SLOT_COUNT
 }
 
-/// Bitmap of the exporter's local ports (same layout), a cheap prefilter.
+/// Bitmap (same layout) of the port each exporter tuple has on this host's
+/// side of its direction: source port for egress, destination port for
+/// ingress. A cheap prefilter before the exact lookup.
 pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
 /// The exporter's own packets, as [`ExportTuple`]s: tuple and direction.
 pub const MAP_EXPORT_TUPLES: &str = "EXPORT_TUPLES";

@@ -8,7 +8,7 @@ use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::TcContext};
 use vxflow_common::{
     Counter, Counters, ExportTuple, FlowKey, FlowStats,
-    flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
     vxlan_port_slot,
 };
 
@@ -78,7 +78,9 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         return;
     }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
-    let mut status = frame_linear(ctx, direction);
+    // SAFETY: this CPU's slot; TC programs do not nest on one CPU. The
+    // reference ends before the slow parse writes the slot its own way.
+    let mut status = frame_linear(ctx, unsafe { &mut *scratch }, direction);
     if status == SLOW {
         tally.add(Counter::SlowParse, 1);
         // SAFETY: as above.
@@ -182,17 +184,16 @@ fn counted(ctx: &TcContext, key: &FlowKey, layers: &Layers) -> Parsed {
 
 /// Whether the packet is one of the exporter's own sockets' in the
 /// direction userspace listed it for: the port bitmap rules out almost every
-/// packet before the exact lookup.
+/// packet before the exact lookup. Listed tuples go out from a local port
+/// (egress) or come back to one (ingress), so only that port is looked up.
 #[inline(always)]
 fn is_own_export(key: &FlowKey) -> bool {
     if key.protocol != 6 && key.protocol != 17 {
         return false;
     }
-    let marked = |port: u16| {
-        let (word, bit) = vxlan_port_slot(port);
-        EXPORT_PORTS.get(word).is_some_and(|w| *w & bit != 0)
-    };
-    if !marked(key.src_port) && !marked(key.dst_port) {
+    let local = if key.direction == DIRECTION_EGRESS { key.src_port } else { key.dst_port };
+    let (word, bit) = vxlan_port_slot(local);
+    if !EXPORT_PORTS.get(word).is_some_and(|w| *w & bit != 0) {
         return false;
     }
     let tuple = ExportTuple {
@@ -217,7 +218,9 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     tally.add(Counter::Seen, p.wire.packets);
     count_notes(p, tally);
-    tally.add(Counter::GsoSkbs, u64::from(p.wire.packets > 1));
+    if p.wire.packets > 1 {
+        tally.add(Counter::GsoSkbs, 1);
+    }
     let Some(flows) = FLOW_GEN.get(0) else {
         // Slot 0 is filled before any program is attached, so this is a
         // broken invariant, not a runtime condition; still never silent.

@@ -17,7 +17,7 @@ use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
 
 use crate::{
     bytes::{Bytes, Linear, Skb},
-    maps::SCRATCH,
+    maps::{SCRATCH, Scratch},
     parse::{IPPROTO_UDP, MALFORMED, MAX_LAYER_OFFSET, SLOW, Status, TUNNEL_VXLAN, parse_layer},
 };
 
@@ -28,12 +28,12 @@ pub const TUNNEL: Status = 1;
 /// A tunnel whose inner frame is not IP: the flow is the outer UDP one.
 pub const TUNNEL_INNER_NOT_IP: Status = 2;
 
-/// Parses the frame of `ctx` seen in `direction`, reading a linear skb in
-/// place; [`SLOW`] when it cannot.
+/// Parses the frame of `ctx` seen in `direction` into `scratch`, reading a
+/// linear skb in place; [`SLOW`] when it cannot.
 #[inline(always)]
-pub fn frame_linear(ctx: &TcContext, direction: u8) -> Status {
+pub fn frame_linear(ctx: &TcContext, scratch: &mut Scratch, direction: u8) -> Status {
     match Linear::open(ctx) {
-        Some(bytes) => parse_frame(ctx, &bytes, u64::from(direction)),
+        Some(bytes) => parse_frame(ctx, &bytes, scratch, u64::from(direction)),
         None => SLOW,
     }
 }
@@ -46,18 +46,18 @@ pub fn frame_linear(ctx: &TcContext, direction: u8) -> Status {
 #[inline(never)]
 pub unsafe extern "C" fn vxflow_frame_skb(skb: *mut __sk_buff, direction: u64) -> Status {
     let ctx = TcContext::new(skb);
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return MALFORMED };
+    // SAFETY: this CPU's slot; TC programs do not nest on one CPU and the
+    // caller holds no reference into it during this call.
+    let scratch = unsafe { &mut *scratch };
     match Skb::open(&ctx) {
-        Some(bytes) => parse_frame(&ctx, &bytes, direction),
+        Some(bytes) => parse_frame(&ctx, &bytes, scratch, direction),
         None => MALFORMED,
     }
 }
 
 #[inline(always)]
-fn parse_frame<'a, B: Bytes<'a>>(ctx: &'a TcContext, b: &B, direction: u64) -> Status {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return MALFORMED };
-    // SAFETY: this CPU's slot; TC programs do not nest on one CPU and the
-    // caller holds no reference into it during this call.
-    let scratch = unsafe { &mut *scratch };
+fn parse_frame<'a, B: Bytes<'a>>(ctx: &'a TcContext, b: &B, scratch: &mut Scratch, direction: u64) -> Status {
     let key = &mut scratch.key;
     let begin = |key: &mut FlowKey| {
         clear_key(key);
@@ -136,11 +136,11 @@ fn move_addr(dst: *mut [u8; 16], src: *mut [u8; 16], clear: bool) {
 }
 
 /// A tunnel was found: its tuple moves to the `outer_*` fields, and the
-/// plain ones wait for the inner packet's.
+/// plain ones, zeroed, wait for the inner packet's.
 #[inline(always)]
 fn move_tuple_to_outer(key: &mut FlowKey, vni: u32) {
-    move_addr(&raw mut key.outer_src_addr, &raw mut key.src_addr, false);
-    move_addr(&raw mut key.outer_dst_addr, &raw mut key.dst_addr, false);
+    move_addr(&raw mut key.outer_src_addr, &raw mut key.src_addr, true);
+    move_addr(&raw mut key.outer_dst_addr, &raw mut key.dst_addr, true);
     key.outer_src_port = key.src_port;
     key.outer_dst_port = key.dst_port;
     key.outer_ip_version = key.ip_version;

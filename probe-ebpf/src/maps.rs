@@ -63,8 +63,10 @@ const _: () = assert!(core::mem::offset_of!(FlowKey, outer_dst_addr) == 48);
 #[btf_map]
 pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
-/// One bit per local port of the exporter's sockets: a packet with neither
-/// port set here is not export traffic, without a hash lookup.
+/// One bit per port the exporter's tuples have on this host's side: the
+/// source port of an egress tuple, the destination port of an ingress one.
+/// A packet whose port on that side is not set is not export traffic,
+/// without a hash lookup.
 #[btf_map]
 pub static EXPORT_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
 

@@ -317,10 +317,10 @@ fn parse_ip<'a, B: Bytes<'a>>(
     }
 }
 
-/// Writes IPv4 addresses into the key's 16-byte address fields: four bytes
-/// each, then twelve zero bytes as three `u32` stores. Building the arrays
-/// and assigning them compiles to calls of aya-ebpf's byte-at-a-time
-/// `memset`.
+/// Writes IPv4 addresses into the first four bytes of the key's 16-byte
+/// address fields, whose other twelve the caller has zeroed (`frame`: a
+/// fresh key, or the plain fields cleared when a tunnel moved them out).
+/// Assigning arrays compiles to calls of aya-ebpf's byte-at-a-time `memset`.
 #[inline(always)]
 fn set_v4_addrs(key: &mut FlowKey, src: [u8; 4], dst: [u8; 4]) {
     const _: () = assert!(core::mem::offset_of!(FlowKey, src_addr) % 4 == 0);
@@ -330,12 +330,7 @@ fn set_v4_addrs(key: &mut FlowKey, src: [u8; 4], dst: [u8; 4]) {
         // SAFETY: `key` is a valid, 4-aligned `FlowKey` (it has u32 fields)
         // and both fields start at multiples of 4, so each is four aligned
         // u32 words inside it.
-        unsafe {
-            core::ptr::write_volatile(words, u32::from_ne_bytes(addr));
-            core::ptr::write_volatile(words.add(1), 0);
-            core::ptr::write_volatile(words.add(2), 0);
-            core::ptr::write_volatile(words.add(3), 0);
-        }
+        unsafe { core::ptr::write_volatile(words, u32::from_ne_bytes(addr)) };
     }
 }
 

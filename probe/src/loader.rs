@@ -345,8 +345,8 @@ impl Datapath {
     }
 
     /// Leaves traffic of the exporter's own sockets out of accounting, and
-    /// only theirs (see [`export_tuples`]), with each socket's local port in
-    /// the bitmap the datapath checks first. Tuples of sockets no longer
+    /// only theirs (see [`export_tuples`]), with the port each tuple has on
+    /// this host's side in the bitmap the datapath checks first. Tuples of sockets no longer
     /// named (a collector dropped by a reload) are removed.
     ///
     /// # Errors
@@ -360,7 +360,13 @@ impl Datapath {
         // New tuples first, stale ones after, so no moment leaves a live
         // socket's traffic accounted.
         let removed = replace_set(&mut tuples, &wanted).map_err(|source| LoadError::Map { name, source })?;
-        let ports: Vec<u16> = sockets.iter().map(|s| s.local.port()).collect();
+        // The datapath looks up the port a listed tuple has on this host's
+        // side of its direction: the source port going out, the destination
+        // port coming in (both ends' ports when the collector is local).
+        let ports: Vec<u16> = wanted
+            .iter()
+            .map(|t| if t.direction == vxflow_common::flow::DIRECTION_EGRESS { t.src_port } else { t.dst_port })
+            .collect();
         set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
         tracing::debug!(
             sockets = sockets.len(),
