@@ -216,8 +216,9 @@ fn set_l4(key: &mut FlowKey, ip: &IpLayer, l4: &L4) {
 /// `vlan_id` gets the first tag's id if it is still 0.
 #[inline(always)]
 fn parse_l2<'a, B: Bytes<'a>>(b: &B, off: usize, vlan_id: &mut u16, stripped: bool) -> Result<(usize, u16), Status> {
-    let eth: EthHdr = b.load(off).ok_or(MALFORMED)?;
-    let mut ethertype = u16::from_be(eth.ether_type);
+    // Only the Ethernet type is needed; its end is the header's end.
+    let ether_type: [u8; 2] = b.load(off + 12).ok_or(MALFORMED)?;
+    let mut ethertype = u16::from_be_bytes(ether_type);
     let mut off = off + EthHdr::LEN;
     let in_frame = MAX_VLAN_TAGS - usize::from(stripped);
     for i in 0..MAX_VLAN_TAGS {
