@@ -271,8 +271,13 @@ impl FlowCache {
     fn track_tcp(&mut self, key: &FlowKey, flags: u8, now_ns: u64) {
         let (conv_key, side) = conversation_key(key);
         let conv = self.conversations.entry(conv_key).or_default();
-        if !conv.keys[side].contains(key) {
-            conv.keys[side].push(*key);
+        let keys = &mut conv.keys[side];
+        if !keys.contains(key) {
+            // Nearly always one key a side (more only when several watched
+            // interfaces record it): grown one at a time, not to Vec's
+            // first capacity of four 92-byte keys.
+            keys.reserve_exact(1);
+            keys.push(*key);
         }
         if flags & TCP_FIN != 0 {
             conv.fin[side] = true;
