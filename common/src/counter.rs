@@ -95,6 +95,12 @@ impl Counter {
         Counter::VxlanUntrusted,
     ];
 
+    /// This counter's bit in a `1 << counter` set (the datapath's notes).
+    #[must_use]
+    pub const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
     /// Stable snake_case name, used in logs and metrics.
     #[must_use]
     pub const fn name(self) -> &'static str {

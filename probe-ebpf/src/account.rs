@@ -15,7 +15,7 @@ use vxflow_common::{
 use crate::{
     frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
     maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH},
-    parse::{Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
+    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
 };
 
@@ -58,11 +58,6 @@ impl Parsed {
     }
 }
 
-#[inline(always)]
-const fn note(c: Counter) -> u32 {
-    1 << c as u32
-}
-
 /// Entry point shared by both directions.
 #[inline(always)]
 pub fn on_packet(ctx: &TcContext, direction: u8) {
@@ -91,18 +86,18 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     let scratch = unsafe { &*scratch };
     let layers = match status {
         PLAIN => {
-            let outer = read_layer(&scratch.outer);
+            let outer = scratch.outer;
             Ok(Layers { counted: outer, outer: Layer::default(), tunnelled: false, notes: outer.notes })
         }
         TUNNEL => {
-            let (outer, inner) = (read_layer(&scratch.outer), read_layer(&scratch.inner));
-            Ok(Layers { counted: inner, outer, tunnelled: true, notes: note(Counter::Vxlan) | inner.notes })
+            let (outer, inner) = (scratch.outer, scratch.inner);
+            Ok(Layers { counted: inner, outer, tunnelled: true, notes: Counter::Vxlan.bit() | inner.notes })
         }
         TUNNEL_INNER_NOT_IP => Ok(Layers {
-            counted: read_layer(&scratch.outer),
+            counted: scratch.outer,
             outer: Layer::default(),
             tunnelled: false,
-            notes: note(Counter::VxlanInnerNotIp),
+            notes: Counter::VxlanInnerNotIp.bit(),
         }),
         other => Err(other),
     };
@@ -130,13 +125,6 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     }
 }
 
-/// A layer the parse wrote. A plain read: the parse is an opaque call
-/// (it calls helpers), so LLVM reloads after it, and only what is used.
-#[inline(always)]
-fn read_layer(layer: &Layer) -> Layer {
-    *layer
-}
-
 /// A frame whose Ethernet type, in the linear area, is neither IP nor a
 /// VLAN tag: ARP, LLDP and the like are counted without a parse. Anything
 /// else, including a frame too short to tell, goes to the parser.
@@ -148,7 +136,7 @@ fn surely_not_ip(ctx: &TcContext) -> bool {
     }
     // SAFETY: bytes 12 and 13 are inside the linear area, just checked.
     let ethertype = unsafe { u16::from_be_bytes([*((data + 12) as *const u8), *((data + 13) as *const u8)]) };
-    !matches!(ethertype, 0x0800 | 0x86DD | 0x8100 | 0x88A8)
+    !matches!(ethertype, ETH_P_IP | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD)
 }
 
 /// The layers a packet was parsed into.
@@ -175,7 +163,7 @@ fn counted(ctx: &TcContext, key: &FlowKey, layers: &Layers) -> Parsed {
             (KEY_FLAG_EXT_LIMIT, Counter::Ipv6ExtLimit),
         ] {
             if key.flags & flag != 0 {
-                notes |= note(counter);
+                notes |= counter.bit();
             }
         }
     }
@@ -297,7 +285,7 @@ fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
         return;
     }
     for c in Counter::NOTES {
-        if p.notes & (1 << c as u32) != 0 {
+        if p.notes & c.bit() != 0 {
             tally.add(c, p.wire.packets);
         }
     }

@@ -76,12 +76,9 @@ fn parse_frame<'a, B: Bytes<'a>>(ctx: &'a TcContext, b: &B, scratch: &mut Scratc
     // memory, which the verifier does not track, and the packet is opened
     // afresh, so no packet pointer, range or offset of the outer parse is
     // live and the verifier prunes all but the first path here.
-    // SAFETY: the field was written above; volatile so LLVM does not
-    // forward the value in a register.
-    let inner_off = unsafe {
-        write_volatile(&raw mut scratch.outer.inner_off, scratch.outer.inner_off);
-        read_volatile(&raw const scratch.outer.inner_off)
-    } as usize;
+    // SAFETY: the field was written above; a volatile read, so LLVM loads
+    // it rather than forwarding the value in a register.
+    let inner_off = unsafe { read_volatile(&raw const scratch.outer.inner_off) } as usize;
     let Some(inner) = B::open(ctx) else { return SLOW };
     if inner_off > MAX_LAYER_OFFSET {
         restore_outer_tuple(key);

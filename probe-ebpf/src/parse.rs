@@ -17,10 +17,10 @@ use crate::{
     maps::{TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ICMP: u8 = 1;
@@ -91,11 +91,6 @@ pub struct Layer {
     pub _pad: [u8; 2],
 }
 
-#[inline(always)]
-const fn note(c: Counter) -> u32 {
-    1 << c as u32
-}
-
 /// Parses one layer into the key's plain fields and `out`. For the outer
 /// layer, `begin` readies the key once the frame proves to carry IP, so a
 /// frame that does not costs no more than its Ethernet header.
@@ -152,13 +147,13 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
         // SAFETY: as above.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         if !tunnel_trusted(ifindex) {
-            out.notes = note(Counter::VxlanUntrusted);
+            out.notes = Counter::VxlanUntrusted.bit();
         } else if let Some(vni) = vxlan_vni(b, ip.l4_off + UDP_HDR_LEN) {
             out.tunnel = TUNNEL_VXLAN;
             out.vni = vni;
             out.inner_off = (ip.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN) as u32;
         } else {
-            out.notes = note(Counter::VxlanInvalid);
+            out.notes = Counter::VxlanInvalid.bit();
         }
     }
     Ok(())
