@@ -23,16 +23,11 @@ const REPEAT: u32 = 1_000_000;
 /// Measurements per packet; the median is printed.
 const ROUNDS: usize = 7;
 
+/// One measurement: the kernel's mean time per run over `REPEAT` runs.
 fn ns_per_packet(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> f64 {
-    let mut samples: Vec<Duration> = (0..ROUNDS)
-        .map(|_| {
-            let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..TestRunOptions::default() };
-            prog.test_run(opts).expect("BPF_PROG_TEST_RUN (run as root)").duration
-        })
-        .collect();
-    samples.sort();
+    let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..TestRunOptions::default() };
     #[expect(clippy::cast_precision_loss, reason = "display only")]
-    let ns = samples[ROUNDS / 2].as_nanos() as f64;
+    let ns = prog.test_run(opts).expect("BPF_PROG_TEST_RUN (run as root)").duration.as_nanos() as f64;
     ns
 }
 
@@ -202,7 +197,7 @@ fn contention(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> (f64, f64)
                 if together {
                     barrier.wait();
                 }
-                ns_per_packet_once(prog, frame)
+                ns_per_packet(prog, frame)
             })
             .collect::<Vec<f64>>()
     };
@@ -214,13 +209,6 @@ fn contention(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> (f64, f64)
     });
     let together = median(a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect());
     (alone, together)
-}
-
-fn ns_per_packet_once(prog: &aya::programs::SchedClassifier, frame: &[u8]) -> f64 {
-    let opts = TestRunOptions { data_in: Some(frame), repeat: REPEAT, ..TestRunOptions::default() };
-    #[expect(clippy::cast_precision_loss, reason = "display only")]
-    let ns = prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos() as f64;
-    ns
 }
 
 fn verified(prog: &aya::programs::SchedClassifier) -> u32 {
