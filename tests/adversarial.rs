@@ -91,20 +91,7 @@ fn hostile_frames_as_nonlinear_skbs_are_each_counted_once() {
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
     let frames: Vec<Vec<u8>> =
         hostile_frames::frames(7).into_iter().map(|(_, f)| f).filter(|f| f.len() >= 14).collect();
-    // The receive path moves a frame's first VLAN tag into the skb; vxflow
-    // counts a frame whose (remaining) Ethernet type is not IP or VLAN
-    // without a parse.
-    let parsed = frames
-        .iter()
-        .filter(|f| {
-            let at = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
-            let mut ethertype = at(12);
-            if matches!(ethertype, 0x8100 | 0x88a8) {
-                ethertype = at(16);
-            }
-            matches!(ethertype, 0x0800 | 0x86dd | 0x8100 | 0x88a8)
-        })
-        .count();
+    let parsed = frames.iter().filter(|f| vxflow_testkit::tap::parsed_on_receive(f)).count();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (sent_tx, sent_rx) = std::sync::mpsc::channel();

@@ -70,3 +70,19 @@ impl Tap {
         assert_eq!(n, buf.len());
     }
 }
+
+/// Whether vxflow parses `frame` once the TAP delivered it (rather than
+/// counting it as non-IP from its Ethernet type): the receive path moves
+/// the first VLAN tag into the skb, and vxflow parses a frame whose Ethernet
+/// type is then IP or a further VLAN tag. Bytes past the frame are the
+/// zero padding `Tap::receive` adds.
+#[must_use]
+pub fn parsed_on_receive(frame: &[u8]) -> bool {
+    let byte = |i: usize| frame.get(i).copied().unwrap_or(0);
+    let at = |i: usize| u16::from_be_bytes([byte(i), byte(i + 1)]);
+    let mut ethertype = at(12);
+    if matches!(ethertype, 0x8100 | 0x88a8) {
+        ethertype = at(16);
+    }
+    matches!(ethertype, 0x0800 | 0x86dd | 0x8100 | 0x88a8)
+}
