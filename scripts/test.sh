@@ -14,6 +14,9 @@ cargo +nightly clippy -p vxflow-ebpf --target bpfel-unknown-none -Z build-std=co
 
 echo "== build" >&2
 cargo build --workspace --exclude vxflow-ebpf --all-targets --quiet
+# The scale tests run the optimised binary, as operators do; the package
+# step below reuses this build.
+cargo build --release -p vxflow --quiet
 
 echo "== tests" >&2
 cargo test --workspace --exclude vxflow-ebpf --exclude vxflow-tests --quiet -- --test-threads 2

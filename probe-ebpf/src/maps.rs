@@ -2,6 +2,7 @@
 //! are defaults that the loader overrides from the configuration.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
@@ -10,11 +11,15 @@ use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, T
 use crate::parse::Layer;
 
 /// Default entries per flow-map generation (the loader sets the real value).
-const DEFAULT_FLOW_ENTRIES: usize = 65_536;
+const DEFAULT_FLOW_ENTRIES: usize = 262_144;
 /// Default fallback ring size in bytes (a power of two, a multiple of the page).
 const DEFAULT_FALLBACK_BYTES: usize = 1 << 20;
 
-type FlowMap = HashMap<FlowKey, FlowStats, DEFAULT_FLOW_ENTRIES>;
+/// Entries are allocated as flows arrive (`BPF_F_NO_PREALLOC`), not all at
+/// load: a generation sized for a burst costs, idle, only its bucket array
+/// (16 bytes a slot), and its memory follows the flows a poll interval
+/// brings. An allocation that fails sends the packet to the fallback ring.
+type FlowMap = HashMap<FlowKey, FlowStats, DEFAULT_FLOW_ENTRIES, { BPF_F_NO_PREALLOC as usize }>;
 
 /// Generation A of the flow map. Userspace puts A or B into `FLOW_GEN[0]`.
 #[btf_map]

@@ -100,6 +100,9 @@ pub struct KernelFill {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DrainCounts {
     pub count: u64,
+    /// Of `count`, drains before the poll interval was up: the flow map
+    /// had filled.
+    pub early: u64,
     pub errors: u64,
     pub last_seconds: f64,
     pub total_seconds: f64,

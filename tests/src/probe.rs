@@ -26,6 +26,22 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The optimised `vxflow` binary, for tests of throughput: `$VXFLOW_RELEASE_BIN`,
+/// else the workspace's `target/release/vxflow` (the test script builds it).
+#[must_use]
+pub fn release_binary() -> PathBuf {
+    let path = std::env::var_os("VXFLOW_RELEASE_BIN").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/vxflow"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --release -p vxflow` first, or set VXFLOW_RELEASE_BIN",
+        path.display()
+    );
+    path
+}
+
 /// One JSON record as vxflow prints it, decoded independently of the probe's
 /// own types.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -86,6 +102,9 @@ pub struct Launch<'a> {
     pub args: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
     pub wrapper: &'a [&'a str],
+    /// Run the optimised build ([`release_binary`]), as operators do, for a
+    /// test whose figures depend on speed.
+    pub release: bool,
 }
 
 /// What a stopped vxflow printed.
@@ -117,7 +136,7 @@ impl Vxflow {
     /// Starts vxflow as `launch` says and waits until it says it runs.
     #[must_use]
     pub fn launch(ns: &Netns, launch: &Launch<'_>) -> Self {
-        let bin = binary();
+        let bin = if launch.release { release_binary() } else { binary() };
         let control = (!launch.args.iter().any(|a| *a == "--no-control" || *a == "--control-socket")).then(|| {
             let dir = std::env::temp_dir().join(crate::unique_prefix("vxflow-ctl"));
             std::fs::create_dir_all(&dir).unwrap();

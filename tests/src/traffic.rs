@@ -135,3 +135,91 @@ fn set_rcvbuf(sock: &UdpSocket, bytes: i32) {
     };
     assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
 }
+
+/// What `flowgen` (tests/tools/flowgen.c) sent: flow `i` goes from
+/// `src_ports[i % S]` to `first_dst_port + i / S`, `S = src_ports.len()`.
+#[derive(Clone, Debug)]
+pub struct FlowgenReport {
+    pub datagrams: u64,
+    pub flows: u64,
+    pub first_dst_port: u16,
+    pub src_ports: Vec<u16>,
+}
+
+impl FlowgenReport {
+    /// The (source port, destination port) of flow `i`.
+    #[must_use]
+    pub fn ports_of(&self, i: u64) -> (u16, u16) {
+        let s = self.src_ports.len() as u64;
+        let src = self.src_ports[usize::try_from(i % s).unwrap()];
+        (src, self.first_dst_port + u16::try_from(i / s).unwrap())
+    }
+}
+
+/// Sends `flows` distinct UDP flows of `packets` datagrams of `payload`
+/// bytes each from `from` to `to`, `rate` datagrams a second, with the C
+/// generator (`sendmmsg`), which this compiles once. Panics unless every
+/// flow went out within `deadline`.
+#[must_use]
+pub fn flowgen(
+    from: &Netns,
+    to: IpAddr,
+    flows: u64,
+    packets: u32,
+    payload: usize,
+    rate: u64,
+    deadline: Duration,
+) -> FlowgenReport {
+    let bin = flowgen_binary();
+    let args = [
+        bin.to_str().unwrap().to_owned(),
+        to.to_string(),
+        flows.to_string(),
+        packets.to_string(),
+        payload.to_string(),
+        rate.to_string(),
+        deadline.as_secs().max(1).to_string(),
+    ];
+    let out = from.exec(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let field = |name: &str| -> &str {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("flowgen printed no {name}: {out}"))
+    };
+    let report = FlowgenReport {
+        datagrams: field("sent").parse().unwrap(),
+        flows: field("flows").parse().unwrap(),
+        first_dst_port: field("first_dst_port").parse().unwrap(),
+        src_ports: field("src_ports").split(',').map(|p| p.parse().unwrap()).collect(),
+    };
+    assert_eq!(report.flows, flows, "flowgen ran out of time: {out}");
+    assert_eq!(report.datagrams, flows * u64::from(packets), "{out}");
+    report
+}
+
+/// The generator, compiled from `tests/tools/flowgen.c` into the target
+/// directory when missing or older than its source.
+fn flowgen_binary() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let src = root.join("tools/flowgen.c");
+        let bin = root.join("../target/flowgen");
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if modified(&bin) < modified(&src) {
+            // Built under a name of this process's own, then renamed: test
+            // binaries running at once never see a half-written file.
+            let tmp = bin.with_extension(format!("tmp{}", std::process::id()));
+            let status = std::process::Command::new("cc")
+                .args(["-O2", "-Wall", "-Werror", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .status()
+                .expect("running cc");
+            assert!(status.success(), "cc failed on {}", src.display());
+            std::fs::rename(&tmp, &bin).unwrap();
+        }
+        bin
+    })
+    .clone()
+}

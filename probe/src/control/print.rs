@@ -88,8 +88,9 @@ fn stats(s: &Snapshot) -> String {
     let d = &s.drains;
     let _ = writeln!(
         o,
-        "drains: {} ({} failed), last took {:.3} ms, {:.3} s in all",
+        "drains: {} ({} early, {} failed), last took {:.3} ms, {:.3} s in all",
         d.count,
+        d.early,
         d.errors,
         d.last_seconds * 1e3,
         d.total_seconds

@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT detach, drain to the last packet, export every cached flow,
 //! and return.
 
+mod early_drain;
 mod interfaces;
 mod pipeline;
 mod reload;
@@ -44,6 +45,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::server::MetricsError),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    #[error("watching the fallback ring for a full flow map")]
+    Ring(#[source] std::io::Error),
     #[error("installing the signal handler")]
     Signal(#[source] std::io::Error),
     #[error("writing flow records")]
@@ -54,6 +57,8 @@ pub enum DaemonError {
 #[derive(Debug, Default, Clone)]
 pub struct Totals {
     pub drains: u64,
+    /// Drains before the poll interval was up, because the flow map filled.
+    pub early_drains: u64,
     pub drain_errors: u64,
     /// Packets and bytes taken from the kernel (map and fallback ring).
     pub drained_packets: u64,
@@ -117,6 +122,7 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
     let mut rescan = interval_after(RESCAN_INTERVAL);
     let mut tick = interval_after(daemon.config.poll_interval);
     let mut keepalive = daemon.notifier.keepalive_interval().map(interval);
+    let mut early = early_drain::EarlyDrain::watch(daemon.pipeline.source.fallback_fd()).map_err(DaemonError::Ring)?;
     daemon.notifier.ready(&daemon.status());
     let outcome = loop {
         tokio::select! {
@@ -125,6 +131,14 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
                     break Err(e);
                 }
                 health.cycle_done();
+            }
+            drained = early.run(|| daemon.pipeline.cycle(false)) => {
+                match drained {
+                    Ok(()) => tracing::debug!(early_drains = early.count, "the flow map filled up: drained early"),
+                    Err(early_drain::EarlyDrainError::Drain(e)) => break Err(e),
+                    Err(early_drain::EarlyDrainError::Ring(e)) => break Err(DaemonError::Ring(e)),
+                }
+                daemon.pipeline.totals.early_drains = early.count;
             }
             Some((request, reply)) = queries.recv() => {
                 let answer = daemon.answer(request);

@@ -88,6 +88,7 @@ impl Daemon {
             },
             drains: DrainCounts {
                 count: p.totals.drains,
+                early: p.totals.early_drains,
                 errors: p.totals.drain_errors,
                 last_seconds: p.last_drain.as_secs_f64(),
                 total_seconds: p.drain_time.as_secs_f64(),

@@ -30,6 +30,7 @@ pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         gso_skbs = c.get(Counter::GsoSkbs),
         slow_parse_skbs = c.get(Counter::SlowParse),
         drains = t.drains,
+        early_drains = t.early_drains,
         drain_errors = t.drain_errors,
         drained_packets = t.drained_packets,
         exported_packets = s.packets,

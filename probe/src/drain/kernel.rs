@@ -30,6 +30,17 @@ pub struct KernelMaps {
     generation_memory: Option<GenerationMemory>,
     /// Entries the last drained generation held.
     last_map_entries: usize,
+    last_timing: DrainTiming,
+}
+
+/// Where the last drain's time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainTiming {
+    /// The flip: the map-in-map update and its RCU grace period, a fixed
+    /// cost per drain whatever the flow count, and mostly waiting.
+    pub flip: std::time::Duration,
+    /// Reading and deleting the old generation's entries, and the ring.
+    pub read: std::time::Duration,
 }
 
 /// What one flow-map generation costs in kernel memory.
@@ -50,12 +61,17 @@ impl GenerationMemory {
 
 /// Reads the kernel's own accounting of generation A's memory.
 fn measure_generation(ebpf: &Ebpf) -> Option<GenerationMemory> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     let Some(aya::maps::Map::HashMap(data)) = ebpf.map(vxflow_common::MAP_FLOWS[0]) else {
         return None;
     };
-    let fd = data.fd().as_fd().as_raw_fd();
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    memory_of(data.fd().as_fd())
+}
+
+/// The kernel's accounting of a map's memory now (`memlock` in its fdinfo:
+/// for a map allocated as it fills, the bucket array and the entries held).
+fn memory_of(fd: std::os::fd::BorrowedFd<'_>) -> Option<GenerationMemory> {
+    use std::os::fd::AsRawFd as _;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
     let field = |name: &str| -> Option<u64> {
         info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok())
     };
@@ -74,7 +90,16 @@ impl KernelMaps {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))
             .and_then(|m| PerCpuArray::try_from(m).map_err(|source| LoadError::Map { name: MAP_COUNTERS, source }))?;
-        Ok(Self { gen_map, flows, active: 0, fallback, counters, generation_memory, last_map_entries: 0 })
+        Ok(Self {
+            gen_map,
+            flows,
+            active: 0,
+            fallback,
+            counters,
+            generation_memory,
+            last_map_entries: 0,
+            last_timing: DrainTiming::default(),
+        })
     }
 
     /// Kernel memory of one flow-map generation and its entries, measured
@@ -89,6 +114,24 @@ impl KernelMaps {
     #[must_use]
     pub fn last_map_entries(&self) -> usize {
         self.last_map_entries
+    }
+
+    /// The fallback ring, readable when the datapath found the flow map full.
+    #[must_use]
+    pub fn fallback_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fallback.as_fd()
+    }
+
+    /// Kernel memory of the generation the datapath writes now.
+    #[must_use]
+    pub fn active_generation_memory(&self) -> Option<GenerationMemory> {
+        memory_of(self.flows[self.active].fd().as_fd())
+    }
+
+    /// How long the last drain's flip and read took.
+    #[must_use]
+    pub fn last_timing(&self) -> DrainTiming {
+        self.last_timing
     }
 
     /// Empties a quiescent generation into `out`, in batches.
@@ -116,13 +159,16 @@ impl DeltaSource for KernelMaps {
         let next = 1 - old;
         // The old generation was emptied by the previous drain, so the
         // datapath starts the new period on an empty map.
+        let started = std::time::Instant::now();
         self.gen_map.set(0, &self.flows[next], 0).map_err(DrainError::Flip)?;
         self.active = next;
+        let flipped = std::time::Instant::now();
         let before = out.len();
         let drained = self.drain_generation(old, out);
         self.last_map_entries = out.len() - before;
         // Ring records are whole packets; reading them in any drain is exact.
         self.drain_fallback(out);
+        self.last_timing = DrainTiming { flip: flipped - started, read: flipped.elapsed() };
         drained
     }
 

@@ -233,6 +233,11 @@ fn kernel(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
 
     let d = &s.drains;
     w.counter1("vxflow_drains", "Drains of the kernel flow maps", d.count)?;
+    w.counter1(
+        "vxflow_drains_early",
+        "Drains before the poll interval was up, because a burst of new flows filled the flow map",
+        d.early,
+    )?;
     w.counter1("vxflow_drain_errors", "Drains that failed (retried next interval)", d.errors)?;
     w.gauge1("vxflow_drain_last_seconds", "How long the last drain took", d.last_seconds)?;
     w.counter_f64("vxflow_drain_seconds", "Time spent draining, all drains together", d.total_seconds)?;
