@@ -33,6 +33,7 @@ use smallvec::{SmallVec, smallvec};
 
 use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
 
+use super::table::SlabMap;
 use crate::drain::FlowDelta;
 
 /// How many batches in a row an owner may see nothing of its tuple while
@@ -72,7 +73,9 @@ pub struct Dedup {
     /// Keys the tuple hash per process, so nobody outside can aim
     /// collisions at it.
     hasher: std::hash::RandomState,
-    groups: HashMap<TupleId, Group>,
+    /// In dense slots (see [`SlabMap`]): a `HashMap` of 160-byte groups
+    /// would hold twice their size at the table's usual fill.
+    groups: SlabMap<TupleId, Group>,
     /// Follower packets freed outside a batch (an owner's interface went
     /// away), kept at the next batch.
     loose: Vec<FlowDelta>,
@@ -161,7 +164,7 @@ impl Dedup {
                 i = chain[i as usize];
             }
             sightings.sort_unstable_by_key(preference);
-            let group = self.groups.entry(tuple).or_default();
+            let group = self.groups.get_or_insert_default(tuple);
             group.batch(&sightings, &mut out);
             if group.followers.iter().any(|f| f.pending.is_some()) {
                 self.waiting.push(tuple);
@@ -175,12 +178,23 @@ impl Dedup {
 
     /// `key` no longer owns its tuple (its flow left the cache). Its
     /// followers' waiting packets are kept at the next batch.
+    ///
+    /// If another owner it could duplicate remains, `key` follows that one
+    /// from now on, with nothing spare: it may have matched that owner's last
+    /// batch already (as a follower promoted this batch), and as a newcomer
+    /// it would be offered those packets again, so one owner packet could
+    /// hide two of its packets.
     pub fn forget(&mut self, key: &FlowKey) {
         let tuple = self.tuple_id(key);
         let Some(group) = self.groups.get_mut(&tuple) else {
             return;
         };
+        let was_owner = group.owners.iter().any(|o| o.key == *key);
         group.drop_owners(|o| o == key, &mut self.loose);
+        let other = group.owners.iter().find(|o| compatible(&o.key, key)).map(|o| o.key);
+        if let Some(owner) = other.filter(|_| was_owner) {
+            group.followers.push(Follower { key: *key, owner, spare: 0, spare_until_ns: 0, pending: None });
+        }
         if group.owners.is_empty() && group.followers.is_empty() {
             self.groups.remove(&tuple);
         }

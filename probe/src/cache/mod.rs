@@ -7,24 +7,25 @@
 //! since the flow's previous record, and an entry's counts are zeroed when
 //! they are exported.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, num::NonZeroU64, time::Duration};
 
 use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
 
-use self::dedup::{Dedup, packet_key};
+use self::{
+    dedup::Dedup,
+    table::{SlabMap, SlotId},
+    tcp_end::{Conversations, NO_CONVERSATION},
+};
 use crate::{
     drain::FlowDelta,
     record::{EndReason, FlowRecord},
 };
 
 pub mod dedup;
+mod table;
+mod tcp_end;
 
 const IPPROTO_TCP: u8 = 6;
-const TCP_FIN: u8 = 0x01;
-const TCP_RST: u8 = 0x04;
 
 /// Timeouts and size of the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,7 @@ impl CacheStats {
     }
 }
 
+/// A cached flow: 56 bytes beside its 92-byte key.
 #[derive(Clone, Debug)]
 struct Entry {
     /// First packet of the current reporting period (valid when packets > 0).
@@ -89,23 +91,37 @@ struct Entry {
     packets: u64,
     bytes: u64,
     outer_bytes: u64,
-    tcp_flags: u8,
     /// When a TCP flow that ended (FIN both ways, or RST) is to be exported.
-    end_at_ns: Option<u64>,
+    end_at_ns: Option<NonZeroU64>,
+    tcp_flags: u8,
+    /// FIN seen from each side of the flow's TCP conversation (bit 0 the
+    /// side whose key is in order), the same in every flow of it.
+    conv_fin: u8,
+    /// The next flow of its TCP conversation, in a ring;
+    /// [`NO_CONVERSATION`] when it is in none.
+    conv_next: SlotId,
 }
 
-/// One TCP conversation, both directions, for FIN/RST tracking.
-#[derive(Clone, Debug, Default)]
-struct Conversation {
-    fin: [bool; 2],
-    /// The cached flows of each side: one per interface that records it.
-    keys: [Vec<FlowKey>; 2],
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            start_ns: 0,
+            last_ns: 0,
+            packets: 0,
+            bytes: 0,
+            outer_bytes: 0,
+            end_at_ns: None,
+            tcp_flags: 0,
+            conv_fin: 0,
+            conv_next: NO_CONVERSATION,
+        }
+    }
 }
 
 pub struct FlowCache {
     config: CacheConfig,
-    flows: HashMap<FlowKey, Entry>,
-    conversations: HashMap<FlowKey, Conversation>,
+    flows: SlabMap<FlowKey, Entry>,
+    conversations: Conversations,
     /// With dedup: which sightings of each packet tuple are kept.
     dedup: Dedup,
     stats: CacheStats,
@@ -116,8 +132,8 @@ impl FlowCache {
     pub fn new(config: CacheConfig) -> Self {
         Self {
             config,
-            flows: HashMap::new(),
-            conversations: HashMap::new(),
+            flows: SlabMap::default(),
+            conversations: Conversations::default(),
             dedup: Dedup::default(),
             stats: CacheStats::default(),
         }
@@ -173,7 +189,7 @@ impl FlowCache {
         let mut all: Vec<FlowRecord> = self
             .flows
             .iter()
-            .map(|(key, e)| {
+            .map(|(_, key, e)| {
                 let mut r = record_of(key, e, EndReason::ForcedEnd);
                 // An entry emptied by an active-timeout export has no start.
                 if e.packets == 0 {
@@ -220,7 +236,8 @@ impl FlowCache {
     fn merge(&mut self, delta: &FlowDelta, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let s = &delta.stats;
         let flags = u8::try_from(s.tcp_flags & 0xff).unwrap_or(0);
-        if let Some(e) = self.flows.get_mut(&delta.key) {
+        let slot = if let Some(slot) = self.flows.find(&delta.key) {
+            let e = self.flows.at_mut(slot);
             if e.packets == 0 {
                 e.start_ns = s.first_seen_ns;
             } else {
@@ -231,8 +248,10 @@ impl FlowCache {
             e.bytes += s.bytes;
             e.outer_bytes += s.outer_bytes;
             e.tcp_flags |= flags;
+            slot
         } else if self.flows.len() < self.config.max_flows {
-            self.flows.insert(
+            self.stats.created += 1;
+            self.flows.insert_new(
                 delta.key,
                 Entry {
                     start_ns: s.first_seen_ns,
@@ -241,10 +260,9 @@ impl FlowCache {
                     bytes: s.bytes,
                     outer_bytes: s.outer_bytes,
                     tcp_flags: flags,
-                    end_at_ns: None,
+                    ..Entry::default()
                 },
-            );
-            self.stats.created += 1;
+            )
         } else {
             // Only when one drain brings more new flows than max_flows.
             let record = FlowRecord {
@@ -260,37 +278,14 @@ impl FlowCache {
             self.dedup.forget(&delta.key);
             self.emit(record, out);
             return;
-        }
-        if delta.key.protocol == IPPROTO_TCP {
-            self.track_tcp(&delta.key, flags, now_ns);
-        }
-    }
-
-    /// Records FIN/RST for the flow's conversation and, once it has ended,
-    /// schedules every flow of the conversation for export.
-    fn track_tcp(&mut self, key: &FlowKey, flags: u8, now_ns: u64) {
-        let (conv_key, side) = conversation_key(key);
-        let conv = self.conversations.entry(conv_key).or_default();
-        let keys = &mut conv.keys[side];
-        if !keys.contains(key) {
-            // Nearly always one key a side (more only when several watched
-            // interfaces record it): grown one at a time, not to Vec's
-            // first capacity of four 92-byte keys.
-            keys.reserve_exact(1);
-            keys.push(*key);
-        }
-        if flags & TCP_FIN != 0 {
-            conv.fin[side] = true;
-        }
-        let ended = flags & TCP_RST != 0 || conv.fin == [true, true];
-        if !ended {
-            return;
-        }
-        let end_at = now_ns + nanos(self.config.tcp_end_timeout);
-        for k in conv.keys.iter().flatten() {
-            if let Some(e) = self.flows.get_mut(k) {
-                e.end_at_ns.get_or_insert(end_at);
-            }
+        };
+        // Once its conversation has ended, every flow of it is scheduled
+        // for export.
+        if delta.key.protocol == IPPROTO_TCP && self.conversations.track(&mut self.flows, slot, flags) {
+            let end_at = NonZeroU64::new(now_ns.saturating_add(nanos(self.config.tcp_end_timeout)).max(1));
+            tcp_end::for_each_member(&mut self.flows, slot, |e| {
+                e.end_at_ns = e.end_at_ns.or(end_at);
+            });
         }
     }
 
@@ -299,9 +294,9 @@ impl FlowCache {
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let inactive = nanos(self.config.inactive_timeout);
         let active = nanos(self.config.active_timeout);
-        let mut due: Vec<(FlowKey, EndReason)> = Vec::new();
-        for (key, e) in &self.flows {
-            let reason = if e.end_at_ns.is_some_and(|t| now_ns >= t) {
+        let mut due: Vec<(SlotId, EndReason)> = Vec::new();
+        for (slot, _, e) in self.flows.iter() {
+            let reason = if e.end_at_ns.is_some_and(|t| now_ns >= t.get()) {
                 EndReason::EndOfFlow
             } else if now_ns.saturating_sub(e.last_ns) >= inactive {
                 EndReason::IdleTimeout
@@ -310,16 +305,15 @@ impl FlowCache {
             } else {
                 continue;
             };
-            due.push((*key, reason));
+            due.push((slot, reason));
         }
-        for (key, reason) in due {
+        for (slot, reason) in due {
             if reason == EndReason::ActiveTimeout {
-                if let Some(e) = self.flows.get_mut(&key) {
-                    let record = take_record(&key, e, reason);
-                    self.emit(record, out);
-                }
+                let key = *self.flows.at(slot).0;
+                let record = take_record(&key, self.flows.at_mut(slot), reason);
+                self.emit(record, out);
             } else {
-                self.remove(&key, reason, out);
+                self.remove(slot, reason, out);
             }
         }
     }
@@ -330,9 +324,9 @@ impl FlowCache {
         for delta in self.dedup.take_all() {
             self.merge(&delta, delta.stats.last_seen_ns, out);
         }
-        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
-        for key in keys {
-            self.remove(&key, EndReason::ForcedEnd, out);
+        let slots: Vec<SlotId> = self.flows.iter().map(|(slot, _, _)| slot).collect();
+        for slot in slots {
+            self.remove(slot, EndReason::ForcedEnd, out);
         }
     }
 
@@ -341,30 +335,21 @@ impl FlowCache {
         if n == 0 {
             return;
         }
-        let mut by_age: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, e)| (e.last_ns, *k)).collect();
+        let mut by_age: Vec<(u64, SlotId)> = self.flows.iter().map(|(slot, _, e)| (e.last_ns, slot)).collect();
         by_age.select_nth_unstable_by_key(n - 1, |(last, _)| *last);
-        for (_, key) in by_age.into_iter().take(n) {
-            self.remove(&key, EndReason::LackOfResources, out);
+        for (_, slot) in by_age.into_iter().take(n) {
+            self.remove(slot, EndReason::LackOfResources, out);
         }
     }
 
-    fn remove(&mut self, key: &FlowKey, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        let Some(mut e) = self.flows.remove(key) else {
-            return;
-        };
-        if key.protocol == IPPROTO_TCP {
-            let (conv_key, side) = conversation_key(key);
-            if let Some(conv) = self.conversations.get_mut(&conv_key) {
-                conv.keys[side].retain(|k| k != key);
-                if conv.keys.iter().all(Vec::is_empty) {
-                    self.conversations.remove(&conv_key);
-                }
-            }
-        }
-        self.dedup.forget(key);
+    /// Removes the flow in `slot`, which must be in use, exporting what it holds.
+    fn remove(&mut self, slot: SlotId, reason: EndReason, out: &mut Vec<FlowRecord>) {
+        self.conversations.leave(&mut self.flows, slot);
+        let (key, mut e) = self.flows.remove_at(slot);
+        self.dedup.forget(&key);
         // An entry emptied by an active-timeout export has nothing to report.
         if e.packets > 0 {
-            let record = take_record(key, &mut e, reason);
+            let record = take_record(&key, &mut e, reason);
             self.emit(record, out);
         }
     }
@@ -399,21 +384,6 @@ fn take_record(key: &FlowKey, e: &mut Entry, end_reason: EndReason) -> FlowRecor
     e.outer_bytes = 0;
     e.tcp_flags = 0;
     record
-}
-
-/// The key both directions of a TCP conversation share, and which side `key`
-/// is: the packet key (so the two directions pair up even when they are
-/// recorded on different interfaces, as dedup may do), in one orientation.
-fn conversation_key(key: &FlowKey) -> (FlowKey, usize) {
-    let mut k = packet_key(key);
-    let forward = (k.src_addr, k.src_port) <= (k.dst_addr, k.dst_port);
-    if forward {
-        (k, 0)
-    } else {
-        std::mem::swap(&mut k.src_addr, &mut k.dst_addr);
-        std::mem::swap(&mut k.src_port, &mut k.dst_port);
-        (k, 1)
-    }
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -1,0 +1,297 @@
+//! A map for a million entries: the keys and values in dense, chunked slots,
+//! found through a hash index of 4-byte slot numbers.
+//!
+//! A `HashMap<K, V>` keeps its entries in the table itself, at most 7/8 full
+//! and, after it doubles, half empty: with the cache's 148-byte flow entries,
+//! about 330 bytes a flow at 10^6 flows. Here only the index (5 bytes a
+//! bucket) has that slack; the slots are filled in chunks of [`CHUNK`] that
+//! never move, and freed slots are reused first. A slot number stays valid
+//! while its entry is in the map, so other structures can link entries by it
+//! (the cache's TCP conversations do).
+
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use hashbrown::HashTable;
+
+/// Slots a full chunk holds. The last chunk grows as a `Vec` does, so a
+/// small map stays small; a large one wastes at most one chunk's growth.
+const CHUNK: usize = 4096;
+
+/// A slot number.
+pub type SlotId = u32;
+
+pub struct SlabMap<K, V> {
+    chunks: Vec<Vec<(K, V)>>,
+    /// One bit per slot: in use.
+    used: Vec<u64>,
+    /// Slots freed, reused before the last chunk grows.
+    free: Vec<SlotId>,
+    index: HashTable<SlotId>,
+    /// Seeded per process, so nobody outside can aim collisions at it.
+    hasher: RandomState,
+    len: usize,
+}
+
+impl<K, V> std::fmt::Debug for SlabMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlabMap").field("len", &self.len).field("chunks", &self.chunks.len()).finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Default for SlabMap<K, V> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            used: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn slot(&self, id: SlotId) -> &(K, V) {
+        let id = id as usize;
+        &self.chunks[id / CHUNK][id % CHUNK]
+    }
+
+    fn slot_mut(&mut self, id: SlotId) -> &mut (K, V) {
+        let id = id as usize;
+        &mut self.chunks[id / CHUNK][id % CHUNK]
+    }
+
+    /// The slot holding `key`.
+    #[must_use]
+    pub fn find(&self, key: &K) -> Option<SlotId> {
+        let hash = self.hash(key);
+        self.index.find(hash, |&id| self.slot(id).0 == *key).copied()
+    }
+
+    #[must_use]
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.find(key).is_some()
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.find(key).map(|id| &mut self.slot_mut(id).1)
+    }
+
+    /// The key and value in slot `id`, which must be in use.
+    #[must_use]
+    pub fn at(&self, id: SlotId) -> (&K, &V) {
+        debug_assert!(self.is_used(id));
+        let (k, v) = self.slot(id);
+        (k, v)
+    }
+
+    /// The value in slot `id`, which must be in use.
+    pub fn at_mut(&mut self, id: SlotId) -> &mut V {
+        debug_assert!(self.is_used(id));
+        &mut self.slot_mut(id).1
+    }
+
+    fn is_used(&self, id: SlotId) -> bool {
+        let id = id as usize;
+        self.used.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    fn set_used(&mut self, id: SlotId, used: bool) {
+        let id = id as usize;
+        if self.used.len() <= id / 64 {
+            self.used.resize(id / 64 + 1, 0);
+        }
+        if used {
+            self.used[id / 64] |= 1 << (id % 64);
+        } else {
+            self.used[id / 64] &= !(1 << (id % 64));
+        }
+    }
+
+    /// Inserts `key`, which must not be in the map, and returns its slot.
+    pub fn insert_new(&mut self, key: K, value: V) -> SlotId {
+        debug_assert!(!self.contains_key(&key));
+        let id = if let Some(id) = self.free.pop() {
+            *self.slot_mut(id) = (key, value);
+            id
+        } else {
+            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                self.chunks.push(Vec::new());
+            }
+            let full = (self.chunks.len() - 1) * CHUNK;
+            let last = self.chunks.last_mut().expect("a chunk was pushed");
+            let id = SlotId::try_from(full + last.len()).expect("fewer than 2^32 slots");
+            if last.len() == last.capacity() {
+                // Doubling, as Vec does, but never past a chunk.
+                last.reserve_exact(last.capacity().max(16).min(CHUNK - last.len()));
+            }
+            last.push((key, value));
+            id
+        };
+        self.set_used(id, true);
+        let hash = self.hash(&key);
+        let Self { index, chunks, hasher, .. } = self;
+        index.insert_unique(hash, id, |&other| {
+            let other = other as usize;
+            hasher.hash_one(chunks[other / CHUNK][other % CHUNK].0)
+        });
+        self.len += 1;
+        id
+    }
+
+    /// The value of `key`, inserted as `V::default()` if absent.
+    pub fn get_or_insert_default(&mut self, key: K) -> &mut V {
+        let id = match self.find(&key) {
+            Some(id) => id,
+            None => self.insert_new(key, V::default()),
+        };
+        self.at_mut(id)
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let hash = self.hash(key);
+        let Self { index, chunks, .. } = self;
+        let found = index
+            .find_entry(hash, |&id| {
+                let id = id as usize;
+                chunks[id / CHUNK][id % CHUNK].0 == *key
+            })
+            .ok()?;
+        let (id, _) = found.remove();
+        Some(self.vacate(id))
+    }
+
+    /// Removes the entry in slot `id`, which must be in use.
+    pub fn remove_at(&mut self, id: SlotId) -> (K, V) {
+        let key = *self.at(id).0;
+        let hash = self.hash(&key);
+        match self.index.find_entry(hash, |&other| other == id) {
+            Ok(found) => {
+                found.remove();
+            }
+            Err(_) => unreachable!("slot {id} in use is indexed"),
+        }
+        (key, self.vacate(id))
+    }
+
+    fn vacate(&mut self, id: SlotId) -> V {
+        self.set_used(id, false);
+        self.free.push(id);
+        self.len -= 1;
+        std::mem::take(self.slot_mut(id)).1
+    }
+
+    /// Every entry with its slot, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (SlotId, &K, &V)> {
+        self.chunks.iter().flatten().zip(0..).filter(|&(_, id)| self.is_used(id)).map(|((k, v), id)| (id, k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(_, k, _)| k)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        let used = &self.used;
+        self.chunks
+            .iter_mut()
+            .flatten()
+            .zip(0usize..)
+            .filter(|&(_, id)| used[id / 64] & (1 << (id % 64)) != 0)
+            .map(|((_, v), _)| v)
+    }
+
+    /// Keeps the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let gone: Vec<K> = {
+            let used = &self.used;
+            self.chunks
+                .iter_mut()
+                .flatten()
+                .zip(0usize..)
+                .filter(|&(_, id)| used[id / 64] & (1 << (id % 64)) != 0)
+                .filter_map(|((k, v), _)| (!keep(k, v)).then_some(*k))
+                .collect()
+        };
+        for k in gone {
+            self.remove(&k);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self { hasher: std::mem::take(&mut self.hasher), ..Self::default() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Against std's `HashMap` over a long random mix of inserts and removals
+    /// that crosses several chunks and reuses freed slots.
+    #[test]
+    fn behaves_as_a_hash_map() {
+        let mut ours: SlabMap<u32, u64> = SlabMap::default();
+        let mut theirs: HashMap<u32, u64> = HashMap::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for step in 0..200_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = u32::try_from(state % 20_000).unwrap();
+            if state.is_multiple_of(3) {
+                assert_eq!(ours.remove(&key), theirs.remove(&key), "step {step}");
+            } else if let Some(v) = theirs.get_mut(&key) {
+                *v += 1;
+                *ours.get_mut(&key).unwrap() += 1;
+            } else {
+                theirs.insert(key, step);
+                ours.insert_new(key, step);
+            }
+            assert_eq!(ours.len(), theirs.len());
+        }
+        let mut a: Vec<(u32, u64)> = ours.iter().map(|(_, k, v)| (*k, *v)).collect();
+        let mut b: Vec<(u32, u64)> = theirs.into_iter().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        ours.retain(|k, _| k % 2 == 0);
+        assert!(ours.keys().all(|k| k % 2 == 0));
+        assert_eq!(ours.len(), a.iter().filter(|(k, _)| k % 2 == 0).count());
+        ours.clear();
+        assert!(ours.is_empty() && ours.iter().next().is_none());
+    }
+
+    #[test]
+    fn slot_numbers_stay_while_entries_stay() {
+        let mut m: SlabMap<u32, u32> = SlabMap::default();
+        let ids: Vec<SlotId> = (0..10_000).map(|k| m.insert_new(k, k * 2)).collect();
+        for k in (0..10_000).step_by(2) {
+            m.remove(&k);
+        }
+        for (k, &id) in (0..10_000u32).zip(&ids).skip(1).step_by(2) {
+            assert_eq!(m.find(&k), Some(id));
+            assert_eq!(m.at(id), (&k, &(k * 2)));
+        }
+        // Freed slots are reused before the map grows.
+        let reused = m.insert_new(50_000, 0);
+        assert!(reused < 10_000);
+    }
+}
