@@ -15,7 +15,7 @@ const CONTROL: u32 = 500;
 
 /// The outcome counters' sum: every frame lands in exactly one.
 fn outcomes(done: &vxflow_testkit::probe::Finished) -> u64 {
-    ["accounted", "fallback", "lost", "non_ip", "malformed", "self_export"]
+    ["accounted", "fallback", "lost", "non_ip", "malformed", "self_export", "unsampled"]
         .iter()
         .map(|o| done.counter(&format!("{o}_packets")))
         .sum()

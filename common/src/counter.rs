@@ -1,8 +1,8 @@
 //! Datapath counters, one slot each in a per-CPU array.
 //!
 //! Every packet a program sees lands in exactly one of the buckets
-//! `Accounted`, `Fallback`, `Lost`, `NonIp`, `Malformed` or `SelfExport`, so
-//! `Seen` is their sum at all times; tests rely on it. The remaining
+//! `Accounted`, `Fallback`, `Lost`, `NonIp`, `Malformed`, `SelfExport` or
+//! `Unsampled`, so `Seen` is their sum at all times; tests rely on it. The remaining
 //! counters annotate accounted packets.
 
 /// All counters of one CPU, the single value of the per-CPU counter map: one
@@ -55,11 +55,15 @@ pub enum Counter {
     /// in place: non-linear ones (GSO/GRO super-packets, frames a NIC split
     /// into header and pages) and IPv6 with extension headers.
     SlowParse,
+    /// IP packets that sampling (`kernel.sampling` > 1) left out. A TCP
+    /// SYN, FIN or RST among them still adds its flags to its flow, with no
+    /// packets or bytes.
+    Unsampled,
 }
 
 impl Counter {
     /// Number of counters, the length of the per-CPU array.
-    pub const COUNT: u32 = Counter::SlowParse as u32 + 1;
+    pub const COUNT: u32 = Counter::Unsampled as u32 + 1;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Counter::COUNT as usize] = [
@@ -81,6 +85,7 @@ impl Counter {
         Counter::SelfExport,
         Counter::VxlanUntrusted,
         Counter::SlowParse,
+        Counter::Unsampled,
     ];
 
     /// The annotation counters: they describe accounted packets (by packet,
@@ -123,6 +128,7 @@ impl Counter {
             Counter::SelfExport => "self_export_packets",
             Counter::VxlanUntrusted => "vxlan_untrusted_packets",
             Counter::SlowParse => "slow_parse_skbs",
+            Counter::Unsampled => "unsampled_packets",
         }
     }
 }

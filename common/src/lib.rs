@@ -44,6 +44,23 @@ pub const fn tunnel_slot(ifindex: u32) -> u32 {
     ifindex % TUNNEL_SLOT_COUNT
 }
 
+/// Sampling: one `u32`, the value below which a random `u32` leaves a packet
+/// out (see [`sampling_skip_below`]). Zero, as the map starts, keeps every
+/// packet, so a loader that never writes it cannot blind the datapath.
+pub const MAP_SAMPLING: &str = "SAMPLING";
+
+/// The value of [`MAP_SAMPLING`] that keeps 1 packet in `n` on average: a
+/// random `u32` is at or above it with probability `floor(2^32 / n) / 2^32`.
+/// Zero for `n` of 0 or 1.
+#[must_use]
+pub const fn sampling_skip_below(n: u32) -> u32 {
+    if n <= 1 {
+        return 0;
+    }
+    // 2^32 - floor(2^32 / n) is below 2^32 for n >= 2.
+    ((1u64 << 32) - (1u64 << 32) / n as u64) as u32
+}
+
 /// Bitmap (same layout) of the port each exporter tuple has on this host's
 /// side of its direction: source port for egress, destination port for
 /// ingress. A cheap prefilter before the exact lookup.

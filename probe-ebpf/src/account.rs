@@ -5,7 +5,11 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::TcContext};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
+    programs::TcContext,
+};
 use vxflow_common::{
     Counter, Counters, ExportTuple, FlowKey, FlowStats,
     flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
@@ -14,7 +18,7 @@ use vxflow_common::{
 
 use crate::{
     frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
-    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SCRATCH},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SAMPLING, SCRATCH},
     parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
 };
@@ -107,7 +111,24 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             tally.add(Counter::SelfExport, p.wire.packets);
             tally.add(Counter::Seen, p.wire.packets);
         }
-        Ok(p) => account(key, &p, &mut tally),
+        Ok(p) => {
+            // Drawn after the parse, which every IP packet gets anyway (an
+            // unsampled TCP SYN, FIN or RST must reach its flow), and not
+            // carried across it, so the verifier does not walk the parse
+            // once per outcome of the draw.
+            let p = if sampled_out() {
+                tally.add(Counter::Unsampled, p.wire.packets);
+                tally.add(Counter::Seen, p.wire.packets);
+                if p.tcp_flags & TCP_CONTROL == 0 {
+                    return;
+                }
+                // Flags and times only: the counts stay an unbiased sample.
+                Parsed { wire: Wire { packets: 0, bytes: 0, outer_bytes: 0 }, notes: 0, ..p }
+            } else {
+                p
+            };
+            account(key, &p, &mut tally);
+        }
         Err(status) => {
             // SAFETY: reading a context field the kernel exposes to sched_cls.
             let segs = u64::from(unsafe { (*skb).gso_segs }).max(1);
@@ -123,6 +144,19 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             tally.add(Counter::Seen, segs);
         }
     }
+}
+
+/// TCP SYN, FIN and RST: kept whatever the sampling, so no connection's
+/// start or end is lost from view.
+const TCP_CONTROL: u64 = 0x01 | 0x02 | 0x04;
+
+/// Whether sampling leaves this packet out: never when `kernel.sampling` is
+/// 1, the default, which costs one array load and no random number.
+#[inline(always)]
+fn sampled_out() -> bool {
+    let skip_below = SAMPLING.get(0).copied().unwrap_or(0);
+    // SAFETY: helper with no preconditions.
+    skip_below != 0 && unsafe { bpf_get_prandom_u32() } < skip_below
 }
 
 /// A frame whose Ethernet type, in the linear area, is neither IP nor a

@@ -81,6 +81,12 @@ pub static EXPORT_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new(
 #[btf_map]
 pub static EXPORT_TUPLES: HashMap<ExportTuple, u8, 256> = HashMap::new();
 
+/// Sampling (`vxflow_common::MAP_SAMPLING`): a random `u32` below this
+/// leaves an IP packet out; 0 keeps every packet. An array, so the verifier
+/// inlines the lookup; userspace changes it live.
+#[btf_map]
+pub static SAMPLING: Array<u32, 1> = Array::new();
+
 /// One bit per UDP destination port to parse as VXLAN. An array rather than a
 /// hash so the verifier inlines the lookup; userspace can change it live.
 #[btf_map]

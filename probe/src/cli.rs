@@ -85,11 +85,18 @@ pub struct RunArgs {
     /// How often kernel counters are drained into the cache [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
-    /// Entries in each of the two kernel flow-map generations
-    /// [default: 65536]. Flows beyond it in one poll interval take the
-    /// slower fallback ring.
+    /// Entries in each of the two kernel flow-map generations, allocated as
+    /// flows arrive [default: 262144]. Past it, packets take the fallback
+    /// ring and vxflow drains early.
     #[arg(long, value_name = "N")]
     pub flow_map_entries: Option<u32>,
+    /// Count 1 in N IP packets, picked at random, for nodes past what exact
+    /// accounting can afford; TCP SYN, FIN and RST always reach their flow
+    /// (their flags, not their counts). Records carry sampled counts and
+    /// collectors scale them by N from the options records [default: 1,
+    /// every packet; at most 16383].
+    #[arg(long, value_name = "N")]
+    pub sampling: Option<u32>,
     /// How to attach: tcx (kernel 6.6+; links go with the process), clsact
     /// (tc filters, any kernel; stale ones from a crashed run are removed),
     /// or auto [default: auto, TCX where the kernel has it].
@@ -160,6 +167,7 @@ impl RunArgs {
             max_flows: self.max_flows,
             poll_interval: self.poll_interval,
             flow_map_entries: self.flow_map_entries,
+            sampling: self.sampling,
             attach_mode: self.attach_mode,
             collectors: self.collectors.clone(),
             json: self.json.clone(),

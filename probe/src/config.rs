@@ -28,6 +28,8 @@ pub mod defaults {
     pub const MAX_FLOWS: usize = 1_000_000;
     pub const FLOW_MAP_ENTRIES: u32 = 262_144;
     pub const FALLBACK_RING_BYTES: u32 = 1 << 20;
+    /// Every packet.
+    pub const SAMPLING: u32 = 1;
 }
 
 /// Bounds on every duration and size, checked by the one validation that
@@ -49,6 +51,9 @@ pub mod limits {
     pub const MAX_FLOW_MAP_ENTRIES: u32 = 1 << 22;
     /// Largest fallback ring (1 GiB).
     pub const MAX_FALLBACK_RING_BYTES: u32 = 1 << 30;
+    /// Sparsest sampling, 1 in 16,383: the most NetFlow v5's 14-bit
+    /// sampling interval can state.
+    pub const MAX_SAMPLING: u32 = (1 << 14) - 1;
 }
 
 const _: () = assert!(crate::loader::MAX_COLLECTORS == 32, "the collector error message says 32");
@@ -138,6 +143,7 @@ pub struct KernelSection {
     pub flow_map_entries: Option<u32>,
     pub fallback_ring_bytes: Option<u32>,
     pub attach_mode: Option<AttachPreference>,
+    pub sampling: Option<u32>,
 }
 
 /// Settings given on the command line; each replaces the file's value.
@@ -154,6 +160,7 @@ pub struct Overrides {
     pub poll_interval: Option<Duration>,
     pub flow_map_entries: Option<u32>,
     pub attach_mode: Option<AttachPreference>,
+    pub sampling: Option<u32>,
     /// Added to the file's collectors.
     pub collectors: Vec<CollectorSection>,
     pub json: Option<String>,
@@ -282,6 +289,7 @@ impl FileConfig {
             fallback_ring_bytes: self.kernel.fallback_ring_bytes.unwrap_or(defaults::FALLBACK_RING_BYTES),
             vxlan_ports,
             attach: o.attach_mode.or(self.kernel.attach_mode).unwrap_or_default(),
+            sampling: o.sampling.or(self.kernel.sampling).unwrap_or(defaults::SAMPLING),
         };
         let collectors = self
             .collectors
@@ -429,6 +437,13 @@ impl RuntimeConfig {
                 "must be from 1 to 4194304 (2^22)",
             );
         }
+        if !(1..=limits::MAX_SAMPLING).contains(&self.load.sampling) {
+            return invalid(
+                "kernel.sampling",
+                self.load.sampling.to_string(),
+                "must be from 1 (every packet) to 16383 (the most NetFlow v5 can state)",
+            );
+        }
         let ring = self.load.fallback_ring_bytes;
         if !ring.is_power_of_two() || !(4096..=limits::MAX_FALLBACK_RING_BYTES).contains(&ring) {
             return invalid(
@@ -476,6 +491,17 @@ mod tests {
     }
 
     #[test]
+    fn sampling_defaults_to_every_packet_and_the_flag_overrides_the_file() {
+        let file = FileConfig::parse("interfaces = [\"eth0\"]\n[kernel]\nsampling = 100\n").unwrap();
+        assert_eq!(file.resolve(&Overrides::default()).unwrap().load.sampling, 100);
+        let file = FileConfig::parse("interfaces = [\"eth0\"]\n[kernel]\nsampling = 100\n").unwrap();
+        let o = Overrides { sampling: Some(16_383), ..Overrides::default() };
+        assert_eq!(file.resolve(&o).unwrap().load.sampling, 16_383);
+        let file = FileConfig::parse("interfaces = [\"eth0\"]\n").unwrap();
+        assert_eq!(file.resolve(&Overrides::default()).unwrap().load.sampling, 1);
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let err = FileConfig::parse("interfaces = [\"eth0\"]\n\n[cache]\nactive_timout = \"30s\"\n").unwrap_err();
         assert!(err.contains("active_timout") && err.contains("line 4"), "{err}");
@@ -495,6 +521,8 @@ mod tests {
             ("interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"1ms\"", "kernel.poll_interval"),
             ("interfaces = [\"eth0\"]\n[kernel]\nflow_map_entries = 2147483648", "kernel.flow_map_entries"),
             ("interfaces = [\"eth0\"]\n[kernel]\nfallback_ring_bytes = 2147483648", "kernel.fallback_ring_bytes"),
+            ("interfaces = [\"eth0\"]\n[kernel]\nsampling = 0", "kernel.sampling"),
+            ("interfaces = [\"eth0\"]\n[kernel]\nsampling = 16384", "kernel.sampling"),
             ("interfaces = [\"eth0\"]\ntunnel_interfaces = [\"!eth0\"]", "tunnel_interfaces"),
             ("interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"::1:4739\"", "brackets"),
             ("interfaces = [\"eth0\"]\n[[collector]]\nprotocol = \"ipfix\"\naddress = \"127.0.0.1:0\"", "port 0"),

@@ -42,6 +42,8 @@ pub struct LoadOptions {
     pub vxlan_ports: Vec<u16>,
     /// How to attach to interfaces.
     pub attach: AttachPreference,
+    /// 1 in this many IP packets is counted (1: every packet).
+    pub sampling: u32,
 }
 
 /// How the operator wants programs attached.
@@ -243,6 +245,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
     }
 
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
+    set_sampling(&mut ebpf, opts.sampling)?;
     let maps = KernelMaps::take(&mut ebpf)?;
     let tcx_available = || KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let attach_mode = match opts.attach {
@@ -415,6 +418,14 @@ impl Datapath {
     /// When the map cannot be written.
     pub fn set_vxlan_ports(&mut self, ports: &[u16]) -> Result<(), LoadError> {
         set_vxlan_ports(&mut self.ebpf, ports)
+    }
+
+    /// Counts 1 in `n` IP packets from now on (1: every packet).
+    ///
+    /// # Errors
+    /// When the sampling map cannot be written.
+    pub fn set_sampling(&mut self, n: u32) -> Result<(), LoadError> {
+        set_sampling(&mut self.ebpf, n)
     }
 
     /// Detaches both programs from `iface`. An interface that vanished took
@@ -602,6 +613,15 @@ pub fn export_tuples(sockets: &[crate::export::OwnSocket]) -> Vec<ExportTuple> {
         }
     }
     out
+}
+
+/// Writes the sampling map: 1 in `n` IP packets counted.
+fn set_sampling(ebpf: &mut Ebpf, n: u32) -> Result<(), LoadError> {
+    let name = vxflow_common::MAP_SAMPLING;
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut sampling: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    sampling.set(0, vxflow_common::sampling_skip_below(n), 0).map_err(|source| LoadError::Map { name, source })
 }
 
 /// Writes the VXLAN port bitmap.

@@ -33,6 +33,7 @@ fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
         fallback_ring_bytes,
         vxlan_ports: vec![4789, 8472],
         attach: loader::AttachPreference::Auto,
+        sampling: 1,
     }
 }
 
@@ -375,4 +376,65 @@ fn tunnels_are_parsed_only_on_trusted_interfaces() {
     assert_eq!(run(&datapath).0.encap, 0, "shared slot, not in the set");
     datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     assert_eq!(run(&datapath).0.encap, vxflow_common::flow::ENCAP_VXLAN, "slot back to one interface");
+}
+
+/// Runs `prog` on `frame` `repeat` times in one test run: each run draws
+/// its own sampling decision.
+fn run_repeated(prog: &aya::programs::SchedClassifier, frame: &[u8], repeat: u32) {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+    prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+}
+
+/// With `kernel.sampling` N, about 1 in N IP packets is counted and the rest
+/// are `unsampled`, together every packet; an unsampled TCP SYN still
+/// reaches its flow, with its flag and no count; sampling changes live and
+/// back to exact.
+#[test]
+fn sampling_counts_one_in_n_and_keeps_tcp_control_flags() {
+    require_root();
+    let (mut datapath, mut maps) = loader::load(&LoadOptions { sampling: 10, ..options(1024, 1 << 16) }).unwrap();
+    datapath.set_tunnel_interfaces(&std::collections::BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    let runs: u64 = 20_000;
+    run_repeated(datapath.program(Direction::Ingress).unwrap(), &packets::ipv4_udp(), u32::try_from(runs).unwrap());
+    let c = maps.counters().unwrap();
+    let (counted, unsampled) = (c.get(Counter::Accounted), c.get(Counter::Unsampled));
+    assert_eq!(counted + unsampled, runs, "every packet counted or unsampled");
+    assert_eq!(c.get(Counter::Seen), runs);
+    // Binomial(20,000, 1/10): mean 2,000, standard deviation 42; 300 is
+    // seven of them.
+    assert!((1_700..=2_300).contains(&counted), "1 in 10 of {runs} gave {counted}");
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(deltas[0].stats.packets, counted);
+    assert_eq!(deltas[0].stats.bytes, counted * 60);
+
+    // Nearly every SYN left out of the counts, none of the flags.
+    datapath.set_sampling(vxflow::config::limits::MAX_SAMPLING).unwrap();
+    let before = maps.counters().unwrap();
+    run_repeated(datapath.program(Direction::Ingress).unwrap(), &packets::ipv4_tcp_syn(), 1_000);
+    let counted_syn = maps.counters().unwrap().get(Counter::Accounted) - before.get(Counter::Accounted);
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    assert_eq!(deltas.len(), 1, "the SYNs' flow is there whatever the draw");
+    assert_eq!(deltas[0].stats.tcp_flags & 0x02, 0x02, "with its SYN");
+    assert_eq!(deltas[0].stats.packets, counted_syn);
+    assert!(counted_syn < 10, "1 in 16,383 of 1,000 SYNs counted {counted_syn}");
+    // A UDP packet left out leaves nothing behind.
+    let before = maps.counters().unwrap();
+    run_repeated(datapath.program(Direction::Ingress).unwrap(), &packets::ipv4_udp(), 1_000);
+    let counted_udp = maps.counters().unwrap().get(Counter::Accounted) - before.get(Counter::Accounted);
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    assert_eq!(deltas.iter().map(|d| d.stats.packets).sum::<u64>(), counted_udp);
+    assert_eq!(deltas.is_empty(), counted_udp == 0);
+
+    // Back to every packet.
+    datapath.set_sampling(1).unwrap();
+    let before = maps.counters().unwrap();
+    run_repeated(datapath.program(Direction::Ingress).unwrap(), &packets::ipv4_udp(), 500);
+    let after = maps.counters().unwrap();
+    assert_eq!(after.get(Counter::Accounted) - before.get(Counter::Accounted), 500);
+    assert_eq!(after.get(Counter::Unsampled), before.get(Counter::Unsampled));
 }

@@ -70,6 +70,11 @@ fn records() -> Vec<FlowRecord> {
 
 /// Options values tshark must show.
 fn options() -> OptionValues {
+    options_sampled(1)
+}
+
+/// The same, counting 1 in `sampling` packets.
+fn options_sampled(sampling: u32) -> OptionValues {
     OptionValues {
         not_sent: Losses {
             flows: 3,
@@ -86,6 +91,7 @@ fn options() -> OptionValues {
             last_ms: 1_767_225_604_000,
         },
         interfaces: vec![(2, "eth0".into()), (7, "flannel.1".into())],
+        sampling,
     }
 }
 
@@ -94,7 +100,10 @@ const CLOCK: WallClock = WallClock::with_offset_ns(1_767_225_600_000_000_000);
 /// Wraps each message in a UDP datagram to `port`, writes a pcap, and returns
 /// tshark's verbose decoding of it as cflow.
 fn tshark(messages: &[Vec<u8>], port: u16) -> String {
-    let dir = std::env::temp_dir().join(format!("vxflow-tshark-{}-{port}", std::process::id()));
+    // One directory a call: tests decoding to one port run at once.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("vxflow-tshark-{}-{port}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("export.pcap");
     let mut w = pcap_file::pcap::PcapWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
@@ -173,13 +182,36 @@ fn tshark_decodes_netflow9_of_every_shape_with_vni_and_outer_addresses() {
         .collect();
     let text = tshark(&messages, 2055);
     assert!(text.contains("Version: 9"), "not decoded as NetFlow v9");
-    let options = [
-        "Sampling interval: 1",
-        "Sampling algorithm: Deterministic sampling (1)",
-        "ScopeInterface: 7",
-        "IfName: flannel.1",
-    ];
+    let options = ["Sampling interval: 1", "ScopeInterface: 7", "IfName: flannel.1"];
     for want in VISIBLE.iter().chain(&["SourceId: 78"]).chain(&options) {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }
+}
+
+/// 1 in 100: IPFIX says interval 100, and random n-out-of-N, one packet per
+/// 99 skipped; v9 says interval 100.
+#[test]
+fn tshark_decodes_the_sampling_rate() {
+    let mut enc = IpfixEncoder::new(77, 1400).unwrap();
+    let messages: Vec<Vec<u8>> = enc
+        .encode(&records(), &CLOCK, 1_767_225_700, true, Some(&options_sampled(100)))
+        .into_iter()
+        .map(|m| m.bytes)
+        .collect();
+    let text = tshark(&messages, 4739);
+    for want in [
+        "Selector Algorithm: Random n-out-of-N Sampling (3)",
+        "Sampling Packet Interval: 1",
+        "Sampling Packet Space: 99",
+    ] {
+        assert!(text.contains(want), "tshark does not show {want:?}");
+    }
+    let mut enc = Netflow9Encoder::new(78, 1400);
+    let messages: Vec<Vec<u8>> = enc
+        .encode(&records(), &CLOCK, 1_767_225_700_000, true, Some(&options_sampled(100)))
+        .into_iter()
+        .map(|m| m.bytes)
+        .collect();
+    let text = tshark(&messages, 2055);
+    assert!(text.contains("Sampling interval: 100"), "tshark does not show the v9 sampling interval");
 }

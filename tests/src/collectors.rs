@@ -418,6 +418,12 @@ pub struct PmacctFlow {
 impl Nfacctd {
     #[must_use]
     pub fn start(ns: &Netns, port: u16) -> Self {
+        Self::start_with(ns, port, "")
+    }
+
+    /// As [`Nfacctd::start`], with more configuration lines (`key: value`).
+    #[must_use]
+    pub fn start_with(ns: &Netns, port: u16, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("{}-nfacctd-{port}", ns.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -429,7 +435,7 @@ impl Nfacctd {
                 "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print[flows]\n\
                  aggregate[flows]: src_host, dst_host, src_port, dst_port, proto, vxlan\n\
                  print_output[flows]: csv\nprint_output_file[flows]: {}\nprint_output_file_append[flows]: true\n\
-                 print_refresh_time[flows]: 1\n",
+                 print_refresh_time[flows]: 1\n{extra}",
                 csv.display()
             ),
         )

@@ -221,6 +221,9 @@ impl GenConfig {
         if u.ratio(1, 3)? {
             kernel.push(("attach_mode".into(), format!("{:?}", *u.choose(&["auto", "tcx", "clsact"])?)));
         }
+        if u.ratio(1, 4)? {
+            kernel.push(("sampling".into(), sane::int(u, 1, 16_383)?));
+        }
         let mut export = Vec::new();
         if u.ratio(1, 3)? {
             export.push(("observation_domain_id".to_owned(), sane::int(u, 0, u64::from(u32::MAX))?));
@@ -283,6 +286,9 @@ impl<'a> Arbitrary<'a> for GenConfig {
         }
         if u.ratio(1, 4)? {
             kernel.push(("attach_mode".into(), quoted(pick(u, &["auto", "tcx", "clsact", "xdp"])?)));
+        }
+        if u.ratio(1, 5)? {
+            kernel.push(("sampling".into(), integer(u)?));
         }
         let mut export = Vec::new();
         if u.ratio(1, 5)? {

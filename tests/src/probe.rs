@@ -75,6 +75,9 @@ pub struct Record {
     #[serde(default)]
     pub fragment: bool,
     pub end_reason: String,
+    /// N when 1 in N packets is counted.
+    #[serde(default)]
+    pub sampling: Option<u32>,
 }
 
 impl Record {

@@ -84,7 +84,8 @@ impl CacheStats {
 /// A cached flow: 56 bytes beside its 92-byte key.
 #[derive(Clone, Debug)]
 struct Entry {
-    /// First packet of the current reporting period (valid when packets > 0).
+    /// First packet of the current reporting period (valid unless
+    /// [`Entry::is_empty`]).
     start_ns: u64,
     /// Latest packet seen, in any period.
     last_ns: u64,
@@ -100,6 +101,15 @@ struct Entry {
     /// The next flow of its TCP conversation, in a ring;
     /// [`NO_CONVERSATION`] when it is in none.
     conv_next: SlotId,
+}
+
+impl Entry {
+    /// Nothing to report since the last record: no packet counted, and no
+    /// TCP flag (sampling leaves a SYN, FIN or RST uncounted but adds its
+    /// flag, so a connection is never lost from view).
+    fn is_empty(&self) -> bool {
+        self.packets == 0 && self.tcp_flags == 0
+    }
 }
 
 impl Default for Entry {
@@ -192,7 +202,7 @@ impl FlowCache {
             .map(|(_, key, e)| {
                 let mut r = record_of(key, e, EndReason::ForcedEnd);
                 // An entry emptied by an active-timeout export has no start.
-                if e.packets == 0 {
+                if e.is_empty() {
                     r.start_ns = r.end_ns;
                 }
                 r
@@ -238,7 +248,7 @@ impl FlowCache {
         let flags = u8::try_from(s.tcp_flags & 0xff).unwrap_or(0);
         let slot = if let Some(slot) = self.flows.find(&delta.key) {
             let e = self.flows.at_mut(slot);
-            if e.packets == 0 {
+            if e.is_empty() {
                 e.start_ns = s.first_seen_ns;
             } else {
                 e.start_ns = e.start_ns.min(s.first_seen_ns);
@@ -300,7 +310,7 @@ impl FlowCache {
                 EndReason::EndOfFlow
             } else if now_ns.saturating_sub(e.last_ns) >= inactive {
                 EndReason::IdleTimeout
-            } else if e.packets > 0 && now_ns.saturating_sub(e.start_ns) >= active {
+            } else if !e.is_empty() && now_ns.saturating_sub(e.start_ns) >= active {
                 EndReason::ActiveTimeout
             } else {
                 continue;
@@ -348,7 +358,7 @@ impl FlowCache {
         let (key, mut e) = self.flows.remove_at(slot);
         self.dedup.forget(&key);
         // An entry emptied by an active-timeout export has nothing to report.
-        if e.packets > 0 {
+        if !e.is_empty() {
             let record = take_record(&key, &mut e, reason);
             self.emit(record, out);
         }

@@ -440,3 +440,27 @@ fn a_promoted_follower_that_left_cannot_match_the_same_packets_twice() {
     let all: u64 = out.iter().map(|r| r.packets).sum();
     assert_eq!(all + c.stats().duplicate_packets, 61);
 }
+
+/// With sampling, an uncounted SYN and FIN reach their flow as flags alone:
+/// the flow is exported, with no packets, and ends as TCP flows do.
+#[test]
+fn a_flow_of_uncounted_tcp_control_packets_is_still_exported() {
+    let fwd = key(1, 2, 40000, 80, 6, DIRECTION_EGRESS);
+    let rev = key(2, 1, 80, 40000, 6, DIRECTION_INGRESS);
+    let mut c = FlowCache::new(config());
+    let mut syn = delta(fwd, 1, 0, 0x02);
+    syn.stats.bytes = 0;
+    assert!(run(&mut c, &[syn], 1).is_empty());
+    assert_eq!(c.len(), 1);
+    let mut fin = delta(fwd, 2, 0, 0x01);
+    fin.stats.bytes = 0;
+    let mut fin_back = delta(rev, 2, 0, 0x11);
+    fin_back.stats.bytes = 0;
+    run(&mut c, &[fin, fin_back], 2);
+    let out = run(&mut c, &[], 8);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let f = out.iter().find(|r| r.key == fwd).unwrap();
+    assert_eq!((f.packets, f.bytes, f.tcp_flags, f.end_reason), (0, 0, 0x03, EndReason::EndOfFlow));
+    assert_eq!((f.start_ns, f.end_ns), (S, 2 * S));
+    assert!(c.is_empty());
+}

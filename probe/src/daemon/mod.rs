@@ -187,7 +187,8 @@ impl Daemon {
         let (mut datapath, maps) = loader::load(&config.load)?;
         // Before the first export: the probe's own export traffic is not a flow.
         datapath.exclude_own_sockets(&outputs.own_sockets())?;
-        let pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());
+        let mut pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());
+        pipeline.sampling = config.load.sampling;
         let interfaces = interfaces::InterfaceState::new(&config.load.vxlan_ports);
         Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
     }
@@ -204,6 +205,7 @@ impl Daemon {
             active_timeout = %humantime::format_duration(c.cache.active_timeout),
             inactive_timeout = %humantime::format_duration(c.cache.inactive_timeout),
             max_flows = c.cache.max_flows,
+            sampling = c.load.sampling,
             flow_map_entries = c.load.flow_entries,
             kernel_bytes_per_flow = self.pipeline.source.generation_memory().map(|m| m.bytes_per_flow()),
             "vxflow running"

@@ -34,6 +34,8 @@ pub(super) struct Pipeline<S: DeltaSource> {
     /// How long the last drain took, and all of them together.
     pub last_drain: std::time::Duration,
     pub drain_time: std::time::Duration,
+    /// 1 in this many IP packets is counted, as records and options say.
+    pub sampling: u32,
 }
 
 impl<S: DeltaSource> Pipeline<S> {
@@ -51,6 +53,7 @@ impl<S: DeltaSource> Pipeline<S> {
             tally: Tally::default(),
             last_drain: std::time::Duration::ZERO,
             drain_time: std::time::Duration::ZERO,
+            sampling: 1,
         }
     }
 
@@ -128,7 +131,13 @@ impl<S: DeltaSource> Pipeline<S> {
     /// Hands this cycle's records to every output; called even with none,
     /// so UDP collectors get their template refresh on time.
     fn export(&mut self, last: bool) -> Result<(), DaemonError> {
-        let mut ctx = ExportContext { clock: WallClock::now(), names: &mut self.names, ignored: self.ignored, last };
+        let mut ctx = ExportContext {
+            clock: WallClock::now(),
+            names: &mut self.names,
+            ignored: self.ignored,
+            last,
+            sampling: self.sampling,
+        };
         let result = self.outputs.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();
         result

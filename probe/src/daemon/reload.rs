@@ -101,6 +101,21 @@ impl Daemon {
         if c.changed.contains(&"cache") {
             self.pipeline.cache.set_config(new.cache.clone());
         }
+        if new.load.sampling != old.load.sampling {
+            // Records exported from here on say the new rate, including
+            // counts of the old one still in the cache: a change of rate
+            // is best made rarely, and is logged.
+            match self.datapath.set_sampling(new.load.sampling) {
+                Ok(()) => {
+                    self.pipeline.sampling = new.load.sampling;
+                    c.changed.push("kernel.sampling");
+                }
+                Err(error) => {
+                    tracing::error!(error = %crate::error_chain(&error), "cannot change the sampling; the old rate stays");
+                    new.load.sampling = old.load.sampling;
+                }
+            }
+        }
         self.config = new;
         Ok(c)
     }

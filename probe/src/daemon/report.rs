@@ -109,6 +109,7 @@ impl Daemon {
                     names: &mut self.pipeline.names,
                     ignored: Losses::default(),
                     last: false,
+                    sampling: self.config.load.sampling,
                 };
                 let mut out = Vec::with_capacity(flows.len());
                 for r in &flows {

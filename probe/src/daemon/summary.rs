@@ -29,6 +29,7 @@ pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         vxlan_untrusted_packets = c.get(Counter::VxlanUntrusted),
         gso_skbs = c.get(Counter::GsoSkbs),
         slow_parse_skbs = c.get(Counter::SlowParse),
+        unsampled_packets = c.get(Counter::Unsampled),
         drains = t.drains,
         early_drains = t.early_drains,
         drain_errors = t.drain_errors,

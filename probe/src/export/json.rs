@@ -70,6 +70,10 @@ pub struct JsonRecord<'a> {
     /// Absent for flows still in the cache (`vxflow ctl flows`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<&'static str>,
+    /// With `kernel.sampling` N above 1: N. `packets` and `bytes` are then
+    /// what the sample holds; multiply by N for an estimate of the traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<u32>,
 }
 
 /// The address in `bytes` for IP version `version`.
@@ -145,6 +149,7 @@ impl<'a> JsonRecord<'a> {
             l4_truncated: k.flags & KEY_FLAG_L4_TRUNCATED != 0,
             ipv6_ext_limit: k.flags & KEY_FLAG_EXT_LIMIT != 0,
             end_reason: Some(r.end_reason.name()),
+            sampling: (ctx.sampling > 1).then_some(ctx.sampling),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct ExportContext<'a> {
     /// The exporter's last export: options records go out once more, with
     /// the final counts.
     pub last: bool,
+    /// 1 in this many IP packets is counted (`kernel.sampling`).
+    pub sampling: u32,
 }
 
 impl ExportContext<'_> {
@@ -41,7 +43,12 @@ impl ExportContext<'_> {
     /// `not_sent`.
     #[must_use]
     pub fn option_values(&self, not_sent: options::Losses) -> options::OptionValues {
-        options::OptionValues { not_sent, ignored: self.ignored, interfaces: self.names.known() }
+        options::OptionValues {
+            not_sent,
+            ignored: self.ignored,
+            interfaces: self.names.known(),
+            sampling: self.sampling,
+        }
     }
 }
 

@@ -36,8 +36,15 @@ impl Netflow5Encoder {
         Self { engine_type, engine_id, flow_sequence: 0, uptime: Uptime::default() }
     }
 
-    /// Encodes `records` at wall-clock `now_ms`.
-    pub fn encode(&mut self, records: &[FlowRecord], clock: &WallClock, now_ms: u64) -> V5Export {
+    /// Encodes `records` at wall-clock `now_ms`, counted 1 in `sampling`
+    /// packets (1: every packet).
+    pub fn encode(&mut self, records: &[FlowRecord], clock: &WallClock, now_ms: u64, sampling: u32) -> V5Export {
+        // Two bits of mode (01 deterministic, 10 random), 14 of interval.
+        let sampling_field: u16 = match u16::try_from(sampling) {
+            Ok(0 | 1) => 0,
+            Ok(n) if n < 1 << 14 => 0b10 << 14 | n,
+            _ => 0b10 << 14 | ((1 << 14) - 1),
+        };
         let epoch = self.uptime.epoch(now_ms);
         // Each record's bytes, packets and octets.
         let mut body: Vec<([u8; RECORD_LEN], u64, u64)> = Vec::new();
@@ -64,7 +71,7 @@ impl Netflow5Encoder {
                 b.extend_from_slice(&self.flow_sequence.to_be_bytes());
                 b.push(self.engine_type);
                 b.push(self.engine_id);
-                b.extend_from_slice(&0u16.to_be_bytes()); // no sampling
+                b.extend_from_slice(&sampling_field.to_be_bytes());
                 for (rec, _, _) in chunk {
                     b.extend_from_slice(rec);
                 }
@@ -145,13 +152,14 @@ mod tests {
     fn carries_ipv4_inner_tuples_and_counts_the_rest() {
         let records = small(one_of_each());
         let mut enc = Netflow5Encoder::new(7, 42);
-        let out = enc.encode(&records, &CLOCK, NOW_MS);
+        let out = enc.encode(&records, &CLOCK, NOW_MS, 1);
         let v4: Vec<&FlowRecord> = records.iter().filter(|r| r.key.ip_version == 4).collect();
         assert_eq!(out.not_carried, (records.len() - v4.len()) as u64);
         let mut decoded = Vec::new();
         for p in parse_all(&out.packets) {
             let NetflowPacket::V5(v5) = p else { panic!("not v5") };
             assert_eq!((v5.header.engine_type, v5.header.engine_id), (7, 42));
+            assert_eq!(v5.header.sampling_interval, 0, "every packet");
             decoded.extend(v5.flowsets.into_iter().map(|f| (v5.header.sys_up_time, f)));
         }
         assert_eq!(decoded.len(), v4.len());
@@ -173,11 +181,23 @@ mod tests {
         }
     }
 
+    /// The header's sampling field: mode 2 (random) in the top two bits,
+    /// the interval in the other 14, as nfdump reads it.
+    #[test]
+    fn states_the_sampling_in_the_header() {
+        let records = small(vec![test_record(1, Shape::Plain(Family::V4), 17, 0)]);
+        for (n, field) in [(1, 0), (100, 0x8064), (16_383, 0xbfff)] {
+            let out = Netflow5Encoder::new(0, 0).encode(&records, &CLOCK, NOW_MS, n);
+            let NetflowPacket::V5(v5) = &parse_all(&out.packets)[0] else { panic!("not v5") };
+            assert_eq!(v5.header.sampling_interval, field, "1 in {n}");
+        }
+    }
+
     #[test]
     fn packs_thirty_records_a_packet_and_sequences_flows() {
         let records = small((0..75).map(|i| test_record(i, Shape::Plain(Family::V4), 17, 0)).collect());
         let mut enc = Netflow5Encoder::new(0, 0);
-        let out = enc.encode(&records, &CLOCK, NOW_MS);
+        let out = enc.encode(&records, &CLOCK, NOW_MS, 1);
         let counts: Vec<u32> = out.packets.iter().map(|p| p.records).collect();
         assert_eq!(counts, [30, 30, 15]);
         let sequences: Vec<u32> = parse_all(&out.packets)
@@ -195,7 +215,7 @@ mod tests {
         // 10 GB in 10 packets: three records whose sums are exact.
         let mut r = test_record(1, Shape::Plain(Family::V4), 6, 0);
         (r.packets, r.bytes) = (10, 10_000_000_000);
-        let out = Netflow5Encoder::new(0, 0).encode(&[r], &CLOCK, NOW_MS);
+        let out = Netflow5Encoder::new(0, 0).encode(&[r], &CLOCK, NOW_MS, 1);
         let flows: Vec<_> = parse_all(&out.packets)
             .into_iter()
             .flat_map(|p| match p {

@@ -1,9 +1,11 @@
 //! Options records: what a collector needs to read the flow records right,
 //! sent with the templates.
 //!
-//! - sampling: vxflow sees every packet (1 in 1), said explicitly so a
-//!   collector never guesses a rate (RFC 7011 + RFC 5477 elements 302, 304,
-//!   305, 306; v9's 34 and 35);
+//! - sampling: 1 in N packets counted (`kernel.sampling`; 1 in 1 by
+//!   default), said explicitly so a collector never guesses a rate (IPFIX:
+//!   samplingInterval 34, which nfdump and pmacct read, and RFC 5477's 304,
+//!   305 and 306; v9: 34). nfcapd, and nfacctd with `nfacctd_renormalize`,
+//!   multiply the records' counts by N from these;
 //! - exporting-process reliability (RFC 7011 4.3): flows, packets and octets
 //!   this collector did not get, with when the first and last were dropped;
 //! - metering-process reliability (RFC 7011 4.2): packets and octets the
@@ -61,6 +63,8 @@ pub struct OptionValues {
     pub ignored: Losses,
     /// The interfaces records can name, by ifindex.
     pub interfaces: Vec<(u32, String)>,
+    /// 1 in this many packets is counted (0 is taken as 1).
+    pub sampling: u32,
 }
 
 /// The two dialects that have options.
@@ -114,10 +118,14 @@ impl OptionSet {
     /// Scope and option elements. For v9 the scope ids are scope types.
     const fn layout(self, dialect: Dialect) -> (Specs, Specs) {
         match (self, dialect) {
-            // selectorId; selectorAlgorithm, samplingPacketInterval, samplingPacketSpace.
-            (OptionSet::Sampling, Dialect::Ipfix) => (&[(302, 8)], &[(304, 2), (305, 4), (306, 4)]),
-            // System; SAMPLING_INTERVAL, SAMPLING_ALGORITHM.
-            (OptionSet::Sampling, Dialect::Netflow9) => (&[(V9_SCOPE_SYSTEM, 4)], &[(34, 4), (35, 1)]),
+            // observationDomainId; samplingInterval, selectorAlgorithm,
+            // samplingPacketInterval, samplingPacketSpace. No selectorId: a
+            // collector that matches samplers by id (nfdump) then applies
+            // the rate to every record of the domain, which carry none.
+            (OptionSet::Sampling, Dialect::Ipfix) => (&[(149, 4)], &[(34, 4), (304, 2), (305, 4), (306, 4)]),
+            // System; SAMPLING_INTERVAL. Not SAMPLING_ALGORITHM: nfdump 1.7.1
+            // takes an options template with both for no sampler at all.
+            (OptionSet::Sampling, Dialect::Netflow9) => (&[(V9_SCOPE_SYSTEM, 4)], &[(34, 4)]),
             // exportingProcessId; notSentFlow/Packet/OctetTotalCount, first and last observationTimeMilliseconds.
             (OptionSet::ExportingReliability, _) => (&[(144, 4)], &[(166, 8), (167, 8), (168, 8), (323, 8), (323, 8)]),
             // observationDomainId; ignoredPacket/OctetTotalCount, first and last observationTimeMilliseconds.
@@ -169,15 +177,21 @@ impl OptionSet {
         match self {
             OptionSet::Sampling => match dialect {
                 Dialect::Ipfix => {
-                    r.extend_from_slice(&1u64.to_be_bytes()); // selectorId
-                    r.extend_from_slice(&1u16.to_be_bytes()); // systematic count-based (RFC 5475)
+                    let n = values.sampling.max(1);
+                    r.extend_from_slice(&domain_id.to_be_bytes());
+                    r.extend_from_slice(&n.to_be_bytes()); // samplingInterval (nfdump, pmacct)
+                    // Every packet: systematic count-based; 1 in N at random:
+                    // random n-out-of-N (RFC 5475), stated as 1 packet in
+                    // each N, the interval and space collectors scale by.
+                    let algorithm: u16 = if n == 1 { 1 } else { 3 };
+                    r.extend_from_slice(&algorithm.to_be_bytes());
                     r.extend_from_slice(&1u32.to_be_bytes()); // 1 packet selected...
-                    r.extend_from_slice(&0u32.to_be_bytes()); // ...and none skipped
+                    r.extend_from_slice(&(n - 1).to_be_bytes()); // ...per N - 1 skipped
                 }
                 Dialect::Netflow9 => {
+                    let n = values.sampling.max(1);
                     r.extend_from_slice(&domain_id.to_be_bytes());
-                    r.extend_from_slice(&1u32.to_be_bytes()); // every packet
-                    r.push(1); // deterministic
+                    r.extend_from_slice(&n.to_be_bytes());
                 }
             },
             OptionSet::ExportingReliability => {

@@ -175,5 +175,6 @@ pub fn option_values() -> OptionValues {
             last_ms: 1_767_225_604_000,
         },
         interfaces: vec![(2, "eth0".into()), (5, "flannel.1".into())],
+        sampling: 1,
     }
 }

@@ -52,7 +52,7 @@ impl Encoder {
             }
             Encoder::Netflow9(e) => (e.encode(records, &ctx.clock, ms, templates, options), 0),
             Encoder::Netflow5(e) => {
-                let out = e.encode(records, &ctx.clock, ms);
+                let out = e.encode(records, &ctx.clock, ms, ctx.sampling);
                 (out.packets, out.not_carried)
             }
         }

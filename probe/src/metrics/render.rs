@@ -16,8 +16,15 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Datapath counters that partition the packets seen: each packet lands in
 /// exactly one.
-const OUTCOMES: [Counter; 6] =
-    [Counter::Accounted, Counter::Fallback, Counter::Lost, Counter::NonIp, Counter::Malformed, Counter::SelfExport];
+const OUTCOMES: [Counter; 7] = [
+    Counter::Accounted,
+    Counter::Fallback,
+    Counter::Lost,
+    Counter::NonIp,
+    Counter::Malformed,
+    Counter::SelfExport,
+    Counter::Unsampled,
+];
 
 /// Renders `snapshot` as `OpenMetrics` text.
 ///
@@ -175,7 +182,8 @@ fn datapath(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
     w.counter(
         "vxflow_datapath_packets",
         "Packets the TC programs saw, by outcome: accounted in the flow map, fallback (flow map full, sent \
-             through the ring), lost (map and ring full), non_ip, malformed, self_export (vxflow's own export)",
+             through the ring), lost (map and ring full), non_ip, malformed, self_export (vxflow's own export), \
+             unsampled (left out by sampling)",
         &outcomes,
     )?;
     w.counter1("vxflow_datapath_lost_bytes", "IP bytes of packets lost (map and ring full)", dp(Counter::LostBytes))?;

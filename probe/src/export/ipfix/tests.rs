@@ -145,7 +145,7 @@ fn options_records_round_trip_with_their_templates() {
         b
     };
     let want: Vec<(u16, Decoded)> = vec![
-        (512, vec![(f(302), n(1, 8)), (f(304), n(1, 2)), (f(305), n(1, 4)), (f(306), n(0, 4))]),
+        (512, vec![(f(149), n(77, 4)), (f(34), n(1, 4)), (f(304), n(1, 2)), (f(305), n(1, 4)), (f(306), n(0, 4))]),
         (
             513,
             vec![

@@ -120,11 +120,7 @@ fn options_carry_sampling_and_interface_names() {
     assert_eq!(
         got,
         vec![
-            (
-                512,
-                vec![ScopeDataField::System(vec![0x0a, 0x0b, 0x0c, 0x0d])],
-                vec![(34, vec![0, 0, 0, 1]), (35, vec![1])]
-            ),
+            (512, vec![ScopeDataField::System(vec![0x0a, 0x0b, 0x0c, 0x0d])], vec![(34, vec![0, 0, 0, 1])]),
             (515, vec![ScopeDataField::Interface(vec![0, 0, 0, 2])], vec![(82, name("eth0"))]),
             (515, vec![ScopeDataField::Interface(vec![0, 0, 0, 5])], vec![(82, name("flannel.1"))]),
         ]
