@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing vxflow needs on Debian 12, idempotently:
-# Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, pmacct, clang and
+# Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, pmacct, softflowd
+# for the peer benchmark, clang and
 # libbpf-dev for the C reference classifier of the datapath benchmark, ...), the
 # nightly rust-src component, bpf-linker 0.10 (newer releases need a system
 # LLVM that Debian 12 does not have), cargo-deb and hadolint. Needs root for apt.
@@ -13,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct tcpdump bpftool procps systemd util-linux strace clang libbpf-dev)
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct softflowd tcpdump bpftool procps systemd util-linux strace clang libbpf-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

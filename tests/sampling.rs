@@ -8,10 +8,11 @@
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use vxflow_testkit::{
+    TempDir,
     collectors::{Nfacctd, Nfcapd},
     probe::Vxflow,
     require_root,
-    topology::{Flannel, Offloads, Options},
+    topology::{Flannel, Offloads, Options, veth_pair},
     traffic, unique_prefix,
 };
 
@@ -108,4 +109,37 @@ fn one_in_ten_is_counted_scaled_by_the_collectors_and_no_connection_is_lost() {
         .map(|f| f.packets)
         .sum();
     assert_eq!(renormalized, N * counted, "nfacctd with nfacctd_renormalize");
+}
+
+/// A reload changes the rate live: every packet counted before it, about 1
+/// in 100 after, every packet in one of the two counters throughout, and the
+/// log names the change.
+#[test]
+fn a_reload_changes_the_rate_live() {
+    require_root();
+    let (a, b) = veth_pair("resample");
+    let dir = TempDir::new("resample");
+    let config = dir.join("vxflow.toml");
+    let body = |n: u32| format!("interfaces = [\"v0\"]\n[kernel]\npoll_interval = \"100ms\"\nsampling = {n}\n");
+    std::fs::write(&config, body(1)).unwrap();
+    let mut vxflow = Vxflow::start(&a, &["--config", config.to_str().unwrap(), "--json", "-"]);
+    let train = |port| traffic::udp_train(&a, &b, "10.9.0.2".parse().unwrap(), port, 3000, 64);
+    assert_eq!(train(7001), 3000);
+    std::fs::write(&config, body(100)).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
+    vxflow.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert_eq!(train(7002), 3000);
+    std::thread::sleep(Duration::from_millis(300));
+    let done = vxflow.stop();
+    assert!(done.stderr.contains("kernel.sampling"), "the reload does not name the change:\n{}", done.stderr);
+    let on = |port| done.records.iter().filter(|r| r.dst_port == Some(port)).map(|r| r.packets).sum::<u64>();
+    assert_eq!(on(7001), 3000, "every packet before the reload");
+    // Binomial(3,000, 1/100): mean 30, standard deviation 5.4; 0 to 70 is
+    // beyond seven of them on the high side, and a rate change that did not
+    // apply gives 3,000.
+    assert!(on(7002) <= 70, "1 in 100 of 3,000 gave {}", on(7002));
+    let c = |name: &str| done.counter(name);
+    assert_eq!(c("seen_packets"), c("accounted_packets") + c("unsampled_packets"));
+    assert!(c("unsampled_packets") >= 2_930, "{}", c("unsampled_packets"));
 }

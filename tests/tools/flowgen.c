@@ -1,4 +1,4 @@
-// flowgen: sends FLOWS distinct UDP flows of PACKETS datagrams each to DST,
+// flowgen: sends FLOWS distinct UDP flows of PACKETS (1 to 256) datagrams each to DST,
 // paced at RATE datagrams a second, with sendmmsg(2). Bounded in count, and
 // in time by DEADLINE seconds: whatever is not sent by then is reported, not
 // retried.
@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     unsigned long flows = arg(argv[2], "FLOWS", (unsigned long)MAX_SOCKETS * PORTS_PER_SOCKET);
-    unsigned long packets = arg(argv[3], "PACKETS", 1000);
+    // A flow's packets go out in one batch.
+    unsigned long packets = arg(argv[3], "PACKETS", BATCH);
     unsigned long payload = arg(argv[4], "PAYLOAD", 1400);
     double rate = arg(argv[5], "RATE", 100000000);
     double deadline = arg(argv[6], "DEADLINE", 3600);
@@ -99,7 +100,7 @@ int main(int argc, char **argv) {
     unsigned long sent = 0, done_flows = 0;
     int cut = 0;
     // One socket at a time: a batch holds whole flows of one socket.
-    unsigned long per_batch = BATCH / packets ? BATCH / packets : 1;
+    unsigned long per_batch = BATCH / packets;
     for (unsigned long s = 0; s < sockets && !cut; s++) {
         for (unsigned long i = s; i < flows && !cut;) {
             unsigned n = 0;
