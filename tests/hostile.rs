@@ -331,9 +331,10 @@ fn an_interface_whose_name_is_not_utf8_is_watched_by_index() {
     }
 }
 
-/// A flow map the kernel cannot allocate (here a memory cgroup of 200 MB
-/// against the largest allowed map) is reported as that, naming the keys to
-/// lower, not as a privilege or BTF problem.
+/// A flow map the kernel cannot allocate (here a memory cgroup of 100 MB
+/// against the largest allowed map, whose two bucket arrays alone take 128
+/// MiB) is reported as that, naming the keys to lower, not as a privilege or
+/// BTF problem.
 #[test]
 fn a_map_too_large_for_the_kernel_names_the_keys_to_lower() {
     require_root();
@@ -341,7 +342,7 @@ fn a_map_too_large_for_the_kernel_names_the_keys_to_lower() {
     let cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/{}", a.name()));
     assert!(cgroup.parent().unwrap().exists(), "this test needs the cgroup v1 memory controller");
     std::fs::create_dir(&cgroup).unwrap();
-    std::fs::write(cgroup.join("memory.limit_in_bytes"), "200M").unwrap();
+    std::fs::write(cgroup.join("memory.limit_in_bytes"), "100M").unwrap();
     let bin = vxflow_testkit::probe::binary();
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec ip netns exec {} {} run -i v0 --no-metrics --no-control --flow-map-entries 4194304",
