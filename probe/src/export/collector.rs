@@ -42,6 +42,12 @@ pub const MIN_MTU: usize = 512;
 /// Default TCP buffer: about 80,000 flow records, a few minutes of a busy
 /// node's flows while a collector restarts.
 pub const DEFAULT_BUFFER_BYTES: usize = 8 << 20;
+/// UDP messages a second: 28 MB/s at the default MTU, some 300,000 records a
+/// second, far above any steady export, and spread so that a collector with
+/// a default receive buffer keeps up with a burst of ending flows.
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 20_000;
+/// Highest `messages_per_second`.
+pub const MAX_MESSAGES_PER_SECOND: u32 = 10_000_000;
 
 /// A `[[collector]]` table as written.
 #[derive(Debug, Deserialize, PartialEq, Eq, Clone)]
@@ -60,6 +66,8 @@ pub struct CollectorSection {
     pub engine_id: Option<u8>,
     /// TCP only: bytes of messages held while the collector is unreachable.
     pub buffer_bytes: Option<usize>,
+    /// UDP only: most messages a second, after a burst of 64.
+    pub messages_per_second: Option<u32>,
 }
 
 /// A validated collector.
@@ -77,6 +85,8 @@ pub struct Collector {
     /// TCP: the most bytes of messages held while the collector is down;
     /// what does not fit is counted as not sent.
     pub buffer_bytes: usize,
+    /// UDP: most messages a second (see `export::pacer`).
+    pub messages_per_second: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +118,10 @@ pub enum CollectorError {
     RefreshTooLong { address: String },
     #[error("collector {address:?}: buffer_bytes {bytes} is over the limit of {MAX_BUFFER_BYTES}")]
     BufferTooBig { address: String, bytes: usize },
+    #[error("collector {address:?}: messages_per_second is for UDP (TCP's own flow control paces it)")]
+    RateNotUdp { address: String },
+    #[error("collector {address:?}: messages_per_second {rate} is out of range 1..={MAX_MESSAGES_PER_SECOND}")]
+    Rate { address: String, rate: u32 },
 }
 
 /// Longest `template_refresh`: a collector that restarted must not wait
@@ -164,6 +178,13 @@ impl CollectorSection {
         if buffer_bytes > MAX_BUFFER_BYTES {
             return Err(CollectorError::BufferTooBig { address, bytes: buffer_bytes });
         }
+        if self.transport == Transport::Tcp && self.messages_per_second.is_some() {
+            return Err(CollectorError::RateNotUdp { address });
+        }
+        let messages_per_second = self.messages_per_second.unwrap_or(DEFAULT_MESSAGES_PER_SECOND);
+        if !(1..=MAX_MESSAGES_PER_SECOND).contains(&messages_per_second) {
+            return Err(CollectorError::Rate { address, rate: messages_per_second });
+        }
         let template_refresh = self.template_refresh.unwrap_or(DEFAULT_TEMPLATE_REFRESH);
         if template_refresh.is_zero() {
             return Err(CollectorError::Refresh { address });
@@ -186,6 +207,7 @@ impl CollectorSection {
             mtu,
             engine: (self.engine_type.unwrap_or(0), self.engine_id.unwrap_or(0)),
             buffer_bytes,
+            messages_per_second,
         })
     }
 
@@ -224,6 +246,7 @@ impl FromStr for CollectorSection {
             engine_type: None,
             engine_id: None,
             buffer_bytes: None,
+            messages_per_second: None,
         })
     }
 }
@@ -278,6 +301,15 @@ mod tests {
         assert!(matches!(udp_buffer.resolve(), Err(CollectorError::BufferNotTcp { .. })));
         let tiny = CollectorSection { buffer_bytes: Some(1000), ..("ipfix+tcp://127.0.0.1:4739".parse().unwrap()) };
         assert!(matches!(tiny.resolve(), Err(CollectorError::BufferTooSmall { .. })));
+        let tcp_rate =
+            CollectorSection { messages_per_second: Some(100), ..("ipfix+tcp://127.0.0.1:4739".parse().unwrap()) };
+        assert!(matches!(tcp_rate.resolve(), Err(CollectorError::RateNotUdp { .. })));
+        for rate in [0, MAX_MESSAGES_PER_SECOND + 1] {
+            let c = CollectorSection { messages_per_second: Some(rate), ..("ipfix://127.0.0.1:4739".parse().unwrap()) };
+            assert!(matches!(c.resolve(), Err(CollectorError::Rate { .. })), "{rate}");
+        }
+        let paced: CollectorSection = "netflow9://127.0.0.1:2055".parse().unwrap();
+        assert_eq!(paced.resolve().unwrap().messages_per_second, DEFAULT_MESSAGES_PER_SECOND);
         let nowhere: CollectorSection = "ipfix://no-such-host.invalid:4739".parse().unwrap();
         assert!(matches!(nowhere.resolve(), Err(CollectorError::Resolve { .. })));
     }

@@ -10,6 +10,7 @@ pub mod netflow5;
 pub mod netflow9;
 pub mod options;
 pub mod outputs;
+pub mod pacer;
 pub mod shape;
 pub mod sink_stats;
 pub mod tcp;

@@ -64,6 +64,8 @@ pub struct UdpSink {
     socket: UdpSocket,
     encoder: Encoder,
     templates_sent: Option<Instant>,
+    /// Spreads a burst of messages so the collector's buffer keeps up.
+    pacer: super::pacer::Pacer,
     stats: SinkStats,
     error_log: Throttle,
 }
@@ -114,6 +116,7 @@ impl UdpSink {
             "exporting"
         );
         Ok(Self {
+            pacer: super::pacer::Pacer::new(collector.messages_per_second),
             collector,
             socket,
             encoder,
@@ -160,6 +163,7 @@ impl RecordSink for UdpSink {
         }
         let mut templates_ok = true;
         for m in &messages {
+            self.pacer.wait();
             match self.socket.send(&m.bytes) {
                 Ok(_) => self.stats.count_sent(m),
                 Err(error) => {

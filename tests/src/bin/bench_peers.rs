@@ -134,7 +134,7 @@ impl Running {
                     "-c",
                     ctl,
                 ];
-                Some(spawn(ns, &argv))
+                Some(spawn(ns, &argv, &dir.join("probe.log")))
             }
             Probe::Pmacctd => {
                 let conf = dir.join("pmacctd.conf");
@@ -147,7 +147,7 @@ impl Running {
                     ),
                 )
                 .unwrap();
-                Some(spawn(ns, &["pmacctd", "-f", conf.to_str().unwrap()]))
+                Some(spawn(ns, &["pmacctd", "-f", conf.to_str().unwrap()], &dir.join("probe.log")))
             }
             Probe::Vxflow => Some(spawn(
                 ns,
@@ -161,6 +161,7 @@ impl Running {
                     "--no-metrics",
                     "--no-control",
                 ],
+                &dir.join("probe.log"),
             )),
         };
         // Every probe gets the same head start to open its capture or load.
@@ -172,11 +173,18 @@ impl Running {
         self.child.as_ref().map(|c| i32::try_from(c.id()).unwrap())
     }
 
-    /// Stops the probe so it exports what it holds, and waits for it.
-    fn stop(mut self) {
+    /// Stops the probe so it exports what it holds, and waits for it:
+    /// softflowd through `softflowctl shutdown` (on SIGTERM it exits
+    /// without exporting), the others on SIGTERM.
+    fn stop(mut self, probe: Probe, ns: &Netns) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(i32::try_from(c.id()).unwrap(), libc::SIGTERM) };
+            if probe == Probe::Softflowd {
+                let ctl = self.dir.join("softflowd.ctl");
+                let _ = ns.command(&["softflowctl", "-c", ctl.to_str().unwrap(), "shutdown"]).status();
+            } else {
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(i32::try_from(c.id()).unwrap(), libc::SIGTERM) };
+            }
             let deadline = Instant::now() + Duration::from_secs(30);
             while c.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
@@ -187,15 +195,25 @@ impl Running {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        if std::env::var_os("VXFLOW_PEER_LOGS").is_some() {
+            let log = std::fs::read_to_string(self.dir.join("probe.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            for line in tail.iter().rev() {
+                eprintln!("    | {line}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn spawn(ns: &Netns, argv: &[&str]) -> Child {
+/// Spawns `argv` in `ns`, its output in `log` (shown with
+/// `VXFLOW_PEER_LOGS=1`).
+fn spawn(ns: &Netns, argv: &[&str], log: &std::path::Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
     ns.command(argv)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"))
 }
@@ -257,6 +275,7 @@ struct Measured {
     exported_packets: u64,
     flows: u64,
     pods_visible: bool,
+    sequence_failures: u64,
     generator_s: f64,
     host_cpu_s: f64,
     probe_cpu_s: f64,
@@ -275,7 +294,7 @@ fn measure(topo: &Flannel, probe: Probe, workload: Workload, vxflow: &std::path:
     topo.settle(Duration::from_millis(500));
     let wire = node1.ns.counters("eth0").since(&before);
     let (probe_cpu, probe_peak) = running.pid().map_or((0.0, 0), tree_usage);
-    running.stop();
+    running.stop(probe, &node1.ns);
     let collected = nfcapd.stop();
     let pods: Vec<IpAddr> = topo.nodes.iter().flat_map(|n| n.pods.iter().map(|p| p.addr)).collect();
     Measured {
@@ -283,6 +302,7 @@ fn measure(topo: &Flannel, probe: Probe, workload: Workload, vxflow: &std::path:
         exported_packets: collected.flows.iter().map(|f| f.packets).sum(),
         flows: collected.flows.len() as u64,
         pods_visible: collected.flows.iter().any(|f| pods.contains(&f.src) || pods.contains(&f.dst)),
+        sequence_failures: collected.sequence_failures,
         generator_s: took.as_secs_f64(),
         host_cpu_s: host_cpu,
         probe_cpu_s: probe_cpu,
@@ -313,7 +333,15 @@ fn main() {
     topo.set_offloads(Offloads::Off);
     topo.settle(Duration::from_millis(1500));
     println!("{rounds} interleaved rounds; medians. Host CPU: the whole machine's busy time during the workload.");
-    for workload in Workload::ALL {
+    // VXFLOW_PEER_WORKLOADS=1,2 runs only those (1: maximum rate, 2: many
+    // flows, 3: the mix).
+    let only: Option<Vec<usize>> = std::env::var("VXFLOW_PEER_WORKLOADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect());
+    for (n, workload) in (1..).zip(Workload::ALL) {
+        if only.as_ref().is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
         let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); Probe::ALL.len()];
         for round in 0..rounds {
             // Interleaved, in an order that rotates each round.
@@ -327,9 +355,9 @@ fn main() {
         println!();
         println!("{}", workload.name());
         println!(
-            "| probe | packets on eth0 | packets exported | accounted | flows | pod addresses | generator rate vs no probe | host CPU s per 10^6 packets above no probe | probe CPU s | probe peak MB |"
+            "| probe | packets on eth0 | packets at the collector | accounted | flows | nfcapd sequence failures | pod addresses | generator rate vs no probe | host CPU s per 10^6 packets above no probe | probe CPU s | probe peak MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         let none = &runs[0];
         for (i, probe) in Probe::ALL.iter().enumerate() {
             let r = &runs[i];
@@ -350,17 +378,18 @@ fn main() {
             );
             if *probe == Probe::None {
                 println!(
-                    "| {} | {wire:.0} | | | | | 1.00 | 0 (baseline {:.2} s) | | |",
+                    "| {} | {wire:.0} | | | | | | 1.00 | 0 (baseline {:.2} s) | | |",
                     probe.name(),
                     med(&|m| m.host_cpu_s)
                 );
                 continue;
             }
             println!(
-                "| {} | {wire:.0} | {exported:.0} | {:.2} % | {:.0} | {} | {rate:.3} | {cpu_above:.2} | {:.2} | {:.0} |",
+                "| {} | {wire:.0} | {exported:.0} | {:.2} % | {:.0} | {:.0} | {} | {rate:.3} | {cpu_above:.2} | {:.2} | {:.0} |",
                 probe.name(),
                 100.0 * exported / wire.max(1.0),
                 med(&|m| m.flows as f64),
+                med(&|m| m.sequence_failures as f64),
                 if r.iter().all(|m| m.pods_visible) { "yes" } else { "no" },
                 med(&|m| m.probe_cpu_s),
                 med(&|m| m.probe_peak as f64) / 1e6,
