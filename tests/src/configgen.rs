@@ -131,6 +131,9 @@ fn collector(u: &mut Unstructured<'_>) -> Result<Vec<(String, String)>> {
     if u.ratio(1, 5)? {
         c.push(("buffer_bytes".into(), integer(u)?));
     }
+    if u.ratio(1, 5)? {
+        c.push(("messages_per_second".into(), integer(u)?));
+    }
     if u.ratio(1, 6)? {
         c.push(("engine_type".into(), integer(u)?));
         c.push(("engine_id".into(), integer(u)?));
@@ -171,6 +174,9 @@ mod sane {
         if protocol == "ipfix" && u.ratio(1, 3)? {
             c.push(("transport".into(), "\"tcp\"".into()));
             c.push(("buffer_bytes".into(), int(u, 65_536, 1 << 20)?));
+        }
+        if (protocol != "ipfix" || c.len() == 2) && u.ratio(1, 4)? {
+            c.push(("messages_per_second".into(), int(u, 1, 10_000_000)?));
         }
         if protocol == "netflow5" && u.ratio(1, 2)? {
             c.push(("engine_type".into(), int(u, 0, 255)?));
