@@ -85,9 +85,9 @@ pub struct RunArgs {
     /// How often kernel counters are drained into the cache [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub poll_interval: Option<Duration>,
-    /// Entries in each of the two kernel flow-map generations, allocated as
-    /// flows arrive [default: 262144]. Past it, packets take the fallback
-    /// ring and vxflow drains early.
+    /// Entries in each of the two kernel flow-map generations [default:
+    /// 65536]. Past it, packets take the fallback ring and vxflow drains
+    /// early.
     #[arg(long, value_name = "N")]
     pub flow_map_entries: Option<u32>,
     /// Count 1 in N IP packets, picked at random, for nodes past what exact

@@ -26,8 +26,8 @@ pub mod defaults {
     pub const INACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const TCP_END_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MAX_FLOWS: usize = 1_000_000;
-    pub const FLOW_MAP_ENTRIES: u32 = 262_144;
-    pub const FALLBACK_RING_BYTES: u32 = 1 << 20;
+    pub const FLOW_MAP_ENTRIES: u32 = 65_536;
+    pub const FALLBACK_RING_BYTES: u32 = 8 << 20;
     /// Every packet.
     pub const SAMPLING: u32 = 1;
 }

@@ -119,7 +119,7 @@ pub enum LoadError {
     Load(#[source] aya::EbpfError),
     #[error(
         "the kernel could not create map {name} with kernel.flow_map_entries = {flow_entries} and \
-         kernel.fallback_ring_bytes = {ring_bytes} (each flow-map generation takes 16 bytes of kernel memory a slot, and about 200 a flow held): \
+         kernel.fallback_ring_bytes = {ring_bytes} (the flow maps take about 416 bytes of kernel memory per entry): \
          lower them"
     )]
     MapTooLarge {

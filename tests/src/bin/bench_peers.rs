@@ -53,22 +53,27 @@ impl Probe {
 
 #[derive(Clone, Copy, Debug)]
 enum Workload {
-    /// Small UDP packets as fast as two senders go: few flows, many packets.
+    /// Small UDP packets as fast as two senders go, one a core: what a
+    /// probe costs shows as a lower rate (both cores are busy anyway).
     MaxRate,
-    /// 100,000 distinct flows of two packets.
+    /// Small UDP packets at a fixed 100,000 a second, below what the machine
+    /// carries: what a probe costs shows as CPU time.
+    Steady,
+    /// 100,000 distinct flows of two packets, at 100,000 packets a second.
     ManyFlows,
-    /// TCP (iperf3), a UDP train and ping.
+    /// TCP (iperf3), a UDP train and ping at once.
     Mix,
 }
 
 impl Workload {
-    const ALL: [Workload; 3] = [Workload::MaxRate, Workload::ManyFlows, Workload::Mix];
+    const ALL: [Workload; 4] = [Workload::MaxRate, Workload::Steady, Workload::ManyFlows, Workload::Mix];
 
     fn name(self) -> &'static str {
         match self {
-            Workload::MaxRate => "small UDP, maximum rate (2 x 8,000 flows x 128 packets)",
-            Workload::ManyFlows => "100,000 distinct flows (2 packets each)",
-            Workload::Mix => "TCP/UDP/ICMP mix (iperf3 20 MB, 5,000 UDP, 200 pings)",
+            Workload::MaxRate => "small UDP at the maximum rate (2 senders x 8,000 flows x 128 packets, unpaced)",
+            Workload::Steady => "small UDP at 100,000 packets a second (2 senders x 4,000 flows x 125 packets)",
+            Workload::ManyFlows => "100,000 distinct flows (2 packets each, 100,000 packets a second)",
+            Workload::Mix => "TCP/UDP/ICMP mix (iperf3 100 MB, 20,000 UDP datagrams, 200 pings, at once)",
         }
     }
 
@@ -77,22 +82,25 @@ impl Workload {
         let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
         let started = Instant::now();
         match self {
-            Workload::MaxRate | Workload::ManyFlows => {
-                let (flows, packets) = if matches!(self, Workload::MaxRate) { (8_000, 128) } else { (50_000, 2) };
+            Workload::MaxRate | Workload::Steady | Workload::ManyFlows => {
+                // Per sender: flows, packets a flow, packets a second.
+                let (flows, packets, rate) = match self {
+                    Workload::MaxRate => (8_000, 128, 10_000_000),
+                    Workload::Steady => (4_000, 125, 50_000),
+                    _ => (50_000, 2, 50_000),
+                };
                 std::thread::scope(|s| {
                     for i in 0..2 {
                         let (from, to) = (&node2.pods[i].ns, node1.pods[i].addr);
-                        s.spawn(move || {
-                            traffic::flowgen(from, to, flows, packets, 18, 10_000_000, Duration::from_mins(1))
-                        });
+                        s.spawn(move || traffic::flowgen(from, to, flows, packets, 18, rate, Duration::from_mins(1)));
                     }
                 });
             }
             Workload::Mix => {
                 let (p1a, p1b, p2a, p2b) = (&node1.pods[0], &node1.pods[1], &node2.pods[0], &node2.pods[1]);
                 std::thread::scope(|s| {
-                    s.spawn(|| traffic::iperf3(&p2a.ns, &p1a.ns, p1a.addr, &["-n", "20M"]));
-                    s.spawn(|| traffic::udp_train(&p2b.ns, &p1b.ns, p1b.addr, 9999, 5000, 200));
+                    s.spawn(|| traffic::iperf3(&p2a.ns, &p1a.ns, p1a.addr, &["-n", "100M"]));
+                    s.spawn(|| traffic::udp_train(&p2b.ns, &p1b.ns, p1b.addr, 9999, 20_000, 200));
                     s.spawn(|| traffic::ping(&p2b.ns, p1a.addr, 200, 100));
                 });
             }
@@ -180,7 +188,11 @@ impl Running {
         if let Some(mut c) = self.child.take() {
             if probe == Probe::Softflowd {
                 let ctl = self.dir.join("softflowd.ctl");
-                let _ = ns.command(&["softflowctl", "-c", ctl.to_str().unwrap(), "shutdown"]).status();
+                let _ = ns
+                    .command(&["softflowctl", "-c", ctl.to_str().unwrap(), "shutdown"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
             } else {
                 // SAFETY: kill(2) on our own child.
                 unsafe { libc::kill(i32::try_from(c.id()).unwrap(), libc::SIGTERM) };
@@ -222,8 +234,9 @@ fn spawn(ns: &Netns, argv: &[&str], log: &std::path::Path) -> Child {
 fn host_cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
     let cpu: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
-    // user nice system idle iowait irq softirq steal
-    let busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6] + cpu[7];
+    // user nice system idle iowait irq softirq (steal, the hypervisor's, is
+    // not this machine's work)
+    let busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6];
     ticks_to_s(busy)
 }
 
@@ -280,6 +293,24 @@ struct Measured {
     host_cpu_s: f64,
     probe_cpu_s: f64,
     probe_peak: u64,
+    /// vxflow's programs: time in them and runs, from the kernel's BPF
+    /// statistics (`kernel.bpf_stats_enabled`).
+    bpf_ns: u64,
+    bpf_runs: u64,
+}
+
+/// Total run time and runs of the loaded programs named `vxflow_*`.
+fn bpf_stats() -> (u64, u64) {
+    let out = std::process::Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("bpftool");
+    let progs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut total = (0, 0);
+    for p in progs.as_array().into_iter().flatten() {
+        if p["name"].as_str().is_some_and(|n| n.starts_with("vxflow_")) {
+            total.0 += p["run_time_ns"].as_u64().unwrap_or(0);
+            total.1 += p["run_cnt"].as_u64().unwrap_or(0);
+        }
+    }
+    total
 }
 
 fn measure(topo: &Flannel, probe: Probe, workload: Workload, vxflow: &std::path::Path) -> Measured {
@@ -289,8 +320,10 @@ fn measure(topo: &Flannel, probe: Probe, workload: Workload, vxflow: &std::path:
     topo.settle(Duration::from_millis(300));
     let before = node1.ns.counters("eth0");
     let cpu_before = host_cpu_s();
+    let bpf_before = bpf_stats();
     let took = workload.run(topo);
     let host_cpu = host_cpu_s() - cpu_before;
+    let bpf_after = bpf_stats();
     topo.settle(Duration::from_millis(500));
     let wire = node1.ns.counters("eth0").since(&before);
     let (probe_cpu, probe_peak) = running.pid().map_or((0.0, 0), tree_usage);
@@ -307,6 +340,8 @@ fn measure(topo: &Flannel, probe: Probe, workload: Workload, vxflow: &std::path:
         host_cpu_s: host_cpu,
         probe_cpu_s: probe_cpu,
         probe_peak,
+        bpf_ns: bpf_after.0 - bpf_before.0,
+        bpf_runs: bpf_after.1 - bpf_before.1,
     }
 }
 
@@ -328,16 +363,24 @@ fn main() {
         std::env::var("VXFLOW_RELEASE_BIN")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/vxflow").to_owned()),
     );
-    let rounds: usize = std::env::var("VXFLOW_PEER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("VXFLOW_PEER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(4);
+    // The kernel's per-program time, for vxflow's datapath cost in the real
+    // path; set back on exit.
+    let stats_were = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").expect("enabling kernel.bpf_stats_enabled");
     let topo = Flannel::build(&unique_prefix("peers"), Options::default());
     topo.set_offloads(Offloads::Off);
     topo.settle(Duration::from_millis(1500));
     println!("{rounds} interleaved rounds; medians. Host CPU: the whole machine's busy time during the workload.");
-    // VXFLOW_PEER_WORKLOADS=1,2 runs only those (1: maximum rate, 2: many
-    // flows, 3: the mix).
+    // VXFLOW_PEER_WORKLOADS=1,3 runs only those (1: maximum rate, 2:
+    // steady rate, 3: many flows, 4: the mix).
     let only: Option<Vec<usize>> = std::env::var("VXFLOW_PEER_WORKLOADS")
         .ok()
         .map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect());
+    // VXFLOW_PEER_PROBES=3 runs only those beside no probe (1: softflowd,
+    // 2: pmacctd, 3: vxflow).
+    let probes: Option<Vec<usize>> =
+        std::env::var("VXFLOW_PEER_PROBES").ok().map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect());
     for (n, workload) in (1..).zip(Workload::ALL) {
         if only.as_ref().is_some_and(|o| !o.contains(&n)) {
             continue;
@@ -347,6 +390,9 @@ fn main() {
             // Interleaved, in an order that rotates each round.
             for k in 0..Probe::ALL.len() {
                 let i = (k + round) % Probe::ALL.len();
+                if Probe::ALL[i] != Probe::None && probes.as_ref().is_some_and(|p| !p.contains(&i)) {
+                    continue;
+                }
                 let m = measure(&topo, Probe::ALL[i], workload, &vxflow);
                 eprintln!("  round {round} {:<18} {m:?}", Probe::ALL[i].name());
                 runs[i].push(m);
@@ -355,12 +401,15 @@ fn main() {
         println!();
         println!("{}", workload.name());
         println!(
-            "| probe | packets on eth0 | packets at the collector | accounted | flows | nfcapd sequence failures | pod addresses | generator rate vs no probe | host CPU s per 10^6 packets above no probe | probe CPU s | probe peak MB |"
+            "| probe | packets on eth0 | packets at the collector | accounted | flows | nfcapd sequence failures | pod addresses | generator rate vs no probe | host CPU s per 10^6 packets above no probe | the same per 10^6 packets accounted | probe CPU s | probe peak MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         let none = &runs[0];
         for (i, probe) in Probe::ALL.iter().enumerate() {
             let r = &runs[i];
+            if r.is_empty() {
+                continue;
+            }
             let med = |f: &dyn Fn(&Measured) -> f64| median(r.iter().map(f).collect());
             let wire = med(&|m| m.wire_packets as f64);
             let exported = med(&|m| m.exported_packets as f64);
@@ -376,16 +425,22 @@ fn main() {
                     .map(|(m, n)| (m.host_cpu_s - n.host_cpu_s) / (m.wire_packets as f64 / 1e6))
                     .collect(),
             );
+            let cpu_accounted = median(
+                r.iter()
+                    .zip(none)
+                    .map(|(m, n)| (m.host_cpu_s - n.host_cpu_s) / (m.exported_packets.max(1) as f64 / 1e6))
+                    .collect(),
+            );
             if *probe == Probe::None {
                 println!(
-                    "| {} | {wire:.0} | | | | | | 1.00 | 0 (baseline {:.2} s) | | |",
+                    "| {} | {wire:.0} | | | | | | 1.00 | 0 (baseline {:.2} s) | | | |",
                     probe.name(),
                     med(&|m| m.host_cpu_s)
                 );
                 continue;
             }
             println!(
-                "| {} | {wire:.0} | {exported:.0} | {:.2} % | {:.0} | {:.0} | {} | {rate:.3} | {cpu_above:.2} | {:.2} | {:.0} |",
+                "| {} | {wire:.0} | {exported:.0} | {:.2} % | {:.0} | {:.0} | {} | {rate:.3} | {cpu_above:.2} | {cpu_accounted:.2} | {:.2} | {:.0} |",
                 probe.name(),
                 100.0 * exported / wire.max(1.0),
                 med(&|m| m.flows as f64),
@@ -395,5 +450,12 @@ fn main() {
                 med(&|m| m.probe_peak as f64) / 1e6,
             );
         }
+        let v = &runs[3];
+        if !v.is_empty() {
+            let ns = median(v.iter().map(|m| m.bpf_ns as f64 / m.bpf_runs.max(1) as f64).collect());
+            println!();
+            println!("vxflow's TC programs in this path (kernel BPF statistics): {ns:.0} ns a run");
+        }
     }
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_were.trim());
 }
