@@ -59,6 +59,7 @@ fn metrics_and_ctl_agree_with_the_interface_counters() {
     assert_eq!(m.value("vxflow_flows_active", &[]), 2);
     assert_eq!(m.value("vxflow_flows_created_total", &[]), 2);
     assert_eq!(m.value("vxflow_kernel_flow_map_capacity", &[]), 65536);
+    assert_eq!(m.value("vxflow_sampling", &[]), 1);
     assert!(m.value("vxflow_drains_total", &[]) >= 3);
 
     // ctl stats says the same, and lists the two cached flows.

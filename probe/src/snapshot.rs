@@ -95,6 +95,9 @@ pub struct KernelFill {
     /// poll interval.
     pub flow_map_used: u64,
     pub fallback_ring_bytes: u64,
+    /// 1 in this many IP packets is counted (`kernel.sampling`).
+    #[serde(default)]
+    pub sampling: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -82,8 +82,11 @@ fn stats(s: &Snapshot) -> String {
     let k = &s.kernel;
     let _ = writeln!(
         o,
-        "kernel: flow map {} of {} entries used in the last poll interval, fallback ring {} bytes",
-        k.flow_map_used, k.flow_map_capacity, k.fallback_ring_bytes
+        "kernel: flow map {} of {} entries used in the last poll interval, fallback ring {} bytes, counting 1 in {} packets",
+        k.flow_map_used,
+        k.flow_map_capacity,
+        k.fallback_ring_bytes,
+        k.sampling.max(1)
     );
     let d = &s.drains;
     let _ = writeln!(

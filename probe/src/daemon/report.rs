@@ -85,6 +85,7 @@ impl Daemon {
                 flow_map_capacity: u64::from(self.config.load.flow_entries),
                 flow_map_used: p.source.last_map_entries() as u64,
                 fallback_ring_bytes: u64::from(self.config.load.fallback_ring_bytes),
+                sampling: self.config.load.sampling,
             },
             drains: DrainCounts {
                 count: p.totals.drains,

@@ -238,6 +238,11 @@ fn kernel(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
         f(k.flow_map_used),
     )?;
     w.gauge1("vxflow_kernel_fallback_ring_bytes", "Size of the fallback ring", f(k.fallback_ring_bytes))?;
+    w.gauge1(
+        "vxflow_sampling",
+        "1 in this many IP packets is counted (kernel.sampling); records carry the sampled counts",
+        f(u64::from(k.sampling.max(1))),
+    )?;
 
     let d = &s.drains;
     w.counter1("vxflow_drains", "Drains of the kernel flow maps", d.count)?;
