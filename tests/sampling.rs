@@ -129,7 +129,7 @@ fn a_reload_changes_the_rate_live() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
     vxflow.wait_for_log("configuration reloaded", Duration::from_secs(10));
-    assert_eq!(vxflow.ctl(&["stats"])["kernel"]["sampling"], 100, "ctl stats says the new rate");
+    assert_eq!(vxflow.ctl(&["stats"])["stats"]["kernel"]["sampling"], 100, "ctl stats says the new rate");
     assert_eq!(train(7002), 3000);
     std::thread::sleep(Duration::from_millis(300));
     let done = vxflow.stop();
