@@ -31,6 +31,15 @@ struct Slim {
     outer_bytes: Option<u64>,
 }
 
+/// The Flannel topology with offloads off (one skb is one packet, so the
+/// generator's count is the wire's), settled.
+fn quiet_topology(tag: &str) -> Flannel {
+    let topo = Flannel::build(&unique_prefix(tag), Options::default());
+    topo.set_offloads(Offloads::Off);
+    topo.settle(Duration::from_millis(1500));
+    topo
+}
+
 /// CPU seconds (user + system) and peak resident memory of process `pid`.
 fn cpu_and_peak(pid: i32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -59,9 +68,7 @@ fn cpu_and_peak(pid: i32) -> (f64, u64) {
 fn a_million_flows_in_ten_seconds_each_exported_once_exactly() {
     const FLOWS_PER_POD: u64 = 500_000;
     require_root();
-    let topo = Flannel::build(&unique_prefix("million"), Options::default());
-    topo.set_offloads(Offloads::Off);
-    topo.settle(Duration::from_millis(1500));
+    let topo = quiet_topology("million");
     let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
     let dir = TempDir::new("million");
     let json = dir.join("flows.json");
@@ -150,9 +157,7 @@ fn a_million_flows_in_ten_seconds_each_exported_once_exactly() {
 fn a_burst_past_the_flow_map_drains_early_and_loses_nothing() {
     const FLOWS: u64 = 200_000;
     require_root();
-    let topo = Flannel::build(&unique_prefix("burst"), Options::default());
-    topo.set_offloads(Offloads::Off);
-    topo.settle(Duration::from_millis(1500));
+    let topo = quiet_topology("burst");
     let (node1, node2) = (&topo.nodes[0], &topo.nodes[1]);
     let dir = TempDir::new("burst");
     let json = dir.join("flows.json");

@@ -207,27 +207,23 @@ impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.iter_mut().map(|(_, v)| v)
+    }
+
+    /// Every entry in use, its value mutable, in slot order.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         let used = &self.used;
         self.chunks
             .iter_mut()
             .flatten()
             .zip(0usize..)
             .filter(|&(_, id)| used[id / 64] & (1 << (id % 64)) != 0)
-            .map(|((_, v), _)| v)
+            .map(|((k, v), _)| (&*k, v))
     }
 
     /// Keeps the entries `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        let gone: Vec<K> = {
-            let used = &self.used;
-            self.chunks
-                .iter_mut()
-                .flatten()
-                .zip(0usize..)
-                .filter(|&(_, id)| used[id / 64] & (1 << (id % 64)) != 0)
-                .filter_map(|((k, v), _)| (!keep(k, v)).then_some(*k))
-                .collect()
-        };
+        let gone: Vec<K> = self.iter_mut().filter_map(|(k, v)| (!keep(k, v)).then_some(*k)).collect();
         for k in gone {
             self.remove(&k);
         }

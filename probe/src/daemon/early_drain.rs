@@ -26,8 +26,6 @@ pub const MIN_GAP: Duration = crate::config::limits::MIN_POLL_INTERVAL;
 pub struct EarlyDrain {
     ring: AsyncFd<OwnedFd>,
     last: Option<Instant>,
-    /// Early drains so far.
-    pub count: u64,
 }
 
 impl EarlyDrain {
@@ -42,7 +40,7 @@ impl EarlyDrain {
         // returns the same descriptor until it is dropped with the AsyncFd.
         let ring =
             unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.map_err(std::io::Error::from)?;
-        Ok(Self { ring, last: None, count: 0 })
+        Ok(Self { ring, last: None })
     }
 
     /// Waits until the ring holds records and the last early drain is
@@ -56,7 +54,6 @@ impl EarlyDrain {
             tokio::time::sleep_until(last + MIN_GAP).await;
         }
         self.last = Some(Instant::now());
-        self.count += 1;
         let drained = drain();
         // Records that arrive after the drain emptied the ring wake the
         // reader again; clear_ready keeps that newer readiness.

@@ -134,11 +134,13 @@ pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, 
             }
             drained = early.run(|| daemon.pipeline.cycle(false)) => {
                 match drained {
-                    Ok(()) => tracing::debug!(early_drains = early.count, "the flow map filled up: drained early"),
+                    Ok(()) => {
+                        daemon.pipeline.totals.early_drains += 1;
+                        tracing::debug!(early_drains = daemon.pipeline.totals.early_drains, "the flow map filled up: drained early");
+                    }
                     Err(early_drain::EarlyDrainError::Drain(e)) => break Err(e),
                     Err(early_drain::EarlyDrainError::Ring(e)) => break Err(DaemonError::Ring(e)),
                 }
-                daemon.pipeline.totals.early_drains = early.count;
             }
             Some((request, reply)) = queries.recv() => {
                 let answer = daemon.answer(request);
