@@ -17,6 +17,7 @@ use vxflow_common::{
 };
 
 use crate::{
+    bytes::ethertype,
     frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
     maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SAMPLING, SCRATCH},
     parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
@@ -164,13 +165,7 @@ fn sampled_out() -> bool {
 /// else, including a frame too short to tell, goes to the parser.
 #[inline(always)]
 fn surely_not_ip(ctx: &TcContext) -> bool {
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if data + 14 > end {
-        return false;
-    }
-    // SAFETY: bytes 12 and 13 are inside the linear area, just checked.
-    let ethertype = unsafe { u16::from_be_bytes([*((data + 12) as *const u8), *((data + 13) as *const u8)]) };
-    !matches!(ethertype, ETH_P_IP | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD)
+    ethertype(ctx).is_some_and(|t| !matches!(t, ETH_P_IP | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD))
 }
 
 /// The layers a packet was parsed into.
@@ -311,11 +306,16 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
 }
 
 /// Adds the packet to each annotation counter parsing flagged: nothing for
-/// most packets, one add for a VXLAN one. The branches rejoin at once, so
-/// the verifier prunes each instead of multiplying paths.
+/// most packets, one add for a VXLAN one (without a walk of the other
+/// notes' bits). The branches rejoin at once, so the verifier prunes each
+/// instead of multiplying paths.
 #[inline(always)]
 fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
     if p.notes == 0 {
+        return;
+    }
+    if p.notes == Counter::Vxlan.bit() {
+        tally.add(Counter::Vxlan, p.wire.packets);
         return;
     }
     for c in Counter::NOTES {

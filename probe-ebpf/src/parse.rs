@@ -4,8 +4,18 @@
 //! is written in place; what the counts need goes in a [`Layer`]. `frame`
 //! puts the layers of a packet together.
 
+use core::mem::offset_of;
+
 use aya_ebpf::programs::TcContext;
-use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr};
+use network_types::{
+    eth::EthHdr,
+    icmp::Icmpv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+    vxlan::VxlanHdr,
+};
 use vxflow_common::{
     Counter, FlowKey, TUNNEL_SLOT_SHARED,
     flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
@@ -13,7 +23,7 @@ use vxflow_common::{
 };
 
 use crate::{
-    bytes::Bytes,
+    bytes::{Bytes, Span as _},
     maps::{TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
 };
 
@@ -46,9 +56,10 @@ const MAX_IPV6_EXT_HEADERS: usize = 8;
 /// verifier allows for a packet pointer's offset.
 pub const MAX_LAYER_OFFSET: usize = 1024;
 
-const UDP_HDR_LEN: usize = 8;
-const TCP_MIN_HDR_LEN: usize = 20;
-const VXLAN_HDR_LEN: usize = 8;
+/// The TCP header's data offset (top nibble) and flags: bytes 12 and 13,
+/// a bitfield in `TcpHdr`.
+const TCP_DATA_OFFSET: usize = 12;
+const TCP_FLAGS: usize = 13;
 /// RFC 7348 section 5: the I flag says the VNI is valid.
 const VXLAN_FLAG_I: u8 = 0x08;
 
@@ -148,10 +159,10 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         if !tunnel_trusted(ifindex) {
             out.notes = Counter::VxlanUntrusted.bit();
-        } else if let Some(vni) = vxlan_vni(b, ip.l4_off + UDP_HDR_LEN) {
+        } else if let Some(vni) = vxlan_vni(b, ip.l4_off + UdpHdr::LEN) {
             out.tunnel = TUNNEL_VXLAN;
             out.vni = vni;
-            out.inner_off = (ip.l4_off + UDP_HDR_LEN + VXLAN_HDR_LEN) as u32;
+            out.inner_off = (ip.l4_off + UdpHdr::LEN + VxlanHdr::LEN) as u32;
         } else {
             out.notes = Counter::VxlanInvalid.bit();
         }
@@ -212,8 +223,7 @@ fn set_l4(key: &mut FlowKey, ip: &IpLayer, l4: &L4) {
 #[inline(always)]
 fn parse_l2<'a, B: Bytes<'a>>(b: &B, off: usize, vlan_id: &mut u16, stripped: bool) -> Result<(usize, u16), Status> {
     // Only the Ethernet type is needed; its end is the header's end.
-    let ether_type: [u8; 2] = b.load(off + 12).ok_or(MALFORMED)?;
-    let mut ethertype = u16::from_be_bytes(ether_type);
+    let mut ethertype = b.span::<{ EthHdr::LEN }>(off).ok_or(MALFORMED)?.be16::<{ offset_of!(EthHdr, ether_type) }>();
     let mut off = off + EthHdr::LEN;
     let in_frame = MAX_VLAN_TAGS - usize::from(stripped);
     for i in 0..MAX_VLAN_TAGS {
@@ -223,12 +233,12 @@ fn parse_l2<'a, B: Bytes<'a>>(b: &B, off: usize, vlan_id: &mut u16, stripped: bo
         if i == in_frame {
             return Err(VLAN_TOO_DEEP);
         }
-        let tag: [u8; 4] = b.load(off).ok_or(MALFORMED)?;
+        let tag = b.span::<{ VlanHdr::LEN }>(off).ok_or(MALFORMED)?;
         if *vlan_id == 0 {
-            *vlan_id = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+            *vlan_id = tag.be16::<{ offset_of!(VlanHdr, tci) }>() & 0x0fff;
         }
-        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
-        off += 4;
+        ethertype = tag.be16::<{ offset_of!(VlanHdr, ether_type) }>();
+        off += VlanHdr::LEN;
     }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         return Err(VLAN_TOO_DEEP);
@@ -249,13 +259,13 @@ fn parse_ip<'a, B: Bytes<'a>>(
     let avail = skb_len.saturating_sub(off);
     match ethertype {
         ETH_P_IP => {
-            let h: Ipv4Hdr = b.load(off).ok_or(MALFORMED)?;
-            // ihl() in network-types 0.2 is already in bytes.
-            let ihl = usize::from(h.ihl());
-            if h.version() != 4 || ihl < Ipv4Hdr::LEN || ihl > avail {
+            let h = b.span::<{ Ipv4Hdr::LEN }>(off).ok_or(MALFORMED)?;
+            let version_ihl = h.u8::<{ offset_of!(Ipv4Hdr, vihl) }>();
+            let ihl = usize::from(version_ihl & 0x0f) * 4;
+            if version_ihl >> 4 != 4 || ihl < Ipv4Hdr::LEN || ihl > avail {
                 return Err(MALFORMED);
             }
-            let tot_len = usize::from(u16::from_be_bytes(h.tot_len));
+            let tot_len = usize::from(h.be16::<{ offset_of!(Ipv4Hdr, tot_len) }>());
             // BIG TCP GSO packets carry tot_len 0 (kernel 6.3+); their length
             // comes from the skb, as for any super-packet.
             let ip_len = if tot_len == 0 {
@@ -265,38 +275,43 @@ fn parse_ip<'a, B: Bytes<'a>>(
             } else {
                 tot_len.min(avail)
             };
-            set_v4_addrs(key, h.src_addr, h.dst_addr);
+            set_v4_addrs(
+                key,
+                h.raw32::<{ offset_of!(Ipv4Hdr, src_addr) }>(),
+                h.raw32::<{ offset_of!(Ipv4Hdr, dst_addr) }>(),
+            );
             key.ip_version = 4;
-            key.tos = h.tos;
-            let frag_offset = u16::from_be_bytes(h.frags) & 0x1fff;
+            key.tos = h.u8::<{ offset_of!(Ipv4Hdr, tos) }>();
+            let frag_offset = h.be16::<{ offset_of!(Ipv4Hdr, frags) }>() & 0x1fff;
             Ok(IpLayer {
                 l3_off: off,
                 l4_off: off + ihl,
                 ip_len,
-                protocol: h.proto,
+                protocol: h.u8::<{ offset_of!(Ipv4Hdr, proto) }>(),
                 non_first_fragment: frag_offset != 0,
                 ext_limit: false,
                 chain_truncated: false,
             })
         }
         ETH_P_IPV6 => {
-            let h: Ipv6Hdr = b.load(off).ok_or(MALFORMED)?;
-            if h.vcf[0] >> 4 != 6 {
+            let h = b.span::<{ Ipv6Hdr::LEN }>(off).ok_or(MALFORMED)?;
+            // Version, then traffic class, in the first 12 bits.
+            let vcf = h.be16::<{ offset_of!(Ipv6Hdr, vcf) }>();
+            if vcf >> 12 != 6 {
                 return Err(MALFORMED);
             }
-            key.src_addr = h.src_addr;
-            key.dst_addr = h.dst_addr;
+            set_v6_addrs(key, [h.raw64::<8>(), h.raw64::<16>()], [h.raw64::<24>(), h.raw64::<32>()]);
             key.ip_version = 6;
             // Traffic class: the 8 bits after the version nibble.
-            key.tos = (h.vcf[0] << 4) | (h.vcf[1] >> 4);
-            let payload = usize::from(u16::from_be_bytes(h.payload_len));
+            key.tos = (vcf >> 4) as u8;
+            let payload = usize::from(h.be16::<{ offset_of!(Ipv6Hdr, payload_len) }>());
             // payload_len 0 means a jumbogram or a BIG TCP super-packet.
             let ip_len = if payload == 0 { avail } else { (Ipv6Hdr::LEN + payload).min(avail) };
             let mut layer = IpLayer {
                 l3_off: off,
                 l4_off: off + Ipv6Hdr::LEN,
                 ip_len,
-                protocol: h.next_hdr,
+                protocol: h.u8::<{ offset_of!(Ipv6Hdr, next_hdr) }>(),
                 non_first_fragment: false,
                 ext_limit: false,
                 chain_truncated: false,
@@ -313,20 +328,35 @@ fn parse_ip<'a, B: Bytes<'a>>(
     }
 }
 
-/// Writes IPv4 addresses into the first four bytes of the key's 16-byte
-/// address fields, whose other twelve the caller has zeroed (`frame`: a
-/// fresh key, or the plain fields cleared when a tunnel moved them out).
-/// Assigning arrays compiles to calls of aya-ebpf's byte-at-a-time `memset`.
+/// Writes IPv4 addresses (as they lie in the packet) into the first four
+/// bytes of the key's 16-byte address fields, whose other twelve the caller
+/// has zeroed (`frame`: a fresh key, or the plain fields cleared when a
+/// tunnel moved them out). Assigning arrays compiles to calls of
+/// aya-ebpf's byte-at-a-time `memset`.
 #[inline(always)]
-fn set_v4_addrs(key: &mut FlowKey, src: [u8; 4], dst: [u8; 4]) {
+fn set_v4_addrs(key: &mut FlowKey, src: u32, dst: u32) {
     const _: () = assert!(core::mem::offset_of!(FlowKey, src_addr) % 4 == 0);
     const _: () = assert!(core::mem::offset_of!(FlowKey, dst_addr) % 4 == 0);
+    // SAFETY: `key` is a valid, 4-aligned `FlowKey` (it has u32 fields)
+    // and both fields start at multiples of 4.
+    unsafe {
+        core::ptr::write_volatile((&raw mut key.src_addr).cast::<u32>(), src);
+        core::ptr::write_volatile((&raw mut key.dst_addr).cast::<u32>(), dst);
+    }
+}
+
+/// Writes IPv6 addresses, each as two words as they lie in the packet.
+#[inline(always)]
+fn set_v6_addrs(key: &mut FlowKey, src: [u64; 2], dst: [u64; 2]) {
     for (field, addr) in [(&raw mut key.src_addr, src), (&raw mut key.dst_addr, dst)] {
-        let words = field.cast::<u32>();
-        // SAFETY: `key` is a valid, 4-aligned `FlowKey` (it has u32 fields)
-        // and both fields start at multiples of 4, so each is four aligned
-        // u32 words inside it.
-        unsafe { core::ptr::write_volatile(words, u32::from_ne_bytes(addr)) };
+        let words = field.cast::<u64>();
+        // SAFETY: the key parsed into is always the first field of the
+        // 8-aligned scratch value, and its address fields start at offsets
+        // 0 and 16 (asserted in `maps`), so each is two aligned words.
+        unsafe {
+            core::ptr::write_volatile(words, addr[0]);
+            core::ptr::write_volatile(words.add(1), addr[1]);
+        }
     }
 }
 
@@ -356,25 +386,26 @@ fn walk_ipv6_ext<'a, B: Bytes<'a>>(b: &B, layer: &mut IpLayer) {
             return;
         }
         // The whole header must be inside the packet, not just its first bytes.
-        let Some(ext) = b.load::<[u8; 8]>(layer.l4_off) else {
+        let Some(ext) = b.span::<8>(layer.l4_off) else {
             layer.chain_truncated = true;
             return;
         };
-        layer.protocol = ext[0];
+        layer.protocol = ext.u8::<0>();
+        let ext_len = usize::from(ext.u8::<1>());
         if nh == IPPROTO_FRAGMENT {
             layer.l4_off += 8;
             // RFC 8200 4.5: offset in the top 13 bits of bytes 2-3. A non-first
             // fragment's payload is not a header chain: stop here.
-            if u16::from_be_bytes([ext[2], ext[3]]) & 0xfff8 != 0 {
+            if ext.be16::<2>() & 0xfff8 != 0 {
                 layer.non_first_fragment = true;
                 return;
             }
         } else if nh == IPPROTO_AH {
             // RFC 4302: length in 4-octet units, minus 2.
-            layer.l4_off += (usize::from(ext[1]) + 2) * 4;
+            layer.l4_off += (ext_len + 2) * 4;
         } else {
             // RFC 8200: length in 8-octet units, not counting the first 8.
-            layer.l4_off += (usize::from(ext[1]) + 1) * 8;
+            layer.l4_off += (ext_len + 1) * 8;
         }
     }
     if is_ipv6_ext(layer.protocol) {
@@ -395,28 +426,28 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
     // A transport header must lie within the IP packet, not in link padding.
     let ip_end = ip.l3_off + ip.ip_len;
     match ip.protocol {
-        IPPROTO_TCP => match b.load::<[u8; TCP_MIN_HDR_LEN]>(ip.l4_off) {
-            Some(t) if ip.l4_off + TCP_MIN_HDR_LEN <= ip_end => {
-                l4.src_port = u16::from_be_bytes([t[0], t[1]]);
-                l4.dst_port = u16::from_be_bytes([t[2], t[3]]);
-                l4.tcp_flags = t[13];
-                let doff = usize::from(t[12] >> 4) * 4;
-                l4.hdr_end = ip.l4_off + doff.max(TCP_MIN_HDR_LEN);
+        IPPROTO_TCP => match b.span::<{ TcpHdr::LEN }>(ip.l4_off) {
+            Some(t) if ip.l4_off + TcpHdr::LEN <= ip_end => {
+                l4.src_port = t.be16::<{ offset_of!(TcpHdr, source) }>();
+                l4.dst_port = t.be16::<{ offset_of!(TcpHdr, dest) }>();
+                l4.tcp_flags = t.u8::<TCP_FLAGS>();
+                let doff = usize::from(t.u8::<TCP_DATA_OFFSET>() >> 4) * 4;
+                l4.hdr_end = ip.l4_off + doff.max(TcpHdr::LEN);
             }
             _ => l4.truncated = true,
         },
-        IPPROTO_UDP => match b.load::<[u8; UDP_HDR_LEN]>(ip.l4_off) {
-            Some(u) if ip.l4_off + UDP_HDR_LEN <= ip_end => {
-                l4.src_port = u16::from_be_bytes([u[0], u[1]]);
-                l4.dst_port = u16::from_be_bytes([u[2], u[3]]);
-                l4.hdr_end = ip.l4_off + UDP_HDR_LEN;
+        IPPROTO_UDP => match b.span::<{ UdpHdr::LEN }>(ip.l4_off) {
+            Some(u) if ip.l4_off + UdpHdr::LEN <= ip_end => {
+                l4.src_port = u.be16::<{ offset_of!(UdpHdr, src) }>();
+                l4.dst_port = u.be16::<{ offset_of!(UdpHdr, dst) }>();
+                l4.hdr_end = ip.l4_off + UdpHdr::LEN;
             }
             _ => l4.truncated = true,
         },
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => match b.load::<[u8; 2]>(ip.l4_off) {
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => match b.span::<2>(ip.l4_off) {
             Some(i) if ip.l4_off + 2 <= ip_end => {
                 // NetFlow convention: type and code in the destination port.
-                l4.dst_port = u16::from_be_bytes([i[0], i[1]]);
+                l4.dst_port = i.be16::<{ offset_of!(Icmpv4Hdr, type_) }>();
             }
             _ => l4.truncated = true,
         },
@@ -444,9 +475,10 @@ fn tunnel_trusted(ifindex: u32) -> bool {
 /// or its I flag is clear (RFC 7348: then the packet is not valid VXLAN).
 #[inline(always)]
 fn vxlan_vni<'a, B: Bytes<'a>>(b: &B, off: usize) -> Option<u32> {
-    let h: [u8; VXLAN_HDR_LEN] = b.load(off)?;
-    if h[0] & VXLAN_FLAG_I == 0 {
+    let h = b.span::<{ VxlanHdr::LEN }>(off)?;
+    if h.u8::<{ offset_of!(VxlanHdr, flags) }>() & VXLAN_FLAG_I == 0 {
         return None;
     }
-    Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
+    // The VNI and the reserved byte after it: one load, then a shift.
+    Some(u32::from_be(h.raw32::<{ offset_of!(VxlanHdr, vni) }>()) >> 8)
 }

@@ -348,6 +348,9 @@ fn main() {
         let mut drained = Vec::new();
         maps.drain(&mut drained).unwrap();
     }
+    if std::env::var_os("VXFLOW_BENCH_FRAMES_ONLY").is_some() {
+        return;
+    }
     sampled_out_cost(&mut datapath, naive);
     let prog = datapath.program(Direction::Ingress).unwrap();
 
