@@ -69,7 +69,32 @@ pub struct FlowKey {
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 92);
 
 /// Counters of one flow since its entry was created in the current map
-/// generation. Updated with atomic adds, so one entry serves every CPU.
+/// generation, as the datapath keeps them: updated with atomic adds, so one
+/// entry serves every CPU. Its times are jiffies, which the kernel reads
+/// with one load where a clock read is a helper call (about 11 ns a packet
+/// here, on a kernel with return-thunk mitigations); userspace converts
+/// them to [`FlowStats`] as it drains (`probe/src/ticks.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DatapathStats {
+    /// As in [`FlowStats`].
+    pub packets: u64,
+    pub bytes: u64,
+    pub outer_bytes: u64,
+    /// `bpf_jiffies64` at the first packet.
+    pub first_seen_jiffies: u64,
+    /// `bpf_jiffies64` at the latest packet (last writer wins).
+    pub last_seen_jiffies: u64,
+    /// OR of the TCP flag bytes (tcpControlBits, IE 6). A full `u64` because
+    /// the BPF "generic" CPU that bpf-linker targets has a 64-bit atomic OR
+    /// only.
+    pub tcp_flags: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<DatapathStats>() == 48);
+
+/// Counters of one flow over one drain, with its times on the kernel's
+/// monotonic clock: what the flow cache takes in.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowStats {
@@ -80,13 +105,13 @@ pub struct FlowStats {
     pub bytes: u64,
     /// For VXLAN flows, the outer IP bytes on the wire; 0 otherwise.
     pub outer_bytes: u64,
-    /// `bpf_ktime_get_coarse_ns` (`CLOCK_MONOTONIC_COARSE`) of the first packet.
+    /// `CLOCK_MONOTONIC` nanoseconds at the start of the tick (jiffy) in
+    /// which the first packet was seen: the resolution is the kernel's tick
+    /// (4 ms at `CONFIG_HZ=250`), as for `CLOCK_MONOTONIC_COARSE`.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_coarse_ns` of the latest packet (last writer wins).
+    /// The same for the latest packet.
     pub last_seen_ns: u64,
-    /// OR of the TCP flag bytes (tcpControlBits, IE 6). A full `u64` because
-    /// the BPF "generic" CPU that bpf-linker targets has a 64-bit atomic OR
-    /// only.
+    /// OR of the TCP flag bytes (tcpControlBits, IE 6).
     pub tcp_flags: u64,
 }
 
@@ -98,7 +123,7 @@ const _: () = assert!(core::mem::size_of::<FlowStats>() == 48);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FallbackRecord {
     pub key: FlowKey,
-    pub stats: FlowStats,
+    pub stats: DatapathStats,
 }
 
 const _: () = assert!(core::mem::size_of::<FallbackRecord>() == 144);

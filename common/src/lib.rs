@@ -12,13 +12,19 @@ pub mod flow;
 pub mod user;
 
 pub use counter::{Counter, Counters};
-pub use flow::{ExportTuple, FallbackRecord, FlowKey, FlowStats};
+pub use flow::{DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats};
 
 /// Name of the one-slot `ARRAY_OF_MAPS` whose slot 0 holds the flow map the
 /// datapath currently writes.
 pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
 /// The two flow-map generations userspace flips between.
 pub const MAP_FLOWS: [&str; 2] = ["FLOWS_A", "FLOWS_B"];
+/// One `[jiffies, CLOCK_MONOTONIC ns]` pair, written by the `vxflow_clock`
+/// program each time userspace runs it, to map the datapath's jiffies to
+/// the monotonic clock.
+pub const MAP_CLOCK_SAMPLE: &str = "CLOCK_SAMPLE";
+/// The program that fills [`MAP_CLOCK_SAMPLE`]; run, never attached.
+pub const PROGRAM_CLOCK: &str = "vxflow_clock";
 /// Ring buffer carrying per-packet deltas when the flow map is full.
 pub const MAP_FALLBACK: &str = "FALLBACK";
 /// Per-CPU array with one [`Counters`] value.

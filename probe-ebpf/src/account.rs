@@ -7,11 +7,11 @@ use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
+    helpers::{bpf_get_prandom_u32, bpf_jiffies64},
     programs::TcContext,
 };
 use vxflow_common::{
-    Counter, Counters, ExportTuple, FlowKey, FlowStats,
+    Counter, Counters, DatapathStats, ExportTuple, FlowKey,
     flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
     vxlan_port_slot,
 };
@@ -51,13 +51,13 @@ struct Parsed {
 impl Parsed {
     /// A flow entry holding just this packet, seen at `now`.
     #[inline(always)]
-    fn stats(&self, now: u64) -> FlowStats {
-        FlowStats {
+    fn stats(&self, now: u64) -> DatapathStats {
+        DatapathStats {
             packets: self.wire.packets,
             bytes: self.wire.bytes,
             outer_bytes: self.wire.outer_bytes,
-            first_seen_ns: now,
-            last_seen_ns: now,
+            first_seen_jiffies: now,
+            last_seen_jiffies: now,
             tcp_flags: self.tcp_flags,
         }
     }
@@ -227,12 +227,13 @@ fn is_own_export(key: &FlowKey) -> bool {
 
 #[inline(always)]
 fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
-    // The coarse clock (CLOCK_MONOTONIC_COARSE) is the last tick's time, a
-    // load, where the boot clock reads the clocksource through an indirect
-    // call: about 25 ns a packet here. Records carry the tick's resolution
-    // (4 ms at CONFIG_HZ=250), finer than the milliseconds they export.
+    // Jiffies: the verifier inlines bpf_jiffies64 as one load, where
+    // bpf_ktime_get_coarse_ns is a call into the kernel (about 11 ns a
+    // packet with return-thunk mitigations). Userspace maps a jiffy to the
+    // monotonic time its tick began (`ticks.rs`): records keep the tick's
+    // resolution (4 ms at CONFIG_HZ=250), as with the coarse clock before.
     // SAFETY: helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = unsafe { bpf_jiffies64() };
     tally.add(Counter::Seen, p.wire.packets);
     count_notes(p, tally);
     if p.wire.packets > 1 {
@@ -264,10 +265,10 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
 }
 
 /// Adds the packet to an existing entry. The counters use `lock xadd` because
-/// one entry is shared by every CPU; `last_seen_ns` is a plain store (last
+/// one entry is shared by every CPU; `last_seen_jiffies` is a plain store (last
 /// writer wins, off by at most the time between two CPUs' clock reads).
 #[inline(always)]
-fn add(stats: *mut FlowStats, p: &Parsed, now: u64) {
+fn add(stats: *mut DatapathStats, p: &Parsed, now: u64) {
     // SAFETY: `stats` comes from a successful hash-map lookup in this program
     // run; the entry cannot be freed before the program returns (RCU).
     unsafe {
@@ -276,7 +277,7 @@ fn add(stats: *mut FlowStats, p: &Parsed, now: u64) {
         if p.wire.outer_bytes != 0 {
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).outer_bytes, p.wire.outer_bytes);
         }
-        core::ptr::write_volatile(&raw mut (*stats).last_seen_ns, now);
+        core::ptr::write_volatile(&raw mut (*stats).last_seen_jiffies, now);
         // Skip the locked op in the common case where the flags are known.
         if p.tcp_flags & !core::ptr::read_volatile(&raw const (*stats).tcp_flags) != 0 {
             atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).tcp_flags, p.tcp_flags);

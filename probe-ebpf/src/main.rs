@@ -1,5 +1,5 @@
 //! vxflow's TC programs: one entry point per direction, each a thin wrapper
-//! around [`account::on_packet`]. Accounting never changes a packet's fate:
+//! around [`account::on_packet`], and the clock sample userspace runs. Accounting never changes a packet's fate:
 //! both always return `TC_ACT_UNSPEC` (TCX_NEXT), so any program after ours
 //! (Cilium's, say) still decides.
 #![no_std]
@@ -15,7 +15,12 @@ mod maps;
 mod parse;
 mod wire;
 
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC,
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
+    macros::classifier,
+    programs::TcContext,
+};
 use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
 #[classifier]
@@ -27,6 +32,19 @@ pub fn vxflow_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn vxflow_egress(ctx: TcContext) -> i32 {
     account::on_packet(&ctx, DIRECTION_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+/// Not attached: userspace runs it with `BPF_PROG_TEST_RUN` to read the
+/// jiffies counter and the monotonic clock at one instant, which is how it
+/// maps the datapath's jiffies to time (`probe/src/ticks.rs`).
+#[classifier]
+pub fn vxflow_clock(_ctx: TcContext) -> i32 {
+    if let Some(sample) = maps::CLOCK_SAMPLE.get_ptr_mut(0) {
+        // SAFETY: the slot is map memory for this run; helpers with no
+        // preconditions.
+        unsafe { *sample = [bpf_jiffies64(), bpf_ktime_get_ns()] };
+    }
     TC_ACT_UNSPEC
 }
 

@@ -5,7 +5,9 @@ use aya_ebpf::{
     btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
-use vxflow_common::{Counters, ExportTuple, FallbackRecord, FlowKey, FlowStats, TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS};
+use vxflow_common::{
+    Counters, DatapathStats, ExportTuple, FallbackRecord, FlowKey, TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS,
+};
 
 use crate::parse::Layer;
 
@@ -21,7 +23,7 @@ const DEFAULT_FALLBACK_BYTES: usize = 8 << 20;
 /// would make an idle generation cost 16 bytes a slot instead of 208, but a
 /// new flow 1,088 ns instead of 635 and a drained one 743 ns instead of 368
 /// (measured here), and a burst of new flows is when that counts.
-type FlowMap = HashMap<FlowKey, FlowStats, DEFAULT_FLOW_ENTRIES>;
+type FlowMap = HashMap<FlowKey, DatapathStats, DEFAULT_FLOW_ENTRIES>;
 
 /// Generation A of the flow map. Userspace puts A or B into `FLOW_GEN[0]`.
 #[btf_map]
@@ -105,3 +107,8 @@ pub static TUNNEL_IFACES: HashMap<u32, u8, 256> = HashMap::new();
 /// several trusted interfaces share defers to [`TUNNEL_IFACES`].
 #[btf_map]
 pub static TUNNEL_SLOTS: Array<u32, { TUNNEL_SLOT_COUNT as usize }> = Array::new();
+
+/// `[jiffies, CLOCK_MONOTONIC ns]` read together by `vxflow_clock`
+/// (`vxflow_common::MAP_CLOCK_SAMPLE`).
+#[btf_map]
+pub static CLOCK_SAMPLE: Array<[u64; 2], 1> = Array::new();

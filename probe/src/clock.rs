@@ -1,8 +1,9 @@
 //! Converting the datapath's timestamps to wall-clock time. The datapath
-//! stamps packets with `bpf_ktime_get_coarse_ns`, `CLOCK_MONOTONIC_COARSE`:
-//! `CLOCK_MONOTONIC` as of the last tick. The offset is read once per drain,
-//! so a clock step (NTP) shows from the next drain on and never reorders
-//! the timestamps within one.
+//! stamps packets with jiffies, which the drain turns into the
+//! `CLOCK_MONOTONIC` time at which their tick began (`ticks`): the kernel
+//! clock as of the last tick, like `CLOCK_MONOTONIC_COARSE`. The offset is
+//! read once per drain, so a clock step (NTP) shows from the next drain on
+//! and never reorders the timestamps within one.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,8 +14,9 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Nanoseconds on `CLOCK_MONOTONIC_COARSE`, the clock the datapath reads
-/// (`bpf_ktime_get_coarse_ns`), so ages and timeouts compare like with like.
+/// Nanoseconds on `CLOCK_MONOTONIC_COARSE`: the monotonic clock as of the
+/// last tick, as the datapath's drained stamps are, so ages and timeouts
+/// compare like with like.
 #[must_use]
 pub fn kernel_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE)
@@ -29,9 +31,9 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 /// Maps kernel-clock nanoseconds to wall-clock time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WallClock {
-    /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC`, in nanoseconds. The coarse
-    /// clock is the fine one as of the last tick, so a coarse stamp maps to
-    /// at most one tick before the instant it stands for.
+    /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC`, in nanoseconds. A stamp is
+    /// the start of its tick, so it maps to at most one tick before the
+    /// instant it stands for.
     offset_ns: i128,
 }
 

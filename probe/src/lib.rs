@@ -19,6 +19,7 @@ pub mod pressure;
 pub mod record;
 pub mod snapshot;
 pub mod tcx_by_index;
+pub mod ticks;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
 #[must_use]

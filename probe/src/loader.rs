@@ -15,13 +15,17 @@ use aya::{
     util::KernelVersion,
 };
 use vxflow_common::{
-    ExportTuple, FlowKey, FlowStats, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS,
+    DatapathStats, ExportTuple, FlowKey, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_FLOW_GEN, MAP_FLOWS, MAP_VXLAN_PORTS,
     VXLAN_PORT_WORDS, vxlan_port_slot,
 };
 
-use crate::{drain::kernel::KernelMaps, ebpf_object::EBPF_OBJECT};
+use crate::{
+    drain::kernel::KernelMaps,
+    ebpf_object::EBPF_OBJECT,
+    ticks::{CalibrateError, Sample, TickClock},
+};
 
-/// One generation of the kernel flow map (a `FlowKey` to `FlowStats` hash),
+/// One generation of the kernel flow map (a `FlowKey` to `DatapathStats` hash),
 /// kept as raw map data: it is drained with batch syscalls aya does not wrap.
 pub(crate) type FlowMap = MapData;
 /// The one-slot array of maps that selects the generation being written.
@@ -154,6 +158,8 @@ pub enum LoadError {
         #[source]
         source: MapError,
     },
+    #[error("mapping the datapath's jiffies to time")]
+    Clock(#[source] CalibrateError<ClockSampleError>),
     #[error("interface {iface} does not exist (see `ip link`)")]
     NoSuchInterface { iface: String },
     #[error("looking up interface {iface}")]
@@ -246,7 +252,9 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
     set_sampling(&mut ebpf, opts.sampling)?;
-    let maps = KernelMaps::take(&mut ebpf)?;
+    let ticks = calibrate_ticks(&mut ebpf)?;
+    tracing::debug!(hz = ticks.hz(), tick_ns = ticks.tick_ns(), "datapath clock: jiffies mapped to CLOCK_MONOTONIC");
+    let maps = KernelMaps::take(&mut ebpf, ticks)?;
     let tcx_available = || KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let attach_mode = match opts.attach {
         AttachPreference::Tcx => AttachMode::Tcx,
@@ -258,6 +266,16 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
 }
 
 impl Datapath {
+    /// Measures the mapping of jiffies to time again, as the load did: the
+    /// same tick and origin, unless the kernel's tick is not what the load
+    /// measured.
+    ///
+    /// # Errors
+    /// When the clock program cannot be run or no steady ticks are seen.
+    pub fn measure_ticks(&self) -> Result<TickClock, LoadError> {
+        measure_ticks(&self.ebpf)
+    }
+
     /// Attaches the ingress and egress programs to `iface`.
     ///
     /// # Errors
@@ -645,6 +663,52 @@ fn set_port_bitmap(ebpf: &mut Ebpf, name: &'static str, ports: &[u16]) -> Result
     Ok(())
 }
 
+/// Loads `vxflow_clock` and, running it back to back, maps the datapath's
+/// jiffies to `CLOCK_MONOTONIC` (see `ticks`).
+fn calibrate_ticks(ebpf: &mut Ebpf) -> Result<TickClock, LoadError> {
+    let name = vxflow_common::PROGRAM_CLOCK;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| LoadError::Verify { name, source })?;
+    prog.load().map_err(|source| LoadError::Verify { name, source })?;
+    measure_ticks(ebpf)
+}
+
+/// Runs the loaded `vxflow_clock` back to back to map jiffies to time.
+fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    let name = vxflow_common::PROGRAM_CLOCK;
+    let map_name = vxflow_common::MAP_CLOCK_SAMPLE;
+    let map = ebpf.map(map_name).ok_or(LoadError::MissingMap(map_name))?;
+    let sample_map: Array<&MapData, [u64; 2]> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name: map_name, source })?;
+    let prog: &SchedClassifier = ebpf
+        .program(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| LoadError::Verify { name, source })?;
+    // The smallest frame a classifier test run takes: an Ethernet header.
+    let frame = [0u8; 14];
+    let sample = || -> Result<Sample, ClockSampleError> {
+        prog.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() })
+            .map_err(ClockSampleError::Run)?;
+        let [jiffies, mono_ns] = sample_map.get(&0, 0).map_err(ClockSampleError::Read)?;
+        Ok(Sample { jiffies, mono_ns })
+    };
+    TickClock::calibrate(sample, std::time::Duration::from_secs(1)).map_err(LoadError::Clock)
+}
+
+/// Why one clock sample could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockSampleError {
+    #[error("running the program (BPF_PROG_TEST_RUN)")]
+    Run(#[source] ProgramError),
+    #[error("reading its sample")]
+    Read(#[source] MapError),
+}
+
 /// Takes the flow-generation maps out of `ebpf` and points the datapath at
 /// generation A.
 pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), LoadError> {
@@ -654,8 +718,9 @@ pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), 
     let mut flows = Vec::with_capacity(2);
     for name in MAP_FLOWS {
         let map = take(ebpf, name)?;
-        // Checks the map is a FlowKey -> FlowStats hash; kept as its data.
-        HashMap::<&MapData, FlowKey, FlowStats>::try_from(&map).map_err(|source| LoadError::Map { name, source })?;
+        // Checks the map is a FlowKey -> DatapathStats hash; kept as its data.
+        HashMap::<&MapData, FlowKey, DatapathStats>::try_from(&map)
+            .map_err(|source| LoadError::Map { name, source })?;
         let Map::HashMap(data) = map else {
             return Err(LoadError::MissingMap(name));
         };

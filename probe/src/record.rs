@@ -42,7 +42,7 @@ impl EndReason {
 }
 
 /// Counts of one flow over one reporting period, in kernel-clock time
-/// (`CLOCK_MONOTONIC_COARSE`).
+/// (`CLOCK_MONOTONIC` as of the last tick).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,

@@ -255,6 +255,63 @@ fn egress_program_records_egress_direction() {
     assert_eq!(deltas[0].key.direction, DIRECTION_EGRESS);
 }
 
+/// The datapath stamps packets with jiffies; the drain turns them into the
+/// `CLOCK_MONOTONIC` time their tick began. A flow's first and last packet,
+/// sent apart, must come out inside the tick that held each: never after the
+/// packet, at most one tick before it.
+#[test]
+fn timestamps_are_the_monotonic_start_of_their_tick() {
+    require_root();
+    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let ticks = maps.ticks();
+    assert!(
+        [100, 250, 300, 1000].contains(&ticks.hz()),
+        "CONFIG_HZ measured as {} (tick {} ns)",
+        ticks.hz(),
+        ticks.tick_ns()
+    );
+    let mono = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid clock id and pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+        u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+    };
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let frame = packets::ipv4_tcp_syn();
+    let mut sent = Vec::new();
+    for pause_ms in [0, 30, 7] {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let before = mono();
+        assert_eq!(support::test_run(prog, &frame, None), TC_ACT_UNSPEC);
+        sent.push((before, mono()));
+    }
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    let [d] = deltas.as_slice() else { panic!("one flow expected: {deltas:#?}") };
+    assert_eq!(d.stats.packets, 3);
+    for (stamp, (before, after)) in [(d.stats.first_seen_ns, sent[0]), (d.stats.last_seen_ns, sent[2])] {
+        assert!(
+            stamp <= after && stamp + ticks.tick_ns() > before,
+            "stamp {stamp} for a packet sent between {before} and {after} (tick {} ns)",
+            ticks.tick_ns()
+        );
+    }
+    // Measured again later, the mapping is the same: a tick length off by
+    // even 0.1 % would move the origin by 300 us over these 300 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let again = datapath.measure_ticks().unwrap();
+    assert_eq!(again.tick_ns(), ticks.tick_ns());
+    let (j, k) = (4_300_000_000, 4_300_000_075);
+    for jiffy in [j, k] {
+        let drift = again.to_ns(jiffy).abs_diff(ticks.to_ns(jiffy));
+        assert!(drift < 100_000, "the two measurements place jiffy {jiffy} {drift} ns apart");
+    }
+    // 37 ms apart at least: the two stamps are that far apart too, to a tick.
+    let apart = d.stats.last_seen_ns - d.stats.first_seen_ns;
+    let sent_apart = sent[2].0 - sent[0].1;
+    assert!(apart + ticks.tick_ns() >= sent_apart, "{apart} ns between stamps, {sent_apart} between sends");
+}
+
 /// Distinct UDP flows (60 IP bytes each), differing in source port.
 fn udp_frames(n: u16) -> Vec<Vec<u8>> {
     (0..n)

@@ -1,7 +1,7 @@
 //! The flow cache: merges kernel deltas into flows and decides when each flow
 //! ends. Pure state, no kernel and no clock of its own: callers pass `now` in
-//! kernel-clock nanoseconds (`CLOCK_MONOTONIC_COARSE`), the clock the
-//! datapath stamps packets with.
+//! kernel-clock nanoseconds (`CLOCK_MONOTONIC` as of the last tick), the
+//! clock the datapath's stamps are converted to.
 //!
 //! Every counted packet leaves in exactly one record: records carry the counts
 //! since the flow's previous record, and an entry's counts are zeroed when

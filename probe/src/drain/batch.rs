@@ -12,9 +12,10 @@ use std::{
     os::fd::{AsRawFd as _, BorrowedFd},
 };
 
-use vxflow_common::{FlowKey, FlowStats};
+use vxflow_common::{DatapathStats, FlowKey};
 
 use super::FlowDelta;
+use crate::ticks::TickClock;
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_BATCH` in `enum bpf_cmd` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
@@ -39,14 +40,15 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
-/// Moves every entry of the map behind `fd` into `out`, emptying the map.
+/// Moves every entry of the map behind `fd` into `out`, emptying the map,
+/// with its times converted by `ticks`.
 ///
 /// # Errors
 /// The syscall's error; what was copied and deleted before it is in `out`.
-pub fn take_all(fd: BorrowedFd<'_>, out: &mut Vec<FlowDelta>) -> io::Result<()> {
+pub fn take_all(fd: BorrowedFd<'_>, ticks: &TickClock, out: &mut Vec<FlowDelta>) -> io::Result<()> {
     let mut capacity = CHUNK;
     let mut keys = vec![FlowKey::default(); capacity];
-    let mut values = vec![FlowStats::default(); capacity];
+    let mut values = vec![DatapathStats::default(); capacity];
     // Hash maps use a u32 bucket index as the batch token.
     let mut token: u32 = 0;
     let mut first = true;
@@ -69,7 +71,9 @@ pub fn take_all(fd: BorrowedFd<'_>, out: &mut Vec<FlowDelta>) -> io::Result<()> 
         };
         let err = (rc < 0).then(io::Error::last_os_error);
         let n = (attr.count as usize).min(capacity);
-        out.extend(keys[..n].iter().zip(&values[..n]).map(|(&key, &stats)| FlowDelta { key, stats }));
+        out.extend(
+            keys[..n].iter().zip(&values[..n]).map(|(&key, stats)| FlowDelta { key, stats: ticks.stats(stats) }),
+        );
         match err {
             None => {
                 token = next_token;
@@ -80,7 +84,7 @@ pub fn take_all(fd: BorrowedFd<'_>, out: &mut Vec<FlowDelta>) -> io::Result<()> 
             Some(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
                 capacity *= 2;
                 keys.resize(capacity, FlowKey::default());
-                values.resize(capacity, FlowStats::default());
+                values.resize(capacity, DatapathStats::default());
             }
             Some(e) => return Err(e),
         }

@@ -17,7 +17,10 @@ use aya::{
 use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK};
 
 use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
-use crate::loader::{FlowMap, GenMap, LoadError, take_flow_maps};
+use crate::{
+    loader::{FlowMap, GenMap, LoadError, take_flow_maps},
+    ticks::TickClock,
+};
 
 /// The maps userspace reads, taken out of the loaded object.
 pub struct KernelMaps {
@@ -31,6 +34,8 @@ pub struct KernelMaps {
     /// Entries the last drained generation held.
     last_map_entries: usize,
     last_timing: DrainTiming,
+    /// Maps the datapath's jiffies to monotonic time.
+    ticks: TickClock,
 }
 
 /// Where the last drain's time went.
@@ -79,7 +84,7 @@ fn memory_of(fd: std::os::fd::BorrowedFd<'_>) -> Option<GenerationMemory> {
 }
 
 impl KernelMaps {
-    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+    pub(crate) fn take(ebpf: &mut Ebpf, ticks: TickClock) -> Result<Self, LoadError> {
         let generation_memory = measure_generation(ebpf);
         let (gen_map, flows) = take_flow_maps(ebpf)?;
         let fallback = ebpf
@@ -99,6 +104,7 @@ impl KernelMaps {
             generation_memory,
             last_map_entries: 0,
             last_timing: DrainTiming::default(),
+            ticks,
         })
     }
 
@@ -128,6 +134,12 @@ impl KernelMaps {
         memory_of(self.flows[self.active].fd().as_fd())
     }
 
+    /// How the datapath's jiffies map to monotonic time.
+    #[must_use]
+    pub fn ticks(&self) -> TickClock {
+        self.ticks
+    }
+
     /// How long the last drain's flip and read took.
     #[must_use]
     pub fn last_timing(&self) -> DrainTiming {
@@ -136,7 +148,7 @@ impl KernelMaps {
 
     /// Empties a quiescent generation into `out`, in batches.
     fn drain_generation(&mut self, index: usize, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
-        super::batch::take_all(self.flows[index].fd().as_fd(), out).map_err(DrainError::Batch)
+        super::batch::take_all(self.flows[index].fd().as_fd(), &self.ticks, out).map_err(DrainError::Batch)
     }
 
     fn drain_fallback(&mut self, out: &mut Vec<FlowDelta>) {
@@ -148,7 +160,7 @@ impl KernelMaps {
             // SAFETY: the datapath writes whole FallbackRecords; read_unaligned
             // because the ring gives no alignment promise for the Rust type.
             let rec: FallbackRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            out.push(FlowDelta { key: rec.key, stats: rec.stats });
+            out.push(FlowDelta { key: rec.key, stats: self.ticks.stats(&rec.stats) });
         }
     }
 }
