@@ -11,7 +11,7 @@ pub mod flow;
 #[cfg(feature = "user")]
 pub mod user;
 
-pub use counter::{Counter, Counters};
+pub use counter::{Counter, Counters, NON_IP_CPUS, NonIpSlot, NonIpSlots};
 pub use flow::{DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats};
 
 /// Name of the one-slot `ARRAY_OF_MAPS` whose slot 0 holds the flow map the
@@ -27,6 +27,9 @@ pub const MAP_CLOCK_SAMPLE: &str = "CLOCK_SAMPLE";
 pub const PROGRAM_CLOCK: &str = "vxflow_clock";
 /// Ring buffer carrying per-packet deltas when the flow map is full.
 pub const MAP_FALLBACK: &str = "FALLBACK";
+/// The object's `.bss` section, as the loader names its map: the
+/// [`NonIpSlots`] of `NON_IP_FRAMES`, the datapath's one global variable.
+pub const MAP_NON_IP: &str = ".bss";
 /// Per-CPU array with one [`Counters`] value.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).

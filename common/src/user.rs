@@ -13,3 +13,5 @@ unsafe impl aya::Pod for DatapathStats {}
 unsafe impl aya::Pod for FallbackRecord {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ExportTuple {}
+// SAFETY: as above.
+unsafe impl aya::Pod for crate::NonIpSlot {}

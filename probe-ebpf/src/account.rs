@@ -7,11 +7,11 @@ use core::intrinsics::{AtomicOrdering, atomic_or, atomic_xadd};
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_jiffies64},
+    helpers::{bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_jiffies64},
     programs::TcContext,
 };
 use vxflow_common::{
-    Counter, Counters, DatapathStats, ExportTuple, FlowKey,
+    Counter, Counters, DatapathStats, ExportTuple, FlowKey, NON_IP_CPUS, NonIpSlot,
     flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
     vxlan_port_slot,
 };
@@ -19,7 +19,7 @@ use vxflow_common::{
 use crate::{
     bytes::ethertype,
     frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
-    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, SAMPLING, SCRATCH},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, NON_IP_FRAMES, SAMPLING, SCRATCH},
     parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
 };
@@ -66,17 +66,16 @@ impl Parsed {
 /// Entry point shared by both directions.
 #[inline(always)]
 pub fn on_packet(ctx: &TcContext, direction: u8) {
-    let Some(counters) = COUNTERS.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's slot, and TC programs do not nest on one CPU.
-    let mut tally = Tally(unsafe { &mut *counters });
     let skb = ctx.skb.skb;
     if surely_not_ip(ctx) {
         // SAFETY: reading a context field the kernel exposes to sched_cls.
         let segs = u64::from(unsafe { (*skb).gso_segs }).max(1);
-        tally.add(Counter::NonIp, segs);
-        tally.add(Counter::Seen, segs);
+        count_non_ip(segs);
         return;
     }
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot, and TC programs do not nest on one CPU.
+    let mut tally = Tally(unsafe { &mut *counters });
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot; TC programs do not nest on one CPU. The
     // reference ends before the slow parse writes the slot its own way.
@@ -144,6 +143,24 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
             tally.add(bucket, segs);
             tally.add(Counter::Seen, segs);
         }
+    }
+}
+
+/// Counts a non-IP frame of `segs` segments in this CPU's slot of
+/// `NON_IP_FRAMES`, or in `COUNTERS` on a CPU past the array.
+#[inline(always)]
+fn count_non_ip(segs: u64) {
+    // SAFETY: helper with no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() } as usize;
+    if cpu < NON_IP_CPUS {
+        // SAFETY: this CPU's slot, in bounds; TC programs do not nest on one
+        // CPU and no other CPU writes it.
+        unsafe { (*(&raw mut NON_IP_FRAMES).cast::<NonIpSlot>().add(cpu)).frames += segs };
+    } else if let Some(counters) = COUNTERS.get_ptr_mut(0) {
+        // SAFETY: as for `on_packet`'s tally.
+        let mut tally = Tally(unsafe { &mut *counters });
+        tally.add(Counter::NonIp, segs);
+        tally.add(Counter::Seen, segs);
     }
 }
 

@@ -6,7 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use vxflow_common::{
-    Counters, DatapathStats, ExportTuple, FallbackRecord, FlowKey, TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS,
+    Counters, DatapathStats, ExportTuple, FallbackRecord, FlowKey, NON_IP_CPUS, NonIpSlot, NonIpSlots,
+    TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS,
 };
 
 use crate::parse::Layer;
@@ -49,6 +50,12 @@ pub static FALLBACK: RingBuf<FallbackRecord, DEFAULT_FALLBACK_BYTES> = RingBuf::
 /// `vxflow_common::Counter`.
 #[btf_map]
 pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+
+/// Non-IP frames of each CPU below `NON_IP_CPUS`, by CPU number: the
+/// datapath's only global variable, so its `.bss` section. Written only by
+/// the CPU a slot belongs to; userspace reads the section.
+#[unsafe(no_mangle)]
+pub static mut NON_IP_FRAMES: NonIpSlots = [NonIpSlot { frames: 0, _pad: [0; 7] }; NON_IP_CPUS];
 
 /// Per-CPU scratch for the packet being parsed: the flow key, which the
 /// parse writes in place, and the parsed [`Layer`]s. Passing them through

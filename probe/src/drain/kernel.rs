@@ -12,9 +12,9 @@ use std::os::fd::AsFd as _;
 
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
 };
-use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK};
+use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK, MAP_NON_IP, NonIpSlots};
 
 use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
 use crate::{
@@ -30,6 +30,8 @@ pub struct KernelMaps {
     active: usize,
     fallback: RingBuf<MapData>,
     counters: PerCpuArray<MapData, Counters>,
+    /// The `.bss` section: non-IP frames of the CPUs below `NON_IP_CPUS`.
+    non_ip: Array<MapData, NonIpSlots>,
     generation_memory: Option<GenerationMemory>,
     /// Entries the last drained generation held.
     last_map_entries: usize,
@@ -95,12 +97,17 @@ impl KernelMaps {
             .take_map(MAP_COUNTERS)
             .ok_or(LoadError::MissingMap(MAP_COUNTERS))
             .and_then(|m| PerCpuArray::try_from(m).map_err(|source| LoadError::Map { name: MAP_COUNTERS, source }))?;
+        let non_ip = ebpf
+            .take_map(MAP_NON_IP)
+            .ok_or(LoadError::MissingMap(MAP_NON_IP))
+            .and_then(|m| Array::try_from(m).map_err(|source| LoadError::Map { name: MAP_NON_IP, source }))?;
         Ok(Self {
             gen_map,
             flows,
             active: 0,
             fallback,
             counters,
+            non_ip,
             generation_memory,
             last_map_entries: 0,
             last_timing: DrainTiming::default(),
@@ -189,6 +196,12 @@ impl DeltaSource for KernelMaps {
         let mut snap = CounterSnapshot::default();
         for counter in Counter::ALL {
             snap.set(counter, per_cpu.iter().map(|cpu| cpu[counter as usize]).sum());
+        }
+        // Boxed: the section is 64 KiB, read whole.
+        let slots = Box::new(self.non_ip.get(&0, 0).map_err(DrainError::Counters)?);
+        let non_ip: u64 = slots.iter().map(|s| s.frames).sum();
+        for counter in [Counter::NonIp, Counter::Seen] {
+            snap.set(counter, snap.get(counter) + non_ip);
         }
         Ok(snap)
     }
