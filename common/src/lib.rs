@@ -19,12 +19,12 @@ pub use flow::{DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats};
 pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
 /// The two flow-map generations userspace flips between.
 pub const MAP_FLOWS: [&str; 2] = ["FLOWS_A", "FLOWS_B"];
-/// One `[jiffies, CLOCK_MONOTONIC ns]` pair, written by the `vxflow_clock`
-/// program each time userspace runs it, to map the datapath's jiffies to
-/// the monotonic clock.
-pub const MAP_CLOCK_SAMPLE: &str = "CLOCK_SAMPLE";
-/// The program that fills [`MAP_CLOCK_SAMPLE`]; run, never attached.
+/// The program userspace runs (never attaches) to read jiffies and
+/// `CLOCK_MONOTONIC` at one instant.
 pub const PROGRAM_CLOCK: &str = "vxflow_clock";
+/// Where its sample comes back: the context's `cb` words, from this byte of
+/// `struct __sk_buff`: jiffies (low word first), then monotonic ns.
+pub const CLOCK_SAMPLE_CB: usize = 48;
 /// Ring buffer carrying per-packet deltas when the flow map is full.
 pub const MAP_FALLBACK: &str = "FALLBACK";
 /// The object's `.bss` section, as the loader names its map: the

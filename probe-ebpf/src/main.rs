@@ -37,14 +37,16 @@ pub fn vxflow_egress(ctx: TcContext) -> i32 {
 
 /// Not attached: userspace runs it with `BPF_PROG_TEST_RUN` to read the
 /// jiffies counter and the monotonic clock at one instant, which is how it
-/// maps the datapath's jiffies to time (`probe/src/ticks.rs`).
+/// maps the datapath's jiffies to time (`probe/src/ticks.rs`). The pair
+/// comes back in the context's `cb` words (`vxflow_common::CLOCK_SAMPLE_CB`),
+/// so a sample is one syscall.
 #[classifier]
-pub fn vxflow_clock(_ctx: TcContext) -> i32 {
-    if let Some(sample) = maps::CLOCK_SAMPLE.get_ptr_mut(0) {
-        // SAFETY: the slot is map memory for this run; helpers with no
-        // preconditions.
-        unsafe { *sample = [bpf_jiffies64(), bpf_ktime_get_ns()] };
-    }
+pub fn vxflow_clock(ctx: TcContext) -> i32 {
+    // SAFETY: helpers with no preconditions.
+    let (jiffies, mono) = unsafe { (bpf_jiffies64(), bpf_ktime_get_ns()) };
+    // SAFETY: `cb` is the context's scratch area, writable by sched_cls.
+    let cb = unsafe { &mut (*ctx.skb.skb).cb };
+    *cb = [jiffies as u32, (jiffies >> 32) as u32, mono as u32, (mono >> 32) as u32, 0];
     TC_ACT_UNSPEC
 }
 

@@ -114,8 +114,3 @@ pub static TUNNEL_IFACES: HashMap<u32, u8, 256> = HashMap::new();
 /// several trusted interfaces share defers to [`TUNNEL_IFACES`].
 #[btf_map]
 pub static TUNNEL_SLOTS: Array<u32, { TUNNEL_SLOT_COUNT as usize }> = Array::new();
-
-/// `[jiffies, CLOCK_MONOTONIC ns]` read together by `vxflow_clock`
-/// (`vxflow_common::MAP_CLOCK_SAMPLE`).
-#[btf_map]
-pub static CLOCK_SAMPLE: Array<[u64; 2], 1> = Array::new();

@@ -680,10 +680,6 @@ fn calibrate_ticks(ebpf: &mut Ebpf) -> Result<TickClock, LoadError> {
 fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
     use aya::programs::{TestRun as _, TestRunOptions};
     let name = vxflow_common::PROGRAM_CLOCK;
-    let map_name = vxflow_common::MAP_CLOCK_SAMPLE;
-    let map = ebpf.map(map_name).ok_or(LoadError::MissingMap(map_name))?;
-    let sample_map: Array<&MapData, [u64; 2]> =
-        Array::try_from(map).map_err(|source| LoadError::Map { name: map_name, source })?;
     let prog: &SchedClassifier = ebpf
         .program(name)
         .ok_or(LoadError::MissingProgram(name))?
@@ -691,11 +687,16 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
         .map_err(|source| LoadError::Verify { name, source })?;
     // The smallest frame a classifier test run takes: an Ethernet header.
     let frame = [0u8; 14];
+    // `struct __sk_buff` as the run leaves it.
+    let mut ctx = [0u8; 192];
     let sample = || -> Result<Sample, ClockSampleError> {
-        prog.test_run(TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() })
+        prog.test_run(TestRunOptions { data_in: Some(&frame), ctx_out: Some(&mut ctx), ..TestRunOptions::default() })
             .map_err(ClockSampleError::Run)?;
-        let [jiffies, mono_ns] = sample_map.get(&0, 0).map_err(ClockSampleError::Read)?;
-        Ok(Sample { jiffies, mono_ns })
+        let word = |i: usize| {
+            let at = vxflow_common::CLOCK_SAMPLE_CB + 4 * i;
+            u64::from(u32::from_ne_bytes([ctx[at], ctx[at + 1], ctx[at + 2], ctx[at + 3]]))
+        };
+        Ok(Sample { jiffies: word(0) | word(1) << 32, mono_ns: word(2) | word(3) << 32 })
     };
     TickClock::calibrate(sample, std::time::Duration::from_secs(1)).map_err(LoadError::Clock)
 }
@@ -705,8 +706,6 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
 pub enum ClockSampleError {
     #[error("running the program (BPF_PROG_TEST_RUN)")]
     Run(#[source] ProgramError),
-    #[error("reading its sample")]
-    Read(#[source] MapError),
 }
 
 /// Takes the flow-generation maps out of `ebpf` and points the datapath at

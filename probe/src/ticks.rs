@@ -7,9 +7,17 @@
 //! times), so jiffy `j` began at `origin + j * tick_ns` for the life of the
 //! kernel: neither `CLOCK_MONOTONIC` nor jiffies ever steps. Both numbers
 //! are found once, at load, from pairs (jiffies, monotonic ns) that the
-//! `vxflow_clock` program reads at one instant: sampled back to back, the
-//! first sample of a new jiffy comes within microseconds of the tick that
-//! began it.
+//! `vxflow_clock` program reads at one instant.
+//!
+//! Jiffies never advance early: the tick that starts jiffy `j` runs at or
+//! after its nominal time, by the timer interrupt's latency. So when one
+//! sample reads `j - 1` at `m0` and the next reads `j` at `m1`, jiffy `j`
+//! began within `[m0 - latency, m1]`. Two such starts `n` ticks apart bound
+//! the tick length to their widths over `n`; sampling goes on until one
+//! `CONFIG_HZ` alone fits (about 30 ms back to back; longer when samples
+//! are slow, as under `strace`). The origin is then the smallest
+//! `m - j * tick` over the starts: late by the latency and the sampling
+//! gap, microseconds back to back, and in any case well under a tick.
 
 use std::time::Duration;
 
@@ -35,17 +43,15 @@ pub enum CalibrateError<E: std::error::Error + 'static> {
     #[error("reading the clock sample (running vxflow_clock)")]
     Sample(#[source] E),
     #[error(
-        "the kernel's jiffies did not advance in steady ticks within {0:?} (samples too far apart, or no \
-         tick on this CPU); cannot map the datapath's timestamps to time"
+        "the kernel's jiffies did not fit one CONFIG_HZ within {0:?} (too few tick starts seen, or ticks \
+         later than {LATENCY_NS} ns); cannot map the datapath's timestamps to time"
     )]
-    NoSteadyTicks(Duration),
-    #[error("the kernel's tick measured {measured_ns} ns, which is no CONFIG_HZ Linux offers")]
-    OddTick { measured_ns: u64 },
+    NoTick(Duration),
 }
 
 /// Every `CONFIG_HZ` a Linux architecture offers (the `HZ_*` choices in
 /// kernel/Kconfig.hz and the architectures' own Kconfig): each at least 2 %
-/// from the next, so a tick measured to 1 % names one.
+/// from the next.
 const CONFIG_HZ: [u64; 15] = [24, 32, 48, 64, 100, 128, 200, 250, 256, 300, 500, 512, 1000, 1024, 1200];
 
 /// `TICK_NSEC` for `hz`, as include/vdso/jiffies.h computes it.
@@ -53,15 +59,19 @@ const fn tick_nsec(hz: u64) -> u64 {
     (1_000_000_000 + hz / 2) / hz
 }
 
-/// Samples further apart than this cannot place a tick's start precisely
-/// enough: the boundary between them is not used.
-const MAX_GAP_NS: u64 = 50_000;
-/// Tick starts found before deciding, at least; the first and last give the
-/// tick length.
-const BOUNDARIES: usize = 3;
-/// Monotonic time the first and last start span, at least: a start seen
-/// 50 us late then moves the measured tick by 0.25 %.
-const MIN_SPAN_NS: u64 = 20_000_000;
+/// How late a tick's interrupt may run after its nominal time. A later one
+/// gives bounds that fit no `CONFIG_HZ`; sampling then starts over.
+const LATENCY_NS: u64 = 200_000;
+/// Monotonic time between the first and last tick start used, at least.
+const MIN_SPAN_NS: u64 = 30_000_000;
+
+/// Jiffy `jiffies` began within `[lo, hi]` monotonic nanoseconds.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    jiffies: u64,
+    lo: u64,
+    hi: u64,
+}
 
 impl TickClock {
     /// A clock with known parameters, for tests.
@@ -71,53 +81,40 @@ impl TickClock {
     }
 
     /// Finds the tick length and origin from samples taken back to back by
-    /// `sample`, for at most `budget` of monotonic time (about 20 ms and
-    /// three ticks are enough: 24 ms at `CONFIG_HZ=250`, 30 ms at 100).
+    /// `sample`, giving up after `budget` of monotonic time.
     ///
     /// # Errors
-    /// When a sample cannot be read, or no steady ticks were seen.
+    /// When a sample cannot be read or no single `CONFIG_HZ` fits in time.
     pub fn calibrate<E: std::error::Error + 'static>(
         mut sample: impl FnMut() -> Result<Sample, E>,
         budget: Duration,
     ) -> Result<Self, CalibrateError<E>> {
-        let first = sample().map_err(CalibrateError::Sample)?;
-        let deadline = first.mono_ns.saturating_add(u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX));
-        let mut prev = first;
-        // Tick starts, each as the first sample of its jiffy.
-        let mut starts: Vec<Sample> = Vec::new();
-        while starts.len() < BOUNDARIES || starts[starts.len() - 1].mono_ns - starts[0].mono_ns < MIN_SPAN_NS {
+        let mut prev = sample().map_err(CalibrateError::Sample)?;
+        let deadline = prev.mono_ns.saturating_add(u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX));
+        let mut starts: Vec<Start> = Vec::new();
+        loop {
             let s = sample().map_err(CalibrateError::Sample)?;
-            if s.mono_ns > deadline {
-                return Err(CalibrateError::NoSteadyTicks(budget));
-            }
-            // A new jiffy right after a sample of the previous one places
-            // its tick's start; after several ticks at once (a catch-up
-            // after idle) or a long gap (the sampler was preempted) it does
-            // not, and is skipped.
-            if s.jiffies == prev.jiffies + 1 && s.mono_ns.saturating_sub(prev.mono_ns) <= MAX_GAP_NS {
-                starts.push(s);
+            if s.jiffies == prev.jiffies + 1 {
+                starts.push(Start { jiffies: s.jiffies, lo: prev.mono_ns.saturating_sub(LATENCY_NS), hi: s.mono_ns });
+                match fitting_tick(&starts) {
+                    Fit::One(tick_ns) => {
+                        let origin_ns = starts
+                            .iter()
+                            .map(|t| i128::from(t.hi) - i128::from(t.jiffies) * i128::from(tick_ns))
+                            .min()
+                            .unwrap_or_default();
+                        return Ok(Self { tick_ns, origin_ns });
+                    }
+                    Fit::Several => {}
+                    // A tick later than LATENCY_NS: its bounds are wrong.
+                    Fit::None => starts.clear(),
+                }
             }
             prev = s;
+            if s.mono_ns > deadline {
+                return Err(CalibrateError::NoTick(budget));
+            }
         }
-        let (a, b) = (starts[0], starts[starts.len() - 1]);
-        let measured_ns = (b.mono_ns - a.mono_ns) / (b.jiffies - a.jiffies);
-        // A tick is seen late by the timer interrupt's latency (tens of
-        // microseconds in a VM), so the measured length is only within a
-        // percent or so; it picks the one `CONFIG_HZ` it can be. Exactness
-        // matters: a stamp's error grows by the tick's error every tick.
-        let tick_ns = CONFIG_HZ
-            .iter()
-            .map(|&hz| tick_nsec(hz))
-            .find(|&tick| measured_ns.abs_diff(tick) <= tick / 100)
-            .ok_or(CalibrateError::OddTick { measured_ns })?;
-        // Each start is at or after its tick's true start; the earliest
-        // estimate is the best.
-        let origin_ns = starts
-            .iter()
-            .map(|s| i128::from(s.mono_ns) - i128::from(s.jiffies) * i128::from(tick_ns))
-            .min()
-            .unwrap_or_default();
-        Ok(Self { tick_ns, origin_ns })
     }
 
     /// The kernel's tick, `TICK_NSEC`.
@@ -129,7 +126,7 @@ impl TickClock {
     /// `CONFIG_HZ` of the running kernel.
     #[must_use]
     pub const fn hz(&self) -> u64 {
-        1_000_000_000 / self.tick_ns
+        (1_000_000_000 + self.tick_ns / 2) / self.tick_ns
     }
 
     /// Monotonic nanoseconds at which jiffy `jiffies` began.
@@ -153,16 +150,51 @@ impl TickClock {
     }
 }
 
+/// Which `CONFIG_HZ` ticks the starts allow.
+enum Fit {
+    One(u64),
+    Several,
+    None,
+}
+
+/// The ticks every pair of `starts` allows: for starts `n` jiffies apart,
+/// the tick lies between the closest and the farthest their bounds can be,
+/// over `n`. Undecided until the starts span [`MIN_SPAN_NS`].
+fn fitting_tick(starts: &[Start]) -> Fit {
+    let (Some(first), Some(last)) = (starts.first(), starts.last()) else { return Fit::Several };
+    if last.hi.saturating_sub(first.lo) < MIN_SPAN_NS {
+        return Fit::Several;
+    }
+    let (mut lo, mut hi) = (0f64, f64::INFINITY);
+    for (i, a) in starts.iter().enumerate() {
+        for b in &starts[i + 1..] {
+            #[expect(clippy::cast_precision_loss, reason = "tick bounds to well under a part per million")]
+            let n = (b.jiffies - a.jiffies) as f64;
+            #[expect(clippy::cast_precision_loss, reason = "as above")]
+            let (near, far) = (b.lo.saturating_sub(a.hi) as f64, (b.hi - a.lo) as f64);
+            lo = lo.max(near / n);
+            hi = hi.min(far / n);
+        }
+    }
+    #[expect(clippy::cast_precision_loss, reason = "as above")]
+    let mut fits = CONFIG_HZ.iter().map(|&hz| tick_nsec(hz)).filter(|&t| (lo..=hi).contains(&(t as f64)));
+    match (fits.next(), fits.next()) {
+        (Some(t), None) => Fit::One(t),
+        (Some(_), Some(_)) => Fit::Several,
+        (None, _) => Fit::None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
 
     use super::*;
 
-    /// A kernel with `hz` ticking from `origin_ns`, sampled every `step_ns`
-    /// (plus `jitter` pattern), starting at `start_ns`.
+    /// A kernel with `hz` ticking from `origin_ns`, sampled after each of
+    /// `steps` in turn (nanoseconds), from `start_ns` on.
     fn fake(hz: u64, origin_ns: i128, start_ns: u64, steps: Vec<u64>) -> impl FnMut() -> Result<Sample, Infallible> {
-        let tick = (1_000_000_000 + hz / 2) / hz;
+        let tick = tick_nsec(hz);
         let mut t = start_ns;
         let mut i = 0;
         move || {
@@ -175,8 +207,7 @@ mod tests {
 
     /// Jiffies as Linux starts them: five minutes before 2^32.
     fn origin(hz: u64) -> i128 {
-        let tick = (1_000_000_000 + hz / 2) / hz;
-        -i128::from((1u64 << 32) - 300 * hz) * i128::from(tick) + 12_345
+        -i128::from((1u64 << 32) - 300 * hz) * i128::from(tick_nsec(hz)) + 12_345
     }
 
     #[test]
@@ -186,7 +217,7 @@ mod tests {
             let c = TickClock::calibrate(fake(hz, o, 7_000_000_000, vec![1_700, 2_300, 900]), Duration::from_secs(1))
                 .unwrap();
             assert_eq!(c.hz(), hz);
-            assert_eq!(c.tick_ns(), (1_000_000_000 + hz / 2) / hz);
+            assert_eq!(c.tick_ns(), tick_nsec(hz));
             // Within one sampling step of the truth, never before it.
             assert!(c.origin_ns >= o && c.origin_ns - o <= 2_300, "hz {hz}: {} vs {o}", c.origin_ns);
             let j = 4_400_000_000;
@@ -196,23 +227,22 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_or_a_catch_up_is_not_used() {
-        let o = origin(250);
-        // Samples 1 us apart, but for a 100 us gap and a 9 ms pause (two or
-        // three ticks at once) early on: the starts after them are skipped.
-        let mut steps = vec![1_000; 20_000];
-        steps[3_000] = 100_000;
-        steps[6_000] = 9_000_000;
-        let c = TickClock::calibrate(fake(250, o, 1_000_000_000, steps), Duration::from_secs(2)).unwrap();
-        assert_eq!(c.hz(), 250);
-        assert!(c.origin_ns >= o && c.origin_ns - o <= 1_000);
+    fn slow_or_uneven_samples_still_fit() {
+        // As under strace or on a loaded node: samples 250 us to 2 ms apart,
+        // with a 9 ms pause (two ticks at once) among them.
+        for hz in [100, 250, 256, 1000, 1024] {
+            let o = origin(hz);
+            let steps = vec![250_000, 1_100_000, 9_000_000, 400_000, 2_000_000, 700_000];
+            let c = TickClock::calibrate(fake(hz, o, 1_000_000_000, steps), Duration::from_secs(2)).unwrap();
+            assert_eq!(c.hz(), hz, "{c:?}");
+            assert!(c.origin_ns >= o && c.origin_ns - o <= 2_000_000, "hz {hz}: {}", c.origin_ns - o);
+        }
     }
 
     #[test]
     fn ticks_seen_late_still_name_their_hz() {
-        // Each tick's interrupt comes 0 to 45 us late, by tick number, so
-        // the tick measured over two of them is off by up to 0.6 %: 250 Hz
-        // must not come out as 251.
+        // Each tick's interrupt comes 0 to 45 us late, by tick number: 250
+        // Hz must not come out as 256 (or 251), nor 1000 as 1024.
         for hz in [250, 1000] {
             let tick = tick_nsec(hz);
             let o = origin(hz);
@@ -227,16 +257,24 @@ mod tests {
             };
             let c = TickClock::calibrate(sample, Duration::from_secs(1)).unwrap();
             assert_eq!(c.hz(), hz);
-            assert!(c.origin_ns >= o && c.origin_ns - o <= 1_000 + 45_000);
+            assert!(c.origin_ns >= o && c.origin_ns - o <= 1_000);
         }
     }
 
     #[test]
-    fn gives_up_when_ticks_never_show() {
-        // Samples 6 ms apart: every boundary is too far from its samples.
+    fn gives_up_without_tick_starts() {
+        // Samples 100 ms apart: no start is bounded to a tick.
         let err =
-            TickClock::calibrate(fake(250, origin(250), 0, vec![6_000_000]), Duration::from_millis(200)).unwrap_err();
-        assert!(matches!(err, CalibrateError::NoSteadyTicks(_)), "{err}");
+            TickClock::calibrate(fake(250, origin(250), 0, vec![100_000_000]), Duration::from_millis(500)).unwrap_err();
+        assert!(matches!(err, CalibrateError::NoTick(_)), "{err}");
+        // Jiffies that never move.
+        let mut t = 0;
+        let frozen = move || {
+            t += 10_000;
+            Ok::<_, Infallible>(Sample { jiffies: 4_294_000_000, mono_ns: t })
+        };
+        let err = TickClock::calibrate(frozen, Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err, CalibrateError::NoTick(_)), "{err}");
     }
 
     #[test]
