@@ -38,7 +38,19 @@ pub struct KernelMaps {
     last_timing: DrainTiming,
     /// Maps the datapath's jiffies to monotonic time.
     ticks: TickClock,
+    /// Buckets of a flow-map generation: its entries rounded up to a power
+    /// of two, as the kernel sizes a hash map.
+    buckets: u32,
+    /// Threads a large drain uses (see `batch::take_all`).
+    drain_threads: usize,
 }
+
+/// A generation of at least this many buckets is drained by several
+/// threads; a smaller one is drained in less time than a thread takes to
+/// start.
+const PARALLEL_DRAIN_BUCKETS: u32 = 8192;
+/// At most this many drain threads, however many CPUs the node has.
+const MAX_DRAIN_THREADS: usize = 4;
 
 /// Where the last drain's time went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +101,8 @@ impl KernelMaps {
     pub(crate) fn take(ebpf: &mut Ebpf, ticks: TickClock) -> Result<Self, LoadError> {
         let generation_memory = measure_generation(ebpf);
         let (gen_map, flows) = take_flow_maps(ebpf)?;
+        let buckets =
+            generation_memory.map_or(u32::MAX, |m| m.max_entries).checked_next_power_of_two().unwrap_or(u32::MAX);
         let fallback = ebpf
             .take_map(MAP_FALLBACK)
             .ok_or(LoadError::MissingMap(MAP_FALLBACK))
@@ -112,6 +126,8 @@ impl KernelMaps {
             last_map_entries: 0,
             last_timing: DrainTiming::default(),
             ticks,
+            buckets,
+            drain_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_DRAIN_THREADS)),
         })
     }
 
@@ -141,6 +157,12 @@ impl KernelMaps {
         memory_of(self.flows[self.active].fd().as_fd())
     }
 
+    /// Threads that drain a large generation.
+    #[must_use]
+    pub fn drain_threads(&self) -> usize {
+        if self.buckets >= PARALLEL_DRAIN_BUCKETS { self.drain_threads } else { 1 }
+    }
+
     /// How the datapath's jiffies map to monotonic time.
     #[must_use]
     pub fn ticks(&self) -> TickClock {
@@ -155,7 +177,10 @@ impl KernelMaps {
 
     /// Empties a quiescent generation into `out`, in batches.
     fn drain_generation(&mut self, index: usize, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
-        super::batch::take_all(self.flows[index].fd().as_fd(), &self.ticks, out).map_err(DrainError::Batch)
+        let buckets = self.buckets;
+        let threads = if buckets >= PARALLEL_DRAIN_BUCKETS { self.drain_threads } else { 1 };
+        super::batch::take_all(self.flows[index].fd().as_fd(), buckets, threads, &self.ticks, out)
+            .map_err(DrainError::Batch)
     }
 
     fn drain_fallback(&mut self, out: &mut Vec<FlowDelta>) {
