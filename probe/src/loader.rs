@@ -253,7 +253,11 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
     set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
     set_sampling(&mut ebpf, opts.sampling)?;
     let ticks = calibrate_ticks(&mut ebpf)?;
-    tracing::debug!(hz = ticks.hz(), tick_ns = ticks.tick_ns(), "datapath clock: jiffies mapped to CLOCK_MONOTONIC");
+    tracing::info!(
+        hz = ticks.hz(),
+        tick_ns = ticks.tick_ns(),
+        "datapath clock: packets are stamped with jiffies, so records carry the tick's resolution"
+    );
     let maps = KernelMaps::take(&mut ebpf, ticks)?;
     let tcx_available = || KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
     let attach_mode = match opts.attach {
