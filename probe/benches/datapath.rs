@@ -6,6 +6,11 @@
 //! the ratio, per frame; one flow on one CPU and on two at once; the drain
 //! rate; IPFIX encoding on one core; the kernel bytes per flow slot; and the
 //! userspace cache's heap bytes per flow.
+//!
+//! For profiling a change to the programs: `VXFLOW_BENCH_FRAMES_ONLY=1`
+//! stops after the frame table, and `VXFLOW_BENCH_ONLY=<fixture>` (a pcap
+//! name in `fixtures/classifier/`, say `vxlan-4789-ipv4-tcp`) times only
+//! that frame.
 
 use std::time::Duration;
 

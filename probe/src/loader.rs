@@ -159,7 +159,7 @@ pub enum LoadError {
         source: MapError,
     },
     #[error("mapping the datapath's jiffies to time")]
-    Clock(#[source] CalibrateError<ClockSampleError>),
+    Clock(#[source] CalibrateError<ProgramError>),
     #[error("interface {iface} does not exist (see `ip link`)")]
     NoSuchInterface { iface: String },
     #[error("looking up interface {iface}")]
@@ -693,9 +693,8 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
     let frame = [0u8; 14];
     // `struct __sk_buff` as the run leaves it.
     let mut ctx = [0u8; 192];
-    let sample = || -> Result<Sample, ClockSampleError> {
-        prog.test_run(TestRunOptions { data_in: Some(&frame), ctx_out: Some(&mut ctx), ..TestRunOptions::default() })
-            .map_err(ClockSampleError::Run)?;
+    let sample = || -> Result<Sample, ProgramError> {
+        prog.test_run(TestRunOptions { data_in: Some(&frame), ctx_out: Some(&mut ctx), ..TestRunOptions::default() })?;
         let word = |i: usize| {
             let at = vxflow_common::CLOCK_SAMPLE_CB + 4 * i;
             u64::from(u32::from_ne_bytes([ctx[at], ctx[at + 1], ctx[at + 2], ctx[at + 3]]))
@@ -703,13 +702,6 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
         Ok(Sample { jiffies: word(0) | word(1) << 32, mono_ns: word(2) | word(3) << 32 })
     };
     TickClock::calibrate(sample, std::time::Duration::from_secs(1)).map_err(LoadError::Clock)
-}
-
-/// Why one clock sample could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum ClockSampleError {
-    #[error("running the program (BPF_PROG_TEST_RUN)")]
-    Run(#[source] ProgramError),
 }
 
 /// Takes the flow-generation maps out of `ebpf` and points the datapath at

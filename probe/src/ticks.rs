@@ -40,7 +40,7 @@ pub struct TickClock {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError<E: std::error::Error + 'static> {
-    #[error("reading the clock sample (running vxflow_clock)")]
+    #[error("taking a clock sample (running vxflow_clock with BPF_PROG_TEST_RUN)")]
     Sample(#[source] E),
     #[error(
         "the kernel's jiffies did not fit one CONFIG_HZ within {0:?} (too few tick starts seen, or ticks \

@@ -177,9 +177,7 @@ impl KernelMaps {
 
     /// Empties a quiescent generation into `out`, in batches.
     fn drain_generation(&mut self, index: usize, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
-        let buckets = self.buckets;
-        let threads = if buckets >= PARALLEL_DRAIN_BUCKETS { self.drain_threads } else { 1 };
-        super::batch::take_all(self.flows[index].fd().as_fd(), buckets, threads, &self.ticks, out)
+        super::batch::take_all(self.flows[index].fd().as_fd(), self.buckets, self.drain_threads(), &self.ticks, out)
             .map_err(DrainError::Batch)
     }
 
@@ -222,8 +220,8 @@ impl DeltaSource for KernelMaps {
         for counter in Counter::ALL {
             snap.set(counter, per_cpu.iter().map(|cpu| cpu[counter as usize]).sum());
         }
-        // Boxed: the section is 64 KiB, read whole.
-        let slots = Box::new(self.non_ip.get(&0, 0).map_err(DrainError::Counters)?);
+        // The whole section, 64 KiB, in one read.
+        let slots = self.non_ip.get(&0, 0).map_err(DrainError::Counters)?;
         let non_ip: u64 = slots.iter().map(|s| s.frames).sum();
         for counter in [Counter::NonIp, Counter::Seen] {
             snap.set(counter, snap.get(counter) + non_ip);
