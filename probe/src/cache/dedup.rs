@@ -26,6 +26,10 @@
 //! owner if there is one, else owns its packets from then on; an owner that
 //! saw nothing meanwhile (the path moved) follows it in turn, so a path that
 //! moves back is matched, not counted twice.
+//!
+//! An owner is a cached flow, so a group stores it as the flow's slot in the
+//! cache's table (see [`FlowSlots`]) rather than a second copy of its key:
+//! a tuple seen on one interface costs its group 40 bytes.
 
 use std::collections::HashMap;
 
@@ -33,7 +37,7 @@ use smallvec::{SmallVec, smallvec};
 
 use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
 
-use super::table::SlabMap;
+use super::table::{SlabMap, SlotId};
 use crate::drain::FlowDelta;
 
 /// How many batches in a row an owner may see nothing of its tuple while
@@ -63,19 +67,29 @@ pub struct Outcome {
 }
 
 /// A packet tuple, hashed: groups are keyed by this 8-byte id instead of
-/// the 92-byte tuple (a cached flow's dedup state costs one map entry of
-/// about 150 bytes). Two tuples with one id share a group, safely: owners
+/// the 92-byte tuple. Two tuples with one id share a group, safely: owners
 /// and followers are matched by their full keys.
 type TupleId = u64;
+
+/// The cache's flows, where each owner's key is: an owner is its flow's
+/// slot, which stays while the flow is cached.
+pub(super) trait FlowSlots {
+    /// The key of the flow in `slot`, which is in use.
+    fn key(&self, slot: SlotId) -> &FlowKey;
+    /// The slot of `key`'s flow, made (with no packets yet, last seen at
+    /// `seen_ns`) if the cache has none: the owner's deltas are merged into
+    /// it next.
+    fn slot_for(&mut self, key: &FlowKey, seen_ns: u64) -> SlotId;
+}
 
 #[derive(Debug, Default)]
 pub struct Dedup {
     /// Keys the tuple hash per process, so nobody outside can aim
     /// collisions at it.
     hasher: std::hash::RandomState,
-    /// In dense slots (see [`SlabMap`]): a `HashMap` of 160-byte groups
-    /// would hold twice their size at the table's usual fill.
-    groups: SlabMap<TupleId, Group>,
+    /// In dense slots (see [`SlabMap`]): 48 bytes a tuple, where a
+    /// `HashMap` would hold twice that at its usual fill.
+    groups: SlabMap<TupleId, Stored>,
     /// Follower packets freed outside a batch (an owner's interface went
     /// away), kept at the next batch.
     loose: Vec<FlowDelta>,
@@ -83,9 +97,39 @@ pub struct Dedup {
     waiting: Vec<TupleId>,
 }
 
-/// A tuple's sightings. Nearly every tuple has one owner and no follower:
-/// the owner is stored inline, so such a tuple costs one map entry and no
-/// allocation.
+/// A tuple's sightings as they are kept between batches. Nearly every tuple
+/// has one owner and no follower: that owner is stored inline, so such a
+/// tuple costs one map entry and no allocation.
+#[derive(Debug, Default)]
+enum Stored {
+    /// Only while its [`Group`] is taken out to be worked on.
+    #[default]
+    Out,
+    One(StoredOwner),
+    Many(Box<Members>),
+}
+
+#[derive(Debug)]
+struct Members {
+    owners: Vec<StoredOwner>,
+    followers: Vec<Follower>,
+}
+
+// A tuple seen on one interface costs its group this much, beside the
+// index: what the cache's bytes per flow are held to.
+const _: () = assert!(size_of::<(TupleId, Stored)>() == 40);
+
+/// An [`Owner`] between batches: its key is its flow's, in the cache.
+#[derive(Debug)]
+struct StoredOwner {
+    slot: SlotId,
+    missed: u8,
+    previous: u64,
+    previous_last_ns: u64,
+}
+
+/// A tuple's sightings, with the owners' keys, while a batch or a change of
+/// interface works on them.
 #[derive(Debug, Default)]
 struct Group {
     owners: SmallVec<[Owner; 1]>,
@@ -106,6 +150,9 @@ const END: u32 = u32::MAX;
 #[derive(Debug)]
 struct Owner {
     key: FlowKey,
+    /// Its flow's slot in the cache; `None` for an owner new in this batch,
+    /// whose flow is made when the group is stored.
+    slot: Option<SlotId>,
     /// Packets it saw in the previous batch: what a follower that shows up
     /// one batch late may match.
     previous: u64,
@@ -130,8 +177,9 @@ struct Follower {
 }
 
 impl Dedup {
-    /// Splits one drain's deltas into kept ones and duplicates.
-    pub fn batch(&mut self, deltas: &[FlowDelta]) -> Outcome {
+    /// Splits one drain's deltas into kept ones and duplicates. Every owner
+    /// gets a flow in `flows`, so the kept deltas of a new owner find it.
+    pub(super) fn batch(&mut self, deltas: &[FlowDelta], flows: &mut impl FlowSlots) -> Outcome {
         let mut out = Outcome { extra: std::mem::take(&mut self.loose), ..Outcome::default() };
         // The batch's deltas by tuple, without copying them: the last index
         // per tuple, and from each index the previous one of its tuple.
@@ -164,58 +212,79 @@ impl Dedup {
                 i = chain[i as usize];
             }
             sightings.sort_unstable_by_key(preference);
-            let group = self.groups.get_or_insert_default(tuple);
+            let (at, mut group) = self.take(tuple, flows);
             group.batch(&sightings, &mut out);
             if group.followers.iter().any(|f| f.pending.is_some()) {
                 self.waiting.push(tuple);
             }
-            if group.owners.is_empty() && group.followers.is_empty() {
-                self.groups.remove(&tuple);
-            }
+            self.put(tuple, at, group, flows);
         }
         out
     }
 
-    /// `key` no longer owns its tuple (its flow left the cache). Its
-    /// followers' waiting packets are kept at the next batch.
+    /// The group of `tuple` (empty if it has none), taken out of the map
+    /// until [`Dedup::put`] returns it, and where it was.
+    fn take(&mut self, tuple: TupleId, flows: &impl FlowSlots) -> (Option<SlotId>, Group) {
+        let Some(at) = self.groups.find(&tuple) else {
+            return (None, Group::default());
+        };
+        let stored = std::mem::take(self.groups.at_mut(at));
+        (Some(at), Group::load(stored, flows))
+    }
+
+    /// Stores `group` as `tuple`'s (at `at` if it was there), or removes the
+    /// tuple if nothing is left of it.
+    fn put(&mut self, tuple: TupleId, at: Option<SlotId>, group: Group, flows: &mut impl FlowSlots) {
+        match (group.store(flows), at) {
+            (Some(stored), Some(at)) => *self.groups.at_mut(at) = stored,
+            (Some(stored), None) => {
+                self.groups.insert_new(tuple, stored);
+            }
+            (None, Some(at)) => {
+                self.groups.remove_at(at);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// `key` no longer owns its tuple (its flow is leaving the cache, and is
+    /// still in `flows`). Its followers' waiting packets are kept at the next
+    /// batch.
     ///
     /// If another owner it could duplicate remains, `key` follows that one
     /// from now on, with nothing spare: it may have matched that owner's last
     /// batch already (as a follower promoted this batch), and as a newcomer
     /// it would be offered those packets again, so one owner packet could
     /// hide two of its packets.
-    pub fn forget(&mut self, key: &FlowKey) {
+    pub(super) fn forget(&mut self, key: &FlowKey, flows: &mut impl FlowSlots) {
         let tuple = self.tuple_id(key);
-        let Some(group) = self.groups.get_mut(&tuple) else {
-            return;
-        };
+        let (at, mut group) = self.take(tuple, flows);
         let was_owner = group.owners.iter().any(|o| o.key == *key);
         group.drop_owners(|o| o == key, &mut self.loose);
         let other = group.owners.iter().find(|o| compatible(&o.key, key)).map(|o| o.key);
         if let Some(owner) = other.filter(|_| was_owner) {
             group.followers.push(Follower { key: *key, owner, spare: 0, spare_until_ns: 0, pending: None });
         }
-        if group.owners.is_empty() && group.followers.is_empty() {
-            self.groups.remove(&tuple);
-        }
+        self.put(tuple, at, group, flows);
     }
 
     /// Interface `ifindex` went away: its sightings own and follow nothing.
-    pub fn release_interface(&mut self, ifindex: u32) {
-        let loose = &mut self.loose;
-        self.groups.retain(|_, group| {
-            group.drop_owners(|o| o.ifindex == ifindex, loose);
+    pub(super) fn release_interface(&mut self, ifindex: u32, flows: &mut impl FlowSlots) {
+        let tuples: Vec<TupleId> = self.groups.keys().copied().collect();
+        for tuple in tuples {
+            let (at, mut group) = self.take(tuple, flows);
+            group.drop_owners(|o| o.ifindex == ifindex, &mut self.loose);
             group.followers.retain_mut(|f| {
                 if f.key.ifindex != ifindex {
                     return true;
                 }
                 if let Some(stats) = f.pending.take() {
-                    loose.push(FlowDelta { key: f.key, stats });
+                    self.loose.push(FlowDelta { key: f.key, stats });
                 }
                 false
             });
-            !(group.owners.is_empty() && group.followers.is_empty())
-        });
+            self.put(tuple, at, group, flows);
+        }
     }
 
     fn tuple_id(&self, key: &FlowKey) -> TupleId {
@@ -233,10 +302,12 @@ impl Dedup {
     /// (shutdown), and nothing owned any more.
     pub fn take_all(&mut self) -> Vec<FlowDelta> {
         let mut out = std::mem::take(&mut self.loose);
-        for group in self.groups.values_mut() {
-            for f in &mut group.followers {
-                if let Some(stats) = f.pending.take() {
-                    out.push(FlowDelta { key: f.key, stats });
+        for stored in self.groups.values_mut() {
+            if let Stored::Many(members) = stored {
+                for f in &mut members.followers {
+                    if let Some(stats) = f.pending.take() {
+                        out.push(FlowDelta { key: f.key, stats });
+                    }
                 }
             }
         }
@@ -247,6 +318,40 @@ impl Dedup {
 }
 
 impl Group {
+    fn load(stored: Stored, flows: &impl FlowSlots) -> Self {
+        let owner = |o: StoredOwner| Owner {
+            key: *flows.key(o.slot),
+            slot: Some(o.slot),
+            previous: o.previous,
+            previous_last_ns: o.previous_last_ns,
+            missed: o.missed,
+        };
+        match stored {
+            Stored::Out => unreachable!("a group is taken out once at a time"),
+            Stored::One(o) => Self { owners: smallvec![owner(o)], followers: Vec::new() },
+            Stored::Many(members) => {
+                let Members { owners, followers } = *members;
+                Self { owners: owners.into_iter().map(owner).collect(), followers }
+            }
+        }
+    }
+
+    /// The group as it is kept, each new owner's flow made in `flows`;
+    /// `None` when nothing is left of it.
+    fn store(self, flows: &mut impl FlowSlots) -> Option<Stored> {
+        let mut owner = |o: Owner| StoredOwner {
+            slot: o.slot.unwrap_or_else(|| flows.slot_for(&o.key, o.previous_last_ns)),
+            previous: o.previous,
+            previous_last_ns: o.previous_last_ns,
+            missed: o.missed,
+        };
+        let Self { mut owners, followers } = self;
+        if followers.is_empty() && owners.len() <= 1 {
+            return owners.pop().map(|o| Stored::One(owner(o)));
+        }
+        Some(Stored::Many(Box::new(Members { owners: owners.into_iter().map(owner).collect(), followers })))
+    }
+
     fn batch(&mut self, sightings: &[Sighting], out: &mut Outcome) {
         // Owners keep everything they saw.
         let mut seen: Vec<Option<FlowStats>> = vec![None; self.owners.len()];
@@ -278,7 +383,7 @@ impl Group {
                 });
                 follower_seen.push(Some(s.stats));
             } else {
-                self.owners.push(Owner { key: s.key, previous: 0, previous_last_ns: 0, missed: 0 });
+                self.owners.push(Owner { key: s.key, slot: None, previous: 0, previous_last_ns: 0, missed: 0 });
                 seen.push(Some(s.stats));
                 out.kept.extend_from_slice(&s.indexes);
             }
@@ -345,7 +450,7 @@ impl Group {
                 if let Some(o) = old.filter(|&o| seen[o].is_none() && !demoted.iter().any(|(d, _)| *d == f.owner)) {
                     demoted.push((self.owners[o].key, f.key));
                 }
-                self.owners.push(Owner { key: f.key, previous: 0, previous_last_ns: 0, missed: 0 });
+                self.owners.push(Owner { key: f.key, slot: None, previous: 0, previous_last_ns: 0, missed: 0 });
                 seen.push(now);
                 previous.push(overflow.packets);
                 promoted.push(f.key);

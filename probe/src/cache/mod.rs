@@ -12,7 +12,7 @@ use std::{collections::HashSet, num::NonZeroU64, time::Duration};
 use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
 
 use self::{
-    dedup::Dedup,
+    dedup::{Dedup, FlowSlots},
     table::{SlabMap, SlotId},
     tcp_end::{Conversations, NO_CONVERSATION},
 };
@@ -218,7 +218,7 @@ impl FlowCache {
     /// still finds no room is exported on its own, never dropped.
     pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
         let (kept, extra) = if self.config.dedup {
-            let outcome = self.dedup.batch(deltas);
+            let outcome = self.dedup.batch(deltas, &mut Table::of(&mut self.flows, &mut self.stats));
             self.stats.duplicate_packets += outcome.duplicate_packets;
             self.stats.duplicate_bytes += outcome.duplicate_bytes;
             let kept: Vec<&FlowDelta> = outcome.kept.iter().map(|&i| &deltas[i as usize]).collect();
@@ -240,7 +240,7 @@ impl FlowCache {
     /// Flows seen on interface `ifindex` stop owning their tuples (it was
     /// detached or vanished); their cached counts are exported as usual.
     pub fn release_interface(&mut self, ifindex: u32) {
-        self.dedup.release_interface(ifindex);
+        self.dedup.release_interface(ifindex, &mut Table::of(&mut self.flows, &mut self.stats));
     }
 
     fn merge(&mut self, delta: &FlowDelta, now_ns: u64, out: &mut Vec<FlowRecord>) {
@@ -285,7 +285,7 @@ impl FlowCache {
                 tcp_flags: flags,
                 end_reason: EndReason::LackOfResources,
             };
-            self.dedup.forget(&delta.key);
+            self.dedup.forget(&delta.key, &mut Table::of(&mut self.flows, &mut self.stats));
             self.emit(record, out);
             return;
         };
@@ -355,8 +355,9 @@ impl FlowCache {
     /// Removes the flow in `slot`, which must be in use, exporting what it holds.
     fn remove(&mut self, slot: SlotId, reason: EndReason, out: &mut Vec<FlowRecord>) {
         self.conversations.leave(&mut self.flows, slot);
-        let (key, mut e) = self.flows.remove_at(slot);
-        self.dedup.forget(&key);
+        let key = *self.flows.at(slot).0;
+        self.dedup.forget(&key, &mut Table::of(&mut self.flows, &mut self.stats));
+        let (_, mut e) = self.flows.remove_at(slot);
         // An entry emptied by an active-timeout export has nothing to report.
         if !e.is_empty() {
             let record = take_record(&key, &mut e, reason);
@@ -369,6 +370,34 @@ impl FlowCache {
         self.stats.packets += record.packets;
         self.stats.bytes += record.bytes;
         out.push(record);
+    }
+}
+
+/// The flow table as dedup sees it: owners' flows by slot, made on demand.
+struct Table<'a> {
+    flows: &'a mut SlabMap<FlowKey, Entry>,
+    stats: &'a mut CacheStats,
+}
+
+impl<'a> Table<'a> {
+    fn of(flows: &'a mut SlabMap<FlowKey, Entry>, stats: &'a mut CacheStats) -> Self {
+        Self { flows, stats }
+    }
+}
+
+impl FlowSlots for Table<'_> {
+    fn key(&self, slot: SlotId) -> &FlowKey {
+        self.flows.at(slot).0
+    }
+
+    fn slot_for(&mut self, key: &FlowKey, seen_ns: u64) -> SlotId {
+        if let Some(slot) = self.flows.find(key) {
+            return slot;
+        }
+        self.stats.created += 1;
+        // No packets yet, so `merge` takes its start from the first delta;
+        // last seen as the owner was, so eviction ranks it as recent.
+        self.flows.insert_new(*key, Entry { start_ns: seen_ns, last_ns: seen_ns, ..Entry::default() })
     }
 }
 
