@@ -23,7 +23,7 @@ pub const DIRECTION_EGRESS: u8 = 1;
 /// Addresses are in network byte order; an IPv4 address fills the first four
 /// bytes and the rest stay zero. Ports are in host byte order.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowKey {
     /// sourceIPv4Address (IE 8) / sourceIPv6Address (IE 27).
     pub src_addr: [u8; 16],

@@ -5,12 +5,13 @@
 //! C classifier (`benches/reference/naive_classifier.c`), interleaved, and
 //! the ratio, per frame; one flow on one CPU and on two at once; the drain
 //! rate; IPFIX encoding on one core; the kernel bytes per flow slot; and the
-//! userspace cache's heap bytes per flow.
+//! userspace cache's heap bytes per flow and CPU per delta merged.
 //!
 //! For profiling a change to the programs: `VXFLOW_BENCH_FRAMES_ONLY=1`
 //! stops after the frame table, and `VXFLOW_BENCH_ONLY=<fixture>` (a pcap
 //! name in `fixtures/classifier/`, say `vxlan-4789-ipv4-tcp`) times only
-//! that frame.
+//! that frame. For a change to the cache: `VXFLOW_BENCH_CACHE_ONLY=1` prints
+//! only its figures, and needs no root.
 
 use std::time::Duration;
 
@@ -61,9 +62,9 @@ fn heap_bytes() -> u64 {
     (m.uordblks + m.hblkhd) as u64
 }
 
-/// Heap bytes per flow of a cache holding `n` distinct TCP flows.
-fn cache_bytes_per_flow(n: u32) -> u64 {
-    let deltas: Vec<FlowDelta> = (0..n)
+/// One delta each of `n` distinct TCP flows.
+fn distinct_deltas(n: u32) -> Vec<FlowDelta> {
+    (0..n)
         .map(|i| {
             let mut key = FlowKey { protocol: 6, ip_version: 4, src_port: 40000, dst_port: 80, ..FlowKey::default() };
             key.src_addr[..4].copy_from_slice(&i.to_be_bytes());
@@ -73,7 +74,12 @@ fn cache_bytes_per_flow(n: u32) -> u64 {
                 stats: FlowStats { packets: 1, bytes: 60, first_seen_ns: 1, last_seen_ns: 1, ..FlowStats::default() },
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Heap bytes per flow of a cache holding `n` distinct TCP flows.
+fn cache_bytes_per_flow(n: u32) -> u64 {
+    let deltas = distinct_deltas(n);
     let before = heap_bytes();
     let mut cache = FlowCache::new(CacheConfig { max_flows: n as usize, ..CacheConfig::default() });
     let mut out = Vec::new();
@@ -334,7 +340,64 @@ fn ipfix_encoding() {
     );
 }
 
+/// CPU per delta of merging drains of `n` distinct flows into the cache
+/// (default configuration, so dedup on), in the daemon's batches of a
+/// generation, first as new flows and then again as known ones; against the
+/// least a cache does, each delta added into a `HashMap<FlowKey, FlowStats>`.
+fn cache_ingest(n: u32) {
+    const BATCH: usize = 65_536;
+    let deltas = distinct_deltas(n);
+    let per_delta = |ns: u64| {
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let per = ns as f64 / f64::from(n);
+        per
+    };
+    let mut cache = FlowCache::new(CacheConfig { max_flows: n as usize, ..CacheConfig::default() });
+    let mut out = Vec::new();
+    let mut timed = |round: u64| {
+        let started = thread_cpu_ns();
+        for batch in deltas.chunks(BATCH) {
+            cache.ingest(batch, round, &mut out);
+        }
+        per_delta(thread_cpu_ns() - started)
+    };
+    let (new, known) = (timed(1), timed(2));
+    assert_eq!((cache.len(), out.len()), (n as usize, 0));
+    let mut map: std::collections::HashMap<FlowKey, FlowStats> = std::collections::HashMap::new();
+    let mut reference = || {
+        let started = thread_cpu_ns();
+        for d in &deltas {
+            let s = map.entry(d.key).or_default();
+            s.packets += d.stats.packets;
+            s.bytes += d.stats.bytes;
+            s.last_seen_ns = s.last_seen_ns.max(d.stats.last_seen_ns);
+        }
+        per_delta(thread_cpu_ns() - started)
+    };
+    let (map_new, map_known) = (reference(), reference());
+    println!(
+        "userspace cache ingest at {n} flows: {new:.0} ns a new flow, {known:.0} a known one; a bare HashMap \
+         {map_new:.0} and {map_known:.0}: x{:.2} and x{:.2}",
+        new / map_new,
+        known / map_known
+    );
+}
+
+/// The userspace cache's figures.
+fn cache_figures() {
+    for n in [10_000, 100_000, 1_000_000] {
+        println!("userspace cache: {} B of heap per flow at {n} flows", cache_bytes_per_flow(n));
+    }
+    for n in [100_000, 1_000_000] {
+        cache_ingest(n);
+    }
+}
+
 fn main() {
+    if std::env::var_os("VXFLOW_BENCH_CACHE_ONLY").is_some() {
+        cache_figures();
+        return;
+    }
     let opts = LoadOptions {
         flow_entries: 65_536,
         fallback_ring_bytes: 1 << 20,
@@ -415,7 +478,5 @@ fn main() {
 
     ipfix_encoding();
 
-    for n in [10_000, 100_000, 1_000_000] {
-        println!("userspace cache: {} B of heap per flow at {n} flows", cache_bytes_per_flow(n));
-    }
+    cache_figures();
 }

@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 
+use nohash_hasher::BuildNoHashHasher;
 use smallvec::{SmallVec, smallvec};
 
 use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
@@ -71,6 +72,10 @@ pub struct Outcome {
 /// and followers are matched by their full keys.
 type TupleId = u64;
 
+/// Tables of tuple ids hash them as they are: a keyed hash already, uniform
+/// and secret.
+type ById = BuildNoHashHasher<TupleId>;
+
 /// The cache's flows, where each owner's key is: an owner is its flow's
 /// slot, which stays while the flow is cached.
 pub(super) trait FlowSlots {
@@ -89,7 +94,7 @@ pub struct Dedup {
     hasher: std::hash::RandomState,
     /// In dense slots (see [`SlabMap`]): 48 bytes a tuple, where a
     /// `HashMap` would hold twice that at its usual fill.
-    groups: SlabMap<TupleId, Stored>,
+    groups: SlabMap<TupleId, Stored, ById>,
     /// Follower packets freed outside a batch (an owner's interface went
     /// away), kept at the next batch.
     loose: Vec<FlowDelta>,
@@ -183,7 +188,7 @@ impl Dedup {
         let mut out = Outcome { extra: std::mem::take(&mut self.loose), ..Outcome::default() };
         // The batch's deltas by tuple, without copying them: the last index
         // per tuple, and from each index the previous one of its tuple.
-        let mut heads: HashMap<TupleId, u32> = HashMap::with_capacity(deltas.len());
+        let mut heads: HashMap<TupleId, u32, ById> = HashMap::with_capacity_and_hasher(deltas.len(), ById::default());
         let mut chain: Vec<u32> = vec![END; deltas.len()];
         for ((i, d), link) in (0u32..).zip(deltas).zip(&mut chain) {
             let head = heads.entry(self.tuple_id(&d.key)).or_insert(END);
@@ -211,6 +216,11 @@ impl Dedup {
                 }
                 i = chain[i as usize];
             }
+            if let [only] = sightings.as_slice()
+                && self.sole_owner(tuple, only, flows, &mut out)
+            {
+                continue;
+            }
             sightings.sort_unstable_by_key(preference);
             let (at, mut group) = self.take(tuple, flows);
             group.batch(&sightings, &mut out);
@@ -220,6 +230,31 @@ impl Dedup {
             self.put(tuple, at, group, flows);
         }
         out
+    }
+
+    /// The common case, settled without taking the group out: the only
+    /// sighting of a tuple this batch is its only owner, or the tuple is new.
+    /// Does what [`Group::batch`] would, and returns whether it applied.
+    fn sole_owner(&mut self, tuple: TupleId, s: &Sighting, flows: &mut impl FlowSlots, out: &mut Outcome) -> bool {
+        let Some(at) = self.groups.find(&tuple) else {
+            let slot = flows.slot_for(&s.key, s.stats.last_seen_ns);
+            let owner =
+                StoredOwner { slot, missed: 0, previous: s.stats.packets, previous_last_ns: s.stats.last_seen_ns };
+            self.groups.insert_new(tuple, Stored::One(owner));
+            out.kept.extend_from_slice(&s.indexes);
+            return true;
+        };
+        let owner = match self.groups.at_mut(at) {
+            Stored::One(o) if *flows.key(o.slot) == s.key => o,
+            _ => return false,
+        };
+        owner.previous = s.stats.packets;
+        owner.previous_last_ns = s.stats.last_seen_ns;
+        if s.stats.packets > 0 {
+            owner.missed = 0;
+        }
+        out.kept.extend_from_slice(&s.indexes);
+        true
     }
 
     /// The group of `tuple` (empty if it has none), taken out of the map

@@ -227,13 +227,26 @@ impl FlowCache {
             (deltas.iter().collect(), self.dedup.take_all())
         };
         let all = || kept.iter().copied().chain(&extra);
-        let new_keys: HashSet<&FlowKey> = all().map(|d| &d.key).filter(|k| !self.flows.contains_key(*k)).collect();
+        // Each delta's key hashed and looked up once, here.
+        let mut found: Vec<(u64, Option<SlotId>)> = all()
+            .map(|d| {
+                let hash = self.flows.hash(&d.key);
+                (hash, self.flows.find_hashed(hash, &d.key))
+            })
+            .collect();
+        let new_keys: HashSet<&FlowKey> =
+            all().zip(&found).filter(|(_, (_, slot))| slot.is_none()).map(|(d, _)| &d.key).collect();
         let excess = (self.flows.len() + new_keys.len()).saturating_sub(self.config.max_flows);
         if excess > 0 {
             self.evict_oldest(excess.min(self.flows.len()), out);
+            // Evicted slots are free, and may be given to other keys.
+            for (_, slot) in &mut found {
+                *slot = None;
+            }
         }
-        for delta in all() {
-            self.merge(delta, now_ns, out);
+        // Merging only adds flows, so a slot found above still holds its key.
+        for (delta, (hash, slot)) in all().zip(found) {
+            self.merge(delta, hash, slot, now_ns, out);
         }
     }
 
@@ -243,10 +256,12 @@ impl FlowCache {
         self.dedup.release_interface(ifindex, &mut Table::of(&mut self.flows, &mut self.stats));
     }
 
-    fn merge(&mut self, delta: &FlowDelta, now_ns: u64, out: &mut Vec<FlowRecord>) {
+    /// Merges `delta`, whose key hashes to `hash` and, if `slot` is given,
+    /// is in that slot.
+    fn merge(&mut self, delta: &FlowDelta, hash: u64, slot: Option<SlotId>, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let s = &delta.stats;
         let flags = u8::try_from(s.tcp_flags & 0xff).unwrap_or(0);
-        let slot = if let Some(slot) = self.flows.find(&delta.key) {
+        let slot = if let Some(slot) = slot.or_else(|| self.flows.find_hashed(hash, &delta.key)) {
             let e = self.flows.at_mut(slot);
             if e.is_empty() {
                 e.start_ns = s.first_seen_ns;
@@ -261,7 +276,8 @@ impl FlowCache {
             slot
         } else if self.flows.len() < self.config.max_flows {
             self.stats.created += 1;
-            self.flows.insert_new(
+            self.flows.insert_new_hashed(
+                hash,
                 delta.key,
                 Entry {
                     start_ns: s.first_seen_ns,
@@ -332,7 +348,8 @@ impl FlowCache {
     pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
         // Packets still waiting to be matched as duplicates are counted.
         for delta in self.dedup.take_all() {
-            self.merge(&delta, delta.stats.last_seen_ns, out);
+            let hash = self.flows.hash(&delta.key);
+            self.merge(&delta, hash, None, delta.stats.last_seen_ns, out);
         }
         let slots: Vec<SlotId> = self.flows.iter().map(|(slot, _, _)| slot).collect();
         for slot in slots {
@@ -391,13 +408,14 @@ impl FlowSlots for Table<'_> {
     }
 
     fn slot_for(&mut self, key: &FlowKey, seen_ns: u64) -> SlotId {
-        if let Some(slot) = self.flows.find(key) {
+        let hash = self.flows.hash(key);
+        if let Some(slot) = self.flows.find_hashed(hash, key) {
             return slot;
         }
         self.stats.created += 1;
         // No packets yet, so `merge` takes its start from the first delta;
         // last seen as the owner was, so eviction ranks it as recent.
-        self.flows.insert_new(*key, Entry { start_ns: seen_ns, last_ns: seen_ns, ..Entry::default() })
+        self.flows.insert_new_hashed(hash, *key, Entry { start_ns: seen_ns, last_ns: seen_ns, ..Entry::default() })
     }
 }
 

@@ -20,7 +20,7 @@ const CHUNK: usize = 4096;
 /// A slot number.
 pub type SlotId = u32;
 
-pub struct SlabMap<K, V> {
+pub struct SlabMap<K, V, S = RandomState> {
     chunks: Vec<Vec<(K, V)>>,
     /// One bit per slot: in use.
     used: Vec<u64>,
@@ -28,30 +28,30 @@ pub struct SlabMap<K, V> {
     free: Vec<SlotId>,
     index: HashTable<SlotId>,
     /// Seeded per process, so nobody outside can aim collisions at it.
-    hasher: RandomState,
+    hasher: S,
     len: usize,
 }
 
-impl<K, V> std::fmt::Debug for SlabMap<K, V> {
+impl<K, V, S> std::fmt::Debug for SlabMap<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlabMap").field("len", &self.len).field("chunks", &self.chunks.len()).finish_non_exhaustive()
     }
 }
 
-impl<K, V> Default for SlabMap<K, V> {
+impl<K, V, S: Default> Default for SlabMap<K, V, S> {
     fn default() -> Self {
         Self {
             chunks: Vec::new(),
             used: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: S::default(),
             len: 0,
         }
     }
 }
 
-impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
+impl<K: Hash + Eq + Copy + Default, V: Default, S: BuildHasher + Default> SlabMap<K, V, S> {
     #[must_use]
     pub fn len(&self) -> usize {
         self.len
@@ -62,7 +62,8 @@ impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
         self.len == 0
     }
 
-    fn hash(&self, key: &K) -> u64 {
+    /// `key`'s hash, for a caller that looks it up more than once.
+    pub fn hash(&self, key: &K) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -79,7 +80,12 @@ impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
     /// The slot holding `key`.
     #[must_use]
     pub fn find(&self, key: &K) -> Option<SlotId> {
-        let hash = self.hash(key);
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// The slot holding `key`, whose [`SlabMap::hash`] is `hash`.
+    #[must_use]
+    pub fn find_hashed(&self, hash: u64, key: &K) -> Option<SlotId> {
         self.index.find(hash, |&id| self.slot(id).0 == *key).copied()
     }
 
@@ -121,7 +127,13 @@ impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
 
     /// Inserts `key`, which must not be in the map, and returns its slot.
     pub fn insert_new(&mut self, key: K, value: V) -> SlotId {
+        self.insert_new_hashed(self.hash(&key), key, value)
+    }
+
+    /// As [`SlabMap::insert_new`], `hash` being `key`'s [`SlabMap::hash`].
+    pub fn insert_new_hashed(&mut self, hash: u64, key: K, value: V) -> SlotId {
         debug_assert!(!self.contains_key(&key));
+        debug_assert_eq!(hash, self.hash(&key));
         let id = if let Some(id) = self.free.pop() {
             *self.slot_mut(id) = (key, value);
             id
@@ -140,7 +152,6 @@ impl<K: Hash + Eq + Copy + Default, V: Default> SlabMap<K, V> {
             id
         };
         self.set_used(id, true);
-        let hash = self.hash(&key);
         let Self { index, chunks, hasher, .. } = self;
         index.insert_unique(hash, id, |&other| {
             let other = other as usize;
