@@ -1,6 +1,6 @@
 //! Crashes, restarts and a second instance, in every attach mode: a run
-//! killed with SIGKILL and restarted in any mode counts exactly and leaves no
-//! filter behind; a second vxflow on the same interface neither removes the
+//! killed with SIGKILL (sampling or not) and restarted in any mode counts
+//! exactly and leaves no filter behind; a second vxflow on the same interface neither removes the
 //! first's programs nor hides from the operator that both count. Needs root.
 
 use vxflow_testkit::{netns::Netns, probe::Vxflow, require_root, topology::veth_pair};
@@ -46,6 +46,29 @@ fn a_killed_run_restarted_in_any_mode_counts_exactly_and_leaves_nothing() {
             }
             assert_eq!(filters(&a, "v0"), (0, 0), "{context}: filters left after a clean exit");
         }
+    }
+}
+
+/// A run that sampled 1 in 1,000 and was killed leaves nothing of its rate
+/// behind: the filter it left in clsact mode is replaced, and the next run,
+/// with the default of every packet, counts each one.
+#[test]
+fn a_run_killed_while_sampling_leaves_no_sampling_behind() {
+    require_root();
+    for killed_mode in ["tcx", "clsact"] {
+        let (a, _b) = veth_pair("sampled");
+        let killed = Vxflow::start(&a, &["-i", "v0", "--attach-mode", killed_mode, "--sampling", "1000"]);
+        ping(&a, 2);
+        drop(killed);
+        let next = Vxflow::start(&a, &["-i", "v0", "--poll-interval", "100ms"]);
+        ping(&a, 10);
+        let done = next.stop();
+        let context = format!("killed in {killed_mode} while sampling");
+        assert_eq!(done.counter("seen_packets"), 20, "{context}: {}", done.stderr);
+        let icmp: u64 = done.records.iter().filter(|r| r.protocol == "icmp").map(|r| r.packets).sum();
+        assert_eq!(icmp, 20, "{context}: {:#?}", done.records);
+        assert!(done.records.iter().all(|r| r.sampling.is_none_or(|n| n == 1)), "{context}: {:#?}", done.records);
+        assert_eq!(filters(&a, "v0"), (0, 0), "{context}: filters left after a clean exit");
     }
 }
 

@@ -112,6 +112,10 @@ pub struct Launch<'a> {
 
 /// What a stopped vxflow printed.
 pub struct Finished {
+    /// CPU seconds (user and system) and peak resident bytes of the whole
+    /// run, shutdown included (`wait4`'s accounting of the exited process).
+    pub cpu_s: f64,
+    pub peak_bytes: u64,
     pub records: Vec<Record>,
     /// The JSON lines as printed, in the order of `records`.
     pub lines: Vec<String>,
@@ -259,13 +263,22 @@ impl Vxflow {
     /// Sends `signal` and collects everything it printed; asserts exit 0.
     #[must_use]
     pub fn stop_with(mut self, signal: i32) -> Finished {
+        let pid = self.pid();
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.pid(), signal) };
+        unsafe { libc::kill(pid, signal) };
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
+        // Reaped with wait4 rather than `Child::try_wait`, for its resource
+        // usage (`ip netns exec` and the wrappers exec, so the child is vxflow).
+        let (status, usage) = loop {
+            let mut raw = 0;
+            // SAFETY: a zeroed rusage is valid, and wait4 fills it.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: our own child, with valid pointers.
+            let reaped = unsafe { libc::wait4(pid, &raw mut raw, libc::WNOHANG, &raw mut usage) };
+            assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
+            if reaped > 0 {
+                break (std::os::unix::process::ExitStatusExt::from_raw(raw), usage);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -273,6 +286,12 @@ impl Vxflow {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let status: std::process::ExitStatus = status;
+        #[expect(clippy::cast_precision_loss, reason = "seconds of CPU, for display")]
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let cpu_s = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+        let peak_bytes = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+        drop(child);
         if let Some(dir) = self.control.as_ref().and_then(|p| p.parent()) {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -284,7 +303,7 @@ impl Vxflow {
             .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect();
-        Finished { records, lines, counters: final_counters(&stderr), stderr }
+        Finished { cpu_s, peak_bytes, records, lines, counters: final_counters(&stderr), stderr }
     }
 }
 

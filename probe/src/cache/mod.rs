@@ -27,6 +27,19 @@ mod tcp_end;
 
 const IPPROTO_TCP: u8 = 6;
 
+/// Where the cache puts the records a call ends: a `Vec`, or the daemon's
+/// outputs, which take them in chunks so that a pass ending a million flows
+/// (an expiry, a shutdown) never holds them all at once.
+pub trait RecordOut {
+    fn put(&mut self, record: FlowRecord);
+}
+
+impl RecordOut for Vec<FlowRecord> {
+    fn put(&mut self, record: FlowRecord) {
+        self.push(record);
+    }
+}
+
 /// Timeouts and size of the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -216,7 +229,7 @@ impl FlowCache {
     /// Merges one drain's deltas. When they would overflow `max_flows`, the
     /// least recently seen flows are exported first (reason 5); a delta that
     /// still finds no room is exported on its own, never dropped.
-    pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut Vec<FlowRecord>) {
+    pub fn ingest(&mut self, deltas: &[FlowDelta], now_ns: u64, out: &mut impl RecordOut) {
         let (kept, extra) = if self.config.dedup {
             let outcome = self.dedup.batch(deltas, &mut Table::of(&mut self.flows, &mut self.stats));
             self.stats.duplicate_packets += outcome.duplicate_packets;
@@ -258,7 +271,7 @@ impl FlowCache {
 
     /// Merges `delta`, whose key hashes to `hash` and, if `slot` is given,
     /// is in that slot.
-    fn merge(&mut self, delta: &FlowDelta, hash: u64, slot: Option<SlotId>, now_ns: u64, out: &mut Vec<FlowRecord>) {
+    fn merge(&mut self, delta: &FlowDelta, hash: u64, slot: Option<SlotId>, now_ns: u64, out: &mut impl RecordOut) {
         let s = &delta.stats;
         let flags = u8::try_from(s.tcp_flags & 0xff).unwrap_or(0);
         let slot = if let Some(slot) = slot.or_else(|| self.flows.find_hashed(hash, &delta.key)) {
@@ -317,7 +330,7 @@ impl FlowCache {
 
     /// Exports what is due at `now_ns`: ended TCP flows, idle flows, and the
     /// counts of flows active for `active_timeout`.
-    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl RecordOut) {
         let inactive = nanos(self.config.inactive_timeout);
         let active = nanos(self.config.active_timeout);
         let mut due: Vec<(SlotId, EndReason)> = Vec::new();
@@ -345,7 +358,7 @@ impl FlowCache {
     }
 
     /// Exports every flow (shutdown), reason 4.
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+    pub fn flush(&mut self, out: &mut impl RecordOut) {
         // Packets still waiting to be matched as duplicates are counted.
         for delta in self.dedup.take_all() {
             let hash = self.flows.hash(&delta.key);
@@ -358,7 +371,7 @@ impl FlowCache {
     }
 
     /// Exports and removes the `n` least recently seen flows (reason 5).
-    fn evict_oldest(&mut self, n: usize, out: &mut Vec<FlowRecord>) {
+    fn evict_oldest(&mut self, n: usize, out: &mut impl RecordOut) {
         if n == 0 {
             return;
         }
@@ -370,7 +383,7 @@ impl FlowCache {
     }
 
     /// Removes the flow in `slot`, which must be in use, exporting what it holds.
-    fn remove(&mut self, slot: SlotId, reason: EndReason, out: &mut Vec<FlowRecord>) {
+    fn remove(&mut self, slot: SlotId, reason: EndReason, out: &mut impl RecordOut) {
         self.conversations.leave(&mut self.flows, slot);
         let key = *self.flows.at(slot).0;
         self.dedup.forget(&key, &mut Table::of(&mut self.flows, &mut self.stats));
@@ -382,11 +395,11 @@ impl FlowCache {
         }
     }
 
-    fn emit(&mut self, record: FlowRecord, out: &mut Vec<FlowRecord>) {
+    fn emit(&mut self, record: FlowRecord, out: &mut impl RecordOut) {
         self.stats.records[record.end_reason as usize - 1] += 1;
         self.stats.packets += record.packets;
         self.stats.bytes += record.bytes;
-        out.push(record);
+        out.put(record);
     }
 }
 

@@ -5,7 +5,7 @@ use vxflow_common::Counter;
 
 use super::{DaemonError, Totals, tally::Tally};
 use crate::{
-    cache::FlowCache,
+    cache::{FlowCache, RecordOut},
     clock::{WallClock, kernel_ns},
     drain::{DeltaSource, FlowDelta},
     export::{ExportContext, Outputs, RecordSink as _, options::Losses},
@@ -17,6 +17,11 @@ use crate::{
 /// Most one fallback or loss report per this long; each carries the counts
 /// since the previous one.
 const PRESSURE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_mins(1);
+
+/// Records handed to the outputs at once when one pass ends many flows (an
+/// expiry or a shutdown at a million flows): they and their encoded messages
+/// stay a few megabytes instead of growing to a copy of the cache.
+const EXPORT_CHUNK: usize = 16_384;
 
 /// The state one drain cycle works on.
 pub(super) struct Pipeline<S: DeltaSource> {
@@ -76,28 +81,50 @@ impl<S: DeltaSource> Pipeline<S> {
             self.totals.drained_bytes += d.stats.bytes;
         }
         let now = kernel_ns();
-        self.cache.ingest(&self.deltas, now, &mut self.records);
-        if expire {
-            self.cache.expire(now, &mut self.records);
-        }
+        let deltas = std::mem::take(&mut self.deltas);
+        let (records, chunked) = self.pass(|cache, out| {
+            cache.ingest(&deltas, now, out);
+            if expire {
+                cache.expire(now, out);
+            }
+        });
+        self.deltas = deltas;
         tracing::debug!(
             deltas = self.deltas.len(),
-            records = self.records.len(),
+            records,
             flows = self.cache.len(),
             drain_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "drained"
         );
-        self.export(false)
+        let last = self.export(false);
+        chunked.and(last)
     }
 
     /// Ends every cached flow now (`vxflow ctl expire-all`), as forced ends,
     /// and exports them. Returns how many records left.
     pub fn expire_all(&mut self) -> Result<usize, DaemonError> {
         self.cycle(false)?;
-        self.cache.flush(&mut self.records);
-        let n = self.records.len();
-        self.export(false)?;
-        Ok(n)
+        let (n, chunked) = self.pass(|cache, out| cache.flush(out));
+        let last = self.export(false);
+        chunked.and(last).map(|()| n)
+    }
+
+    /// Runs one cache call, its records going to the outputs every
+    /// [`EXPORT_CHUNK`]; the last partial chunk is left for
+    /// [`Pipeline::export`]. Returns how many records the call made, and
+    /// the first output error.
+    fn pass(&mut self, call: impl FnOnce(&mut FlowCache, &mut Chunked<'_>)) -> (usize, Result<(), DaemonError>) {
+        let Self { cache, outputs, names, records, ignored, sampling, .. } = self;
+        let mut out = Chunked {
+            records,
+            outputs,
+            ctx: ExportContext { clock: WallClock::now(), names, ignored: *ignored, last: false, sampling: *sampling },
+            handed: 0,
+            error: None,
+        };
+        call(cache, &mut out);
+        let made = out.handed + out.records.len();
+        (made, out.error.map_or(Ok(()), |e| Err(DaemonError::Output(e))))
     }
 
     /// Tells the operator when packets took the fallback ring or were lost.
@@ -149,9 +176,95 @@ impl<S: DeltaSource> Pipeline<S> {
     pub fn finish(&mut self) -> Result<(), DaemonError> {
         self.cycle(false)?;
         self.cycle(false)?;
-        self.cache.flush(&mut self.records);
+        let (_, chunked) = self.pass(|cache, out| cache.flush(out));
         let exported = self.export(true);
         self.outputs.close();
-        exported
+        chunked.and(exported)
+    }
+}
+
+/// The pipeline's records as the cache fills them: every [`EXPORT_CHUNK`]
+/// they go to the outputs.
+struct Chunked<'a> {
+    records: &'a mut Vec<FlowRecord>,
+    outputs: &'a mut Outputs,
+    ctx: ExportContext<'a>,
+    /// Records already handed to the outputs.
+    handed: usize,
+    error: Option<std::io::Error>,
+}
+
+impl RecordOut for Chunked<'_> {
+    fn put(&mut self, record: FlowRecord) {
+        self.records.push(record);
+        if self.records.len() >= EXPORT_CHUNK {
+            if let Err(e) = self.outputs.write(self.records, &mut self.ctx) {
+                self.error.get_or_insert(e);
+            }
+            self.handed += self.records.len();
+            self.records.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, rc::Rc};
+
+    use vxflow_common::{FlowKey, FlowStats};
+
+    use super::*;
+    use crate::{
+        cache::CacheConfig,
+        drain::{CounterSnapshot, DrainError},
+        export::RecordSink,
+    };
+
+    /// Gives its deltas at the first drain.
+    struct Once(Vec<FlowDelta>);
+
+    impl DeltaSource for Once {
+        fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+            out.append(&mut self.0);
+            Ok(())
+        }
+
+        fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+            Ok(CounterSnapshot::default())
+        }
+    }
+
+    /// Notes how many records each write brings.
+    struct Writes(Rc<RefCell<Vec<usize>>>);
+
+    impl RecordSink for Writes {
+        fn write(&mut self, records: &[FlowRecord], _: &mut ExportContext<'_>) -> std::io::Result<()> {
+            self.0.borrow_mut().push(records.len());
+            Ok(())
+        }
+    }
+
+    /// A shutdown that ends more flows than a chunk hands them to the
+    /// outputs a chunk at a time, every one of them.
+    #[test]
+    fn a_shutdown_exports_many_flows_a_chunk_at_a_time() {
+        let n = 2 * EXPORT_CHUNK + 100;
+        let deltas = (0..u32::try_from(n).unwrap())
+            .map(|i| {
+                let mut key = FlowKey { protocol: 17, ip_version: 4, ..FlowKey::default() };
+                key.src_addr[..4].copy_from_slice(&i.to_be_bytes());
+                FlowDelta { key, stats: FlowStats { packets: 1, bytes: 60, ..FlowStats::default() } }
+            })
+            .collect();
+        let writes = Rc::new(RefCell::new(Vec::new()));
+        let outputs = Outputs::with_sink(Box::new(Writes(Rc::clone(&writes))));
+        let mut p = Pipeline::new(Once(deltas), FlowCache::new(CacheConfig::default()), outputs, NameCache::default());
+        p.cycle(false).unwrap();
+        assert_eq!(p.cache.len(), n);
+        p.finish().unwrap();
+        let writes = writes.borrow();
+        assert_eq!(writes.iter().sum::<usize>(), n, "{writes:?}");
+        assert_eq!(*writes, [0, 0, 0, EXPORT_CHUNK, EXPORT_CHUNK, 100], "the ingest, two drains, three chunks");
+        assert!(p.records.capacity() <= EXPORT_CHUNK, "{}", p.records.capacity());
     }
 }

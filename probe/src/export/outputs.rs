@@ -57,6 +57,12 @@ pub struct CollectorStats {
 }
 
 impl Outputs {
+    /// One sink standing for a JSON output on stdout (the daemon's tests).
+    #[cfg(test)]
+    pub(crate) fn with_sink(sink: Box<dyn RecordSink>) -> Self {
+        Self { sinks: vec![(OutputId::Json(JsonTarget::Stdout), sink)] }
+    }
+
     /// Opens every output `config` names.
     ///
     /// # Errors
