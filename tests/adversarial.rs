@@ -26,6 +26,7 @@ fn sent_frames(frames: &[(String, Vec<u8>)]) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn hostile_frames_are_each_counted_once_and_leave_good_flows_exact() {
     require_root();
     let (a, b) = veth_pair("adversary");
@@ -85,6 +86,7 @@ fn hostile_frames_are_each_counted_once_and_leave_good_flows_exact() {
 /// vxflow must put each frame in exactly one outcome, take the slow parse
 /// once for each frame it parses, and export everything it accounted.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn hostile_frames_as_nonlinear_skbs_are_each_counted_once() {
     require_root();
     let ns = vxflow_testkit::netns::Netns::new(&vxflow_testkit::unique_prefix("adv-tap"));

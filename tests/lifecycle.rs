@@ -8,6 +8,7 @@ fn pair(tag: &str) -> (Netns, Netns) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn an_interface_that_vanishes_is_survived_and_its_flows_kept() {
     require_root();
     let (a, _b) = pair("gone");
@@ -23,6 +24,7 @@ fn an_interface_that_vanishes_is_survived_and_its_flows_kept() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn sigint_drains_and_exits_cleanly() {
     require_root();
     let (a, _b) = pair("int");

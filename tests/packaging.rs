@@ -87,6 +87,7 @@ fn the_configmap_holds_a_configuration_vxflow_accepts() {
 }
 
 #[test]
+#[ignore = "needs hadolint, which scripts/setup.sh installs: scripts/test.sh runs it"]
 fn the_dockerfile_lints_clean_and_starts_vxflow_as_the_daemonset_expects() {
     let out = std::process::Command::new("hadolint")
         .arg(repo("Dockerfile"))

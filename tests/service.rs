@@ -70,6 +70,7 @@ fn read_until(sock: &UnixDatagram, needle: &str, timeout: Duration) -> Vec<Strin
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn notify_protocol_ready_after_attach_watchdog_reload_and_stopping() {
     require_root();
     let (a, _b) = veth_pair("notify");
@@ -145,6 +146,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn runs_as_nobody_with_only_the_units_capabilities() {
     require_root();
     let (a, b) = veth_pair("caps");
@@ -244,6 +246,7 @@ fn child_of(parent: i32) -> i32 {
 /// vxflow, traced through start, traffic, `ctl`, a scrape, a reload,
 /// interface churn and shutdown, makes none.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
 fn every_syscall_vxflow_makes_is_allowed_by_the_units_filter() {
     require_root();
     let allowed = allowed_syscalls();

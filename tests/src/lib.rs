@@ -30,7 +30,8 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
-        "this test creates network namespaces and loads eBPF programs: run it as root (sudo scripts/test.sh)"
+        "this test creates network namespaces and loads eBPF programs: run it as root (scripts/test.sh runs every \
+         test; scripts/check.sh those that need no root)"
     );
 }
 

@@ -209,39 +209,63 @@ impl RecordOut for Chunked<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::RefCell, rc::Rc};
+    use std::{cell::RefCell, rc::Rc, time::Duration};
 
     use vxflow_common::{FlowKey, FlowStats};
 
     use super::*;
-    use crate::{
-        cache::CacheConfig,
-        drain::{CounterSnapshot, DrainError},
-        export::RecordSink,
-    };
+    use crate::{cache::CacheConfig, drain::testing::FakeSource, export::RecordSink};
 
-    /// Gives its deltas at the first drain.
-    struct Once(Vec<FlowDelta>);
-
-    impl DeltaSource for Once {
-        fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
-            out.append(&mut self.0);
-            Ok(())
-        }
-
-        fn counters(&self) -> Result<CounterSnapshot, DrainError> {
-            Ok(CounterSnapshot::default())
-        }
-    }
-
-    /// Notes how many records each write brings.
-    struct Writes(Rc<RefCell<Vec<usize>>>);
+    /// Notes how many records each write brings, and their packets.
+    #[derive(Clone, Default)]
+    struct Writes(Rc<RefCell<Vec<(usize, u64)>>>);
 
     impl RecordSink for Writes {
         fn write(&mut self, records: &[FlowRecord], _: &mut ExportContext<'_>) -> std::io::Result<()> {
-            self.0.borrow_mut().push(records.len());
+            self.0.borrow_mut().push((records.len(), records.iter().map(|r| r.packets).sum()));
             Ok(())
         }
+    }
+
+    /// `n` deltas of distinct UDP flows, `packets` each, the flows numbered
+    /// from `first`.
+    fn deltas(first: u32, n: u32, packets: u64) -> Vec<FlowDelta> {
+        (first..first + n)
+            .map(|i| {
+                let mut key = FlowKey { protocol: 17, ip_version: 4, ..FlowKey::default() };
+                key.src_addr[..4].copy_from_slice(&i.to_be_bytes());
+                let stats = FlowStats { packets, bytes: 60 * packets, ..FlowStats::default() };
+                FlowDelta { key, stats }
+            })
+            .collect()
+    }
+
+    fn pipeline(source: FakeSource, config: CacheConfig, writes: &Writes) -> Pipeline<FakeSource> {
+        let outputs = Outputs::with_sink(Box::new(writes.clone()));
+        Pipeline::new(source, FlowCache::new(config), outputs, NameCache::default())
+    }
+
+    /// Drain to export over several cycles, with flows ending at every
+    /// expiry pass and the rest at shutdown: every drained packet leaves in
+    /// exactly one record, and every cycle writes (so templates are
+    /// refreshed on time) even when it has no record.
+    #[test]
+    fn every_drained_packet_leaves_in_one_record() {
+        let batches = [deltas(0, 300, 2), deltas(100, 300, 3), Vec::new(), deltas(1000, 50, 1)];
+        let drained: u64 = batches.iter().flatten().map(|d| d.stats.packets).sum();
+        let writes = Writes::default();
+        let config = CacheConfig { inactive_timeout: Duration::ZERO, ..CacheConfig::default() };
+        let mut p = pipeline(FakeSource::new(batches), config, &writes);
+        for _ in 0..3 {
+            p.cycle(true).unwrap();
+        }
+        p.finish().unwrap();
+        assert_eq!(p.source.drains(), 5, "three cycles and shutdown's two drains");
+        let writes = writes.0.borrow();
+        assert_eq!(writes.len(), 6, "one write a cycle, shutdown's drains included, and the last: {writes:?}");
+        assert_eq!(writes.iter().map(|w| w.1).sum::<u64>(), drained);
+        assert_eq!(p.cache.stats().packets, drained);
+        assert!(p.cache.is_empty());
     }
 
     /// A shutdown that ends more flows than a chunk hands them to the
@@ -249,22 +273,15 @@ mod tests {
     #[test]
     fn a_shutdown_exports_many_flows_a_chunk_at_a_time() {
         let n = 2 * EXPORT_CHUNK + 100;
-        let deltas = (0..u32::try_from(n).unwrap())
-            .map(|i| {
-                let mut key = FlowKey { protocol: 17, ip_version: 4, ..FlowKey::default() };
-                key.src_addr[..4].copy_from_slice(&i.to_be_bytes());
-                FlowDelta { key, stats: FlowStats { packets: 1, bytes: 60, ..FlowStats::default() } }
-            })
-            .collect();
-        let writes = Rc::new(RefCell::new(Vec::new()));
-        let outputs = Outputs::with_sink(Box::new(Writes(Rc::clone(&writes))));
-        let mut p = Pipeline::new(Once(deltas), FlowCache::new(CacheConfig::default()), outputs, NameCache::default());
+        let writes = Writes::default();
+        let source = FakeSource::new([deltas(0, u32::try_from(n).unwrap(), 1)]);
+        let mut p = pipeline(source, CacheConfig::default(), &writes);
         p.cycle(false).unwrap();
         assert_eq!(p.cache.len(), n);
         p.finish().unwrap();
-        let writes = writes.borrow();
-        assert_eq!(writes.iter().sum::<usize>(), n, "{writes:?}");
-        assert_eq!(*writes, [0, 0, 0, EXPORT_CHUNK, EXPORT_CHUNK, 100], "the ingest, two drains, three chunks");
+        let sizes: Vec<usize> = writes.0.borrow().iter().map(|w| w.0).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), n, "{sizes:?}");
+        assert_eq!(sizes, [0, 0, 0, EXPORT_CHUNK, EXPORT_CHUNK, 100], "the ingest, two drains, three chunks");
         assert!(p.records.capacity() <= EXPORT_CHUNK, "{}", p.records.capacity());
     }
 }

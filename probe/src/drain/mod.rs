@@ -1,10 +1,13 @@
 //! Moving per-flow deltas from the kernel to the flow cache.
 //!
-//! The cache depends only on [`DeltaSource`], so it is tested with a fake
-//! source and no kernel; [`kernel::KernelMaps`] is the real one.
+//! The daemon's cycle depends only on [`DeltaSource`], so its tests drive
+//! drain, cache and export with [`testing::FakeSource`] and no kernel;
+//! [`kernel::KernelMaps`] is the real one.
 
 mod batch;
 pub mod kernel;
+#[cfg(test)]
+pub mod testing;
 
 use vxflow_common::{Counter, FlowKey, FlowStats};
 

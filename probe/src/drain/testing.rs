@@ -1,0 +1,37 @@
+//! A [`DeltaSource`] with no kernel behind it, for the daemon's tests: each
+//! drain hands over the next batch it was given, then nothing.
+
+use std::collections::VecDeque;
+
+use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
+
+#[derive(Debug, Default)]
+pub struct FakeSource {
+    batches: VecDeque<Vec<FlowDelta>>,
+    drains: usize,
+}
+
+impl FakeSource {
+    /// A source whose drains give `batches` in order.
+    pub fn new(batches: impl IntoIterator<Item = Vec<FlowDelta>>) -> Self {
+        Self { batches: batches.into_iter().collect(), drains: 0 }
+    }
+
+    /// Drains so far, with or without deltas.
+    #[must_use]
+    pub fn drains(&self) -> usize {
+        self.drains
+    }
+}
+
+impl DeltaSource for FakeSource {
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+        self.drains += 1;
+        out.extend(self.batches.pop_front().unwrap_or_default());
+        Ok(())
+    }
+
+    fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+        Ok(CounterSnapshot::default())
+    }
+}
