@@ -1,5 +1,5 @@
 //! Builds `probe-ebpf` for the bpf target with the nightly toolchain and
-//! leaves the object in `OUT_DIR`, where `src/ebpf_object.rs` embeds it.
+//! leaves the object in `OUT_DIR`, where `src/datapath/object.rs` embeds it.
 //! aya-build emits `rerun-if-changed` for the eBPF crate's directory.
 use anyhow::anyhow;
 use aya_build::{Package, Toolchain};

@@ -73,7 +73,7 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 92);
 /// entry serves every CPU. Its times are jiffies, which the kernel reads
 /// with one load where a clock read is a helper call (about 11 ns a packet
 /// here, on a kernel with return-thunk mitigations); userspace converts
-/// them to [`FlowStats`] as it drains (`probe/src/ticks.rs`).
+/// them to [`FlowStats`] as it drains (`probe/src/datapath/ticks.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DatapathStats {

@@ -18,7 +18,7 @@ use vxflow::{
     config::{FileConfig, Overrides, RuntimeConfig, limits},
     drain::FlowDelta,
     export::OwnSocket,
-    loader::{MAX_EXPORT_TUPLES, export_tuples},
+    datapath::{MAX_EXPORT_TUPLES, export_tuples},
 };
 use vxflow_common::{FlowKey, FlowStats};
 

@@ -247,7 +247,7 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
     // Jiffies: the verifier inlines bpf_jiffies64 as one load, where
     // bpf_ktime_get_coarse_ns is a call into the kernel (about 11 ns a
     // packet with return-thunk mitigations). Userspace maps a jiffy to the
-    // monotonic time its tick began (`ticks.rs`): records keep the tick's
+    // monotonic time its tick began (`probe/src/datapath/ticks.rs`): records keep the tick's
     // resolution (4 ms at CONFIG_HZ=250), as with the coarse clock before.
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_jiffies64() };

@@ -37,7 +37,7 @@ pub fn vxflow_egress(ctx: TcContext) -> i32 {
 
 /// Not attached: userspace runs it with `BPF_PROG_TEST_RUN` to read the
 /// jiffies counter and the monotonic clock at one instant, which is how it
-/// maps the datapath's jiffies to time (`probe/src/ticks.rs`). The pair
+/// maps the datapath's jiffies to time (`probe/src/datapath/ticks.rs`). The pair
 /// comes back in the context's `cb` words (`vxflow_common::CLOCK_SAMPLE_CB`),
 /// so a sample is one syscall.
 #[classifier]

@@ -18,8 +18,8 @@ use std::time::Duration;
 use aya::programs::{TestRun as _, TestRunOptions};
 use vxflow::{
     cache::{CacheConfig, FlowCache},
+    datapath::{self, Direction, LoadOptions},
     drain::{DeltaSource as _, FlowDelta},
-    loader::{self, Direction, LoadOptions},
 };
 use vxflow_common::{FlowKey, FlowStats};
 use vxflow_testkit::pcap;
@@ -96,7 +96,7 @@ fn cache_bytes_per_flow(n: u32) -> u64 {
 /// the kernel's element caches are warm.
 fn drain_full_generation(
     prog: &aya::programs::SchedClassifier,
-    maps: &mut vxflow::drain::kernel::KernelMaps,
+    maps: &mut vxflow::datapath::kernel::KernelMaps,
     flows: u32,
 ) {
     let mut drained = Vec::with_capacity(flows as usize);
@@ -156,7 +156,7 @@ fn fill_generation(prog: &aya::programs::SchedClassifier, flows: u32) -> f64 {
 /// What a packet that sampling leaves out costs (1 in 16,383, so nearly
 /// every run is one), beside the same packet counted, with the C reference
 /// on it as the yardstick of the run; then sampling is set back to 1.
-fn sampled_out_cost(datapath: &mut loader::Datapath, naive: &aya::programs::SchedClassifier) {
+fn sampled_out_cost(datapath: &mut datapath::Datapath, naive: &aya::programs::SchedClassifier) {
     println!("sampling: a packet left out (1 in 16,383; still parsed for its TCP flags, no flow-map lookup)");
     println!("  {:<28} {:>9} {:>9} {:>9}", "frame", "left out", "counted", "C naive");
     for (label, fixture) in [("IPv4 UDP", "ipv4-udp"), ("VXLAN 8472 IPv4 UDP", "vxlan-8472-ipv4-udp")] {
@@ -402,11 +402,11 @@ fn main() {
         flow_entries: 65_536,
         fallback_ring_bytes: 1 << 20,
         vxlan_ports: vec![4789, 8472],
-        attach: loader::AttachPreference::Auto,
+        attach: datapath::AttachPreference::Auto,
         sampling: 1,
     };
     let cpu = CpuClock::start();
-    let (mut datapath, mut maps) = loader::load(&opts).expect("loading the datapath (run as root)");
+    let (mut datapath, mut maps) = datapath::load(&opts).expect("loading the datapath (run as root)");
     let load_ms = cpu.elapsed_ms();
     // BPF_PROG_TEST_RUN packets arrive on loopback: trust it with tunnels,
     // as the underlay is in production.

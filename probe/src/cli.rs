@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config::Overrides, export::collector::CollectorSection, loader::AttachPreference};
+use crate::{config::Overrides, datapath::AttachPreference, export::collector::CollectorSection};
 
 /// vxflow: a NetFlow/IPFIX exporter probe that accounts flows in TC eBPF,
 /// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).

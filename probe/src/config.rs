@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::{
     cache::CacheConfig,
+    datapath::{AttachPreference, LoadOptions},
     export::collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
     ifaces::spec::{InterfaceSpec, SpecError},
-    loader::{AttachPreference, LoadOptions},
 };
 
 /// Defaults, in one place.
@@ -56,7 +56,7 @@ pub mod limits {
     pub const MAX_SAMPLING: u32 = (1 << 14) - 1;
 }
 
-const _: () = assert!(crate::loader::MAX_COLLECTORS == 32, "the collector error message says 32");
+const _: () = assert!(crate::datapath::MAX_COLLECTORS == 32, "the collector error message says 32");
 
 /// The TOML file as written. Every key is optional.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -393,7 +393,7 @@ fn read_config_file(path: &Path) -> std::io::Result<String> {
 impl RuntimeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
-        if self.collectors.len() > crate::loader::MAX_COLLECTORS {
+        if self.collectors.len() > crate::datapath::MAX_COLLECTORS {
             return invalid(
                 "collector",
                 format!("{} collectors", self.collectors.len()),

@@ -7,19 +7,15 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod datapath;
 pub mod drain;
-pub mod ebpf_object;
 pub mod export;
-pub mod filters;
 pub mod ifaces;
-pub mod loader;
 pub mod metrics;
 pub mod notify;
 pub mod pressure;
 pub mod record;
 pub mod snapshot;
-pub mod tcx_by_index;
-pub mod ticks;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
 #[must_use]

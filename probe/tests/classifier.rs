@@ -10,8 +10,8 @@ use std::{
 };
 
 use vxflow::{
+    datapath::{self, Direction, LoadOptions},
     drain::{CounterSnapshot, DeltaSource, FlowDelta},
-    loader::{self, Direction, LoadOptions},
 };
 use vxflow_common::{Counter, flow::DIRECTION_EGRESS, flow::DIRECTION_INGRESS};
 use vxflow_testkit::{
@@ -32,7 +32,7 @@ fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
         flow_entries,
         fallback_ring_bytes,
         vxlan_ports: vec![4789, 8472],
-        attach: loader::AttachPreference::Auto,
+        attach: datapath::AttachPreference::Auto,
         sampling: 1,
     }
 }
@@ -123,7 +123,7 @@ fn fixtures_match_their_builders() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn classifier_accounts_crafted_packets() {
     require_root();
-    let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
     let mut failures = Vec::new();
@@ -162,7 +162,7 @@ fn classifier_accounts_injected_frames() {
     let failures = std::thread::scope(|s| {
         s.spawn(|| {
             ns.enter_thread();
-            let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+            let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
             datapath.attach("inj1").unwrap();
             let inj1 = vxflow::ifaces::index_of("inj1").unwrap().unwrap();
             datapath.set_tunnel_interfaces(&BTreeSet::from([inj1])).unwrap();
@@ -214,7 +214,7 @@ fn classifier_parses_nonlinear_frames() {
             ns.enter_thread();
             let mut tap = vxflow_testkit::tap::Tap::new("vxtap0");
             ns.ip("link set vxtap0 up");
-            let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+            let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
             datapath.attach("vxtap0").unwrap();
             let index = vxflow::ifaces::index_of("vxtap0").unwrap().unwrap();
             datapath.set_tunnel_interfaces(&BTreeSet::from([index])).unwrap();
@@ -250,7 +250,7 @@ fn classifier_parses_nonlinear_frames() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn egress_program_records_egress_direction() {
     require_root();
-    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     let prog = datapath.program(Direction::Egress).unwrap();
     assert_eq!(support::test_run(prog, &packets::ipv4_tcp_syn(), None), TC_ACT_UNSPEC);
     let mut deltas = Vec::new();
@@ -267,7 +267,7 @@ fn egress_program_records_egress_direction() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn timestamps_are_the_monotonic_start_of_their_tick() {
     require_root();
-    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     let ticks = maps.ticks();
     assert!(
         [100, 250, 300, 1000].contains(&ticks.hz()),
@@ -340,7 +340,7 @@ fn full_map_falls_back_to_ring_then_counts_losses() {
     require_root();
     // One page of ring holds 4096 / (record + 8-byte ring header) records.
     let ring_slots = 4096 / (size_of::<vxflow_common::FallbackRecord>() as u64 + 8);
-    let (datapath, mut maps) = loader::load(&options(4, 4096)).unwrap();
+    let (datapath, mut maps) = datapath::load(&options(4, 4096)).unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
     let frames = udp_frames(60);
     for f in &frames {
@@ -380,7 +380,7 @@ fn full_map_falls_back_to_ring_then_counts_losses() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn parallel_drain_takes_every_flow_once() {
     require_root();
-    let (datapath, mut maps) = loader::load(&options(16_384, 1 << 16)).unwrap();
+    let (datapath, mut maps) = datapath::load(&options(16_384, 1 << 16)).unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
     let frames = udp_frames(12_000);
     for round in 0..2u32 {
@@ -405,7 +405,7 @@ fn parallel_drain_takes_every_flow_once() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn counts_survive_generation_flips() {
     require_root();
-    let (datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     let prog = datapath.program(Direction::Ingress).unwrap();
     let frame = packets::ipv4_udp();
     let (mut packets_seen, mut bytes_seen, mut deltas_seen) = (0u64, 0u64, 0usize);
@@ -431,9 +431,9 @@ fn counts_survive_generation_flips() {
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn tunnels_are_parsed_only_on_trusted_interfaces() {
     require_root();
-    let (mut datapath, mut maps) = loader::load(&options(1024, 1 << 16)).unwrap();
+    let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     let frame = packets::vxlan(&packets::NODE_A, &packets::NODE_B, 50000, 4789, 0x08, 999, &packets::ipv4_tcp_syn());
-    let mut run = |datapath: &loader::Datapath| {
+    let mut run = |datapath: &datapath::Datapath| {
         let before = maps.counters().unwrap();
         support::test_run(datapath.program(Direction::Ingress).unwrap(), &frame, None);
         let mut deltas = Vec::new();
@@ -485,7 +485,7 @@ fn run_repeated(prog: &aya::programs::SchedClassifier, frame: &[u8], repeat: u32
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn sampling_counts_one_in_n_and_keeps_tcp_control_flags() {
     require_root();
-    let (mut datapath, mut maps) = loader::load(&LoadOptions { sampling: 10, ..options(1024, 1 << 16) }).unwrap();
+    let (mut datapath, mut maps) = datapath::load(&LoadOptions { sampling: 10, ..options(1024, 1 << 16) }).unwrap();
     datapath.set_tunnel_interfaces(&std::collections::BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     let runs: u64 = 20_000;
     run_repeated(datapath.program(Direction::Ingress).unwrap(), &packets::ipv4_udp(), u32::try_from(runs).unwrap());

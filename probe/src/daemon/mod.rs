@@ -24,11 +24,11 @@ use crate::{
     cache::FlowCache,
     config::{ConfigSource, RuntimeConfig},
     control::{self, Query},
-    drain::{DeltaSource as _, kernel::KernelMaps},
+    datapath::{self, Datapath, LoadError, kernel::KernelMaps},
+    drain::DeltaSource as _,
     export::{OpenError, Outputs, RecordSink as _},
     ifaces::NameCache,
     ifaces::netlink::{Discovery, DiscoveryError},
-    loader::{self, Datapath, LoadError},
     metrics::{self, server::Health},
     notify::Notifier,
 };
@@ -103,7 +103,7 @@ impl Signals {
 pub async fn run(source: ConfigSource, config: RuntimeConfig) -> Result<Totals, DaemonError> {
     let mut signals = Signals::install()?;
     let notifier = Notifier::from_env();
-    crate::loader::raise_file_limit();
+    crate::datapath::raise_file_limit();
     // The endpoints first: a port or socket in use fails before the kernel
     // is touched.
     let (query_sender, mut queries) = mpsc::channel::<Query>(16);
@@ -186,7 +186,7 @@ fn interval_after(period: Duration) -> Interval {
 impl Daemon {
     fn start(source: ConfigSource, config: RuntimeConfig, notifier: Notifier) -> Result<Self, DaemonError> {
         let outputs = Outputs::open(&config)?;
-        let (mut datapath, maps) = loader::load(&config.load)?;
+        let (mut datapath, maps) = datapath::load(&config.load)?;
         // Before the first export: the probe's own export traffic is not a flow.
         datapath.exclude_own_sockets(&outputs.own_sockets())?;
         let mut pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());

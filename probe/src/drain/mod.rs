@@ -1,11 +1,10 @@
-//! Moving per-flow deltas from the kernel to the flow cache.
+//! What the flow cache takes in: per-flow deltas and the datapath's
+//! counters, from a [`DeltaSource`].
 //!
-//! The daemon's cycle depends only on [`DeltaSource`], so its tests drive
-//! drain, cache and export with [`testing::FakeSource`] and no kernel;
-//! [`kernel::KernelMaps`] is the real one.
+//! The daemon's cycle depends only on that trait, so its tests drive drain,
+//! cache and export with `testing::FakeSource` and no kernel;
+//! [`crate::datapath::kernel::KernelMaps`] is the real one.
 
-mod batch;
-pub mod kernel;
 #[cfg(test)]
 pub mod testing;
 
@@ -40,18 +39,11 @@ impl CounterSnapshot {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DrainError {
-    #[error("flipping the flow-map generation")]
-    Flip(#[source] aya::maps::MapError),
-    #[error("draining a flow-map generation (BPF_MAP_LOOKUP_AND_DELETE_BATCH, Linux 5.6+)")]
-    Batch(#[source] std::io::Error),
-    #[error("reading the datapath counters")]
-    Counters(#[source] aya::maps::MapError),
-}
-
 /// Where flow deltas come from.
 pub trait DeltaSource {
+    /// Why a drain or a counter read failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Appends every delta counted since the previous call to `out`. Each
     /// counted packet is in exactly one call's output.
     ///
@@ -59,11 +51,11 @@ pub trait DeltaSource {
     /// When the kernel maps cannot be read. What `out` holds then was taken
     /// from the kernel and must still be used; what was not taken stays in
     /// the kernel for the next call.
-    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError>;
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), Self::Error>;
 
     /// The datapath counters.
     ///
     /// # Errors
     /// When the counter map cannot be read.
-    fn counters(&self) -> Result<CounterSnapshot, DrainError>;
+    fn counters(&self) -> Result<CounterSnapshot, Self::Error>;
 }

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
+use std::convert::Infallible;
+
+use super::{CounterSnapshot, DeltaSource, FlowDelta};
 
 #[derive(Debug, Default)]
 pub struct FakeSource {
@@ -25,13 +27,15 @@ impl FakeSource {
 }
 
 impl DeltaSource for FakeSource {
-    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+    type Error = Infallible;
+
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), Infallible> {
         self.drains += 1;
         out.extend(self.batches.pop_front().unwrap_or_default());
         Ok(())
     }
 
-    fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+    fn counters(&self) -> Result<CounterSnapshot, Infallible> {
         Ok(CounterSnapshot::default())
     }
 }

@@ -16,11 +16,19 @@ use aya::{
 };
 use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK, MAP_NON_IP, NonIpSlots};
 
-use super::{CounterSnapshot, DeltaSource, DrainError, FlowDelta};
-use crate::{
-    loader::{FlowMap, GenMap, LoadError, take_flow_maps},
-    ticks::TickClock,
-};
+use super::{FlowMap, GenMap, LoadError, take_flow_maps, ticks::TickClock};
+use crate::drain::{CounterSnapshot, DeltaSource, FlowDelta};
+
+/// Why reading the kernel's maps failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("flipping the flow-map generation")]
+    Flip(#[source] aya::maps::MapError),
+    #[error("draining a flow-map generation (BPF_MAP_LOOKUP_AND_DELETE_BATCH, Linux 5.6+)")]
+    Batch(#[source] std::io::Error),
+    #[error("reading the datapath counters")]
+    Counters(#[source] aya::maps::MapError),
+}
 
 /// The maps userspace reads, taken out of the loaded object.
 pub struct KernelMaps {
@@ -196,7 +204,9 @@ impl KernelMaps {
 }
 
 impl DeltaSource for KernelMaps {
-    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), DrainError> {
+    type Error = DrainError;
+
+    fn drain(&mut self, out: &mut Vec<FlowDelta>) -> Result<(), Self::Error> {
         let old = self.active;
         let next = 1 - old;
         // The old generation was emptied by the previous drain, so the
@@ -214,7 +224,7 @@ impl DeltaSource for KernelMaps {
         drained
     }
 
-    fn counters(&self) -> Result<CounterSnapshot, DrainError> {
+    fn counters(&self) -> Result<CounterSnapshot, Self::Error> {
         let per_cpu = self.counters.get(&0, 0).map_err(DrainError::Counters)?;
         let mut snap = CounterSnapshot::default();
         for counter in Counter::ALL {

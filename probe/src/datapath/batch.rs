@@ -14,8 +14,8 @@ use std::{
 
 use vxflow_common::{DatapathStats, FlowKey};
 
-use super::FlowDelta;
-use crate::ticks::TickClock;
+use super::ticks::TickClock;
+use crate::drain::FlowDelta;
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_BATCH` in `enum bpf_cmd` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;

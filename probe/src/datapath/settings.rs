@@ -1,0 +1,268 @@
+//! What the datapath is told while it runs: the exporter's own sockets to
+//! leave out, the interfaces where tunnels are parsed, the VXLAN ports and
+//! the sampling rate, each written to its map so no packet sees a half-made
+//! set.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, MapError},
+};
+use vxflow_common::{
+    ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot,
+};
+
+use super::{Datapath, LoadError};
+
+impl Datapath {
+    /// Leaves traffic of the exporter's own sockets out of accounting, and
+    /// only theirs (see [`export_tuples`]), with the port each tuple has on
+    /// this host's side in the bitmap the datapath checks first. Tuples of sockets no longer
+    /// named (a collector dropped by a reload) are removed.
+    ///
+    /// # Errors
+    /// When the maps cannot be written (more than [`MAX_EXPORT_TUPLES`]).
+    pub fn exclude_own_sockets(&mut self, sockets: &[crate::export::OwnSocket]) -> Result<(), LoadError> {
+        let name = MAP_EXPORT_TUPLES;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut tuples: HashMap<&mut MapData, ExportTuple, u8> =
+            HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        let wanted = export_tuples(sockets);
+        // New tuples first, stale ones after, so no moment leaves a live
+        // socket's traffic accounted.
+        let removed = replace_set(&mut tuples, &wanted).map_err(|source| LoadError::Map { name, source })?;
+        // The datapath looks up the port a listed tuple has on this host's
+        // side of its direction: the source port going out, the destination
+        // port coming in (both ends' ports when the collector is local).
+        let ports: Vec<u16> = wanted
+            .iter()
+            .map(|t| if t.direction == vxflow_common::flow::DIRECTION_EGRESS { t.src_port } else { t.dst_port })
+            .collect();
+        set_port_bitmap(&mut self.ebpf, MAP_EXPORT_PORTS, &ports)?;
+        tracing::debug!(
+            sockets = sockets.len(),
+            tuples = wanted.len(),
+            removed,
+            "own export traffic excluded from accounting"
+        );
+        Ok(())
+    }
+
+    /// Makes `ifindexes` the interfaces where tunnel headers are parsed;
+    /// everywhere else UDP to a VXLAN port is plain UDP. New ones are added
+    /// before old ones go.
+    ///
+    /// # Errors
+    /// When the map cannot be written (more than 256 interfaces).
+    pub fn set_tunnel_interfaces(&mut self, ifindexes: &std::collections::BTreeSet<u32>) -> Result<(), LoadError> {
+        let name = vxflow_common::MAP_TUNNEL_IFACES;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut trusted: HashMap<&mut MapData, u32, u8> =
+            HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        let wanted: Vec<u32> = ifindexes.iter().copied().collect();
+        replace_set(&mut trusted, &wanted).map_err(|source| LoadError::Map { name, source })?;
+        // The slots after the hash, so a slot marked shared finds its
+        // interfaces there.
+        let slots = tunnel_slots(ifindexes);
+        let name = vxflow_common::MAP_TUNNEL_SLOTS;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut array: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        for slot in self.tunnel_slots.keys().chain(slots.keys()) {
+            let value = slots.get(slot).copied().unwrap_or(0);
+            if self.tunnel_slots.get(slot) != Some(&value) {
+                array.set(*slot, value, 0).map_err(|source| LoadError::Map { name, source })?;
+            }
+        }
+        self.tunnel_slots = slots;
+        Ok(())
+    }
+
+    /// Replaces the set of UDP destination ports parsed as VXLAN. Each
+    /// bitmap word is written whole, so a packet sees either the old or the
+    /// new setting of a port.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn set_vxlan_ports(&mut self, ports: &[u16]) -> Result<(), LoadError> {
+        set_vxlan_ports(&mut self.ebpf, ports)
+    }
+
+    /// Counts 1 in `n` IP packets from now on (1: every packet).
+    ///
+    /// # Errors
+    /// When the sampling map cannot be written.
+    pub fn set_sampling(&mut self, n: u32) -> Result<(), LoadError> {
+        set_sampling(&mut self.ebpf, n)
+    }
+}
+
+/// An address as the datapath stores it: IPv4 in the first four bytes.
+fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&v4.octets());
+            a
+        }
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Makes the keys of a set-like map (values unused) exactly `wanted`: the
+/// new keys go in before the stale ones go out, so no moment lacks a key
+/// that stays. Returns how many were removed.
+fn replace_set<K: aya::Pod + PartialEq>(
+    map: &mut HashMap<&mut MapData, K, u8>,
+    wanted: &[K],
+) -> Result<usize, MapError> {
+    for key in wanted {
+        map.insert(key, 1, 0)?;
+    }
+    let stale: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+    for key in &stale {
+        map.remove(key)?;
+    }
+    Ok(stale.len())
+}
+
+/// Export tuples one configuration may need: four per TCP socket to a
+/// collector on this host, fewer otherwise, so 32 collectors always fit. The
+/// kernel map holds twice as many, for the moment of a reload when the new
+/// set is in and the old not yet out.
+pub const MAX_EXPORT_TUPLES: usize = 128;
+
+/// Collectors one configuration may name (each has one socket).
+pub const MAX_COLLECTORS: usize = MAX_EXPORT_TUPLES / 4;
+
+/// The packets of the exporter's own sockets, as the datapath sees them:
+/// what each socket sends, on egress; on a TCP connection, the collector's
+/// answers, on ingress; and for a collector on this host, which the packets
+/// reach through loopback, the same packets in the other direction too.
+/// Nothing else: a host that sends from the collector's address and port to
+/// the export port is counted like any other traffic.
+#[must_use]
+pub fn export_tuples(sockets: &[crate::export::OwnSocket]) -> Vec<ExportTuple> {
+    use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+    let mut out = Vec::new();
+    for s in sockets {
+        let (local, remote) = (addr16(s.local.ip()), addr16(s.remote.ip()));
+        let sent = ExportTuple {
+            src_addr: local,
+            dst_addr: remote,
+            src_port: s.local.port(),
+            dst_port: s.remote.port(),
+            protocol: s.protocol,
+            direction: DIRECTION_EGRESS,
+            _pad: [0; 2],
+        };
+        let answer = ExportTuple {
+            src_addr: remote,
+            dst_addr: local,
+            src_port: s.remote.port(),
+            dst_port: s.local.port(),
+            direction: DIRECTION_INGRESS,
+            ..sent
+        };
+        let tcp = i32::from(s.protocol) == libc::IPPROTO_TCP;
+        let on_this_host = s.remote.ip().is_loopback() || s.remote.ip() == s.local.ip();
+        out.push(sent);
+        if on_this_host {
+            out.push(ExportTuple { direction: DIRECTION_INGRESS, ..sent });
+        }
+        if tcp {
+            out.push(answer);
+            if on_this_host {
+                out.push(ExportTuple { direction: DIRECTION_EGRESS, ..answer });
+            }
+        }
+    }
+    out
+}
+
+/// Writes the sampling map: 1 in `n` IP packets counted.
+pub(super) fn set_sampling(ebpf: &mut Ebpf, n: u32) -> Result<(), LoadError> {
+    let name = vxflow_common::MAP_SAMPLING;
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut sampling: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    sampling.set(0, vxflow_common::sampling_skip_below(n), 0).map_err(|source| LoadError::Map { name, source })
+}
+
+/// Writes the VXLAN port bitmap.
+pub(super) fn set_vxlan_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
+    set_port_bitmap(ebpf, MAP_VXLAN_PORTS, ports)
+}
+
+/// Writes a one-bit-per-port bitmap map.
+fn set_port_bitmap(ebpf: &mut Ebpf, name: &'static str, ports: &[u16]) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut bitmap: Array<&mut MapData, u64> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    let mut words = vec![0u64; VXLAN_PORT_WORDS as usize];
+    for &port in ports {
+        let (word, bit) = vxlan_port_slot(port);
+        words[word as usize] |= bit;
+    }
+    for (i, word) in (0u32..).zip(words) {
+        bitmap.set(i, word, 0).map_err(|source| LoadError::Map { name, source })?;
+    }
+    Ok(())
+}
+
+/// The `TUNNEL_SLOTS` values for a set of trusted interfaces: each used
+/// slot holds its interface's index, or `TUNNEL_SLOT_SHARED` when several
+/// map to it.
+fn tunnel_slots(ifindexes: &std::collections::BTreeSet<u32>) -> BTreeMap<u32, u32> {
+    let mut slots = BTreeMap::new();
+    for &ifindex in ifindexes {
+        slots
+            .entry(vxflow_common::tunnel_slot(ifindex))
+            .and_modify(|v| *v = vxflow_common::TUNNEL_SLOT_SHARED)
+            .or_insert(ifindex);
+    }
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+
+    use super::*;
+    use crate::export::OwnSocket;
+
+    fn socket(protocol: i32, local: &str, remote: &str) -> OwnSocket {
+        OwnSocket {
+            protocol: u8::try_from(protocol).unwrap(),
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    /// (source port, destination port, direction) of each tuple.
+    fn shape(tuples: &[ExportTuple]) -> Vec<(u16, u16, u8)> {
+        tuples.iter().map(|t| (t.src_port, t.dst_port, t.direction)).collect()
+    }
+
+    /// Only what the exporter sends, and a TCP collector's answers: never
+    /// the export tuple reversed on a UDP socket, which another host can
+    /// send to hide its traffic.
+    #[test]
+    fn export_tuples_are_what_the_exporter_sends_and_its_tcp_answers() {
+        let udp = export_tuples(&[socket(libc::IPPROTO_UDP, "10.0.0.1:40000", "10.0.0.9:4739")]);
+        assert_eq!(shape(&udp), [(40000, 4739, DIRECTION_EGRESS)]);
+        let tcp = export_tuples(&[socket(libc::IPPROTO_TCP, "10.0.0.1:40001", "10.0.0.9:4739")]);
+        assert_eq!(shape(&tcp), [(40001, 4739, DIRECTION_EGRESS), (4739, 40001, DIRECTION_INGRESS)]);
+        // A collector on this host: loopback shows each packet both ways.
+        let local = export_tuples(&[socket(libc::IPPROTO_TCP, "127.0.0.1:40002", "127.0.0.1:4739")]);
+        assert_eq!(local.len(), 4);
+        let local_udp = export_tuples(&[socket(libc::IPPROTO_UDP, "10.0.0.1:40003", "10.0.0.1:4739")]);
+        assert_eq!(shape(&local_udp), [(40003, 4739, DIRECTION_EGRESS), (40003, 4739, DIRECTION_INGRESS)]);
+        // The most a configuration may need fits the map.
+        let many: Vec<OwnSocket> = (0..u16::try_from(MAX_COLLECTORS).unwrap())
+            .map(|i| socket(libc::IPPROTO_TCP, &format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:4739"))
+            .collect();
+        assert_eq!(export_tuples(&many).len(), MAX_EXPORT_TUPLES);
+    }
+}
