@@ -1,9 +1,87 @@
 //! Userspace-only glue: `aya::Pod` for the shared structs, and hashing the
 //! flow key.
 
-use core::hash::{Hash, Hasher};
+use core::{
+    hash::{Hash, Hasher},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-use crate::{DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats};
+use crate::{
+    DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats,
+    flow::{DIRECTION_EGRESS, ENCAP_VXLAN},
+};
+
+/// IP protocol numbers whose "ports" the datapath fills with the ICMP type
+/// (high byte of `dst_port`) and code.
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// An address as the flow key and the datapath's maps hold it: IPv4 in the
+/// first four bytes, the rest zero.
+#[must_use]
+pub fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut a = [0; 16];
+            a[..4].copy_from_slice(&v4.octets());
+            a
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address `bytes` holds for IP version `version` (6; anything else is
+/// read as IPv4).
+#[must_use]
+pub fn ip_from(version: u8, bytes: &[u8; 16]) -> IpAddr {
+    if version == 6 {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+/// The key's fields as userspace reads them.
+impl FlowKey {
+    /// The (inner, for a tunnel) source address.
+    #[must_use]
+    pub fn src_ip(&self) -> IpAddr {
+        ip_from(self.ip_version, &self.src_addr)
+    }
+
+    /// The (inner, for a tunnel) destination address.
+    #[must_use]
+    pub fn dst_ip(&self) -> IpAddr {
+        ip_from(self.ip_version, &self.dst_addr)
+    }
+
+    /// The tunnel's outer source and destination addresses, for a VXLAN flow.
+    #[must_use]
+    pub fn outer_ips(&self) -> Option<(IpAddr, IpAddr)> {
+        self.is_vxlan().then(|| {
+            (ip_from(self.outer_ip_version, &self.outer_src_addr), ip_from(self.outer_ip_version, &self.outer_dst_addr))
+        })
+    }
+
+    /// Seen inside VXLAN: `vni` and the `outer_*` fields are set.
+    #[must_use]
+    pub fn is_vxlan(&self) -> bool {
+        self.encap == ENCAP_VXLAN
+    }
+
+    /// ICMP or ICMPv6, whose `dst_port` holds the type and code, as the
+    /// datapath reads them whatever the IP version.
+    #[must_use]
+    pub fn is_icmp(&self) -> bool {
+        matches!(self.protocol, IPPROTO_ICMP | IPPROTO_ICMPV6)
+    }
+
+    /// Seen leaving the interface.
+    #[must_use]
+    pub fn is_egress(&self) -> bool {
+        self.direction == DIRECTION_EGRESS
+    }
+}
 
 /// The fields' sizes: with them adding up to the struct's, `FlowKey` has no
 /// padding the compiler could leave uninitialised, so its bytes are its value.

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use nohash_hasher::BuildNoHashHasher;
 use smallvec::{SmallVec, smallvec};
 
-use vxflow_common::{FlowKey, FlowStats, flow::ENCAP_VXLAN};
+use vxflow_common::{FlowKey, FlowStats};
 
 use super::table::{SlabMap, SlotId};
 use crate::drain::FlowDelta;
@@ -628,7 +628,7 @@ fn merged(a: FlowStats, b: FlowStats) -> FlowStats {
 /// Which sighting of a new tuple owns it: a VXLAN one (it carries the VNI
 /// and the nodes), else the one that saw the first packet.
 fn preference(s: &Sighting) -> (bool, u64, u32, u8) {
-    (s.key.encap != ENCAP_VXLAN, s.stats.first_seen_ns, s.key.ifindex, s.key.direction)
+    (!s.key.is_vxlan(), s.stats.first_seen_ns, s.key.ifindex, s.key.direction)
 }
 
 /// Whether `b` can be the same packets as `a` seen on another interface.
@@ -638,8 +638,8 @@ fn compatible(a: &FlowKey, b: &FlowKey) -> bool {
         return false;
     }
     let vlan = a.vlan_id == 0 || b.vlan_id == 0 || a.vlan_id == b.vlan_id;
-    let tunnel = a.encap != ENCAP_VXLAN
-        || b.encap != ENCAP_VXLAN
+    let tunnel = !a.is_vxlan()
+        || !b.is_vxlan()
         || (a.vni == b.vni
             && a.outer_src_addr == b.outer_src_addr
             && a.outer_dst_addr == b.outer_dst_addr

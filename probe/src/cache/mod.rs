@@ -9,7 +9,7 @@
 
 use std::{collections::HashSet, num::NonZeroU64, time::Duration};
 
-use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
+use vxflow_common::FlowKey;
 
 use self::{
     dedup::{Dedup, FlowSlots},
@@ -198,7 +198,7 @@ impl FlowCache {
     #[must_use]
     pub fn flows_per_vni(&self) -> std::collections::BTreeMap<u32, u64> {
         let mut per = std::collections::BTreeMap::new();
-        for key in self.flows.keys().filter(|k| k.encap == ENCAP_VXLAN) {
+        for key in self.flows.keys().filter(|k| k.is_vxlan()) {
             *per.entry(key.vni).or_insert(0) += 1;
         }
         per

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use vxflow_common::flow::{DIRECTION_INGRESS, ENCAP_VXLAN};
+use vxflow_common::flow::DIRECTION_INGRESS;
 
 use crate::drain::FlowDelta;
 
@@ -27,7 +27,7 @@ impl Tally {
     pub fn add(&mut self, deltas: &[FlowDelta]) {
         for d in deltas {
             let (k, s) = (&d.key, &d.stats);
-            let vxlan = k.encap == ENCAP_VXLAN;
+            let vxlan = k.is_vxlan();
             let iface = self.interfaces.entry((k.ifindex, k.direction == DIRECTION_INGRESS)).or_default();
             iface.packets += s.packets;
             iface.bytes += if vxlan { s.outer_bytes } else { s.bytes };

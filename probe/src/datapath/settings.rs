@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError},
 };
 use vxflow_common::{
-    ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, vxlan_port_slot,
+    ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, user::addr16, vxlan_port_slot,
 };
 
 use super::{Datapath, LoadError};
@@ -95,18 +95,6 @@ impl Datapath {
     /// When the sampling map cannot be written.
     pub fn set_sampling(&mut self, n: u32) -> Result<(), LoadError> {
         set_sampling(&mut self.ebpf, n)
-    }
-}
-
-/// An address as the datapath stores it: IPv4 in the first four bytes.
-fn addr16(ip: std::net::IpAddr) -> [u8; 16] {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let mut a = [0u8; 16];
-            a[..4].copy_from_slice(&v4.octets());
-            a
-        }
-        std::net::IpAddr::V6(v6) => v6.octets(),
     }
 }
 

@@ -165,7 +165,7 @@ impl Field {
     /// Appends this element's value for `r`, exactly `width()` bytes.
     pub fn write(self, r: &FlowRecord, clock: &WallClock, out: &mut Vec<u8>) {
         let k = &r.key;
-        let icmp = matches!(k.protocol, 1 | 58);
+        let icmp = k.is_icmp();
         let ports = if icmp { (0, 0) } else { (k.src_port, k.dst_port) };
         let icmp_type_code = if icmp { k.dst_port } else { 0 };
         let ifindex_if = |dir: u8| if k.direction == dir { k.ifindex } else { 0 };

@@ -3,13 +3,11 @@
 
 use std::{
     io::{BufWriter, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
 };
 
 use serde::Serialize;
-use vxflow_common::flow::{
-    DIRECTION_INGRESS, ENCAP_VXLAN, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED,
-};
+use vxflow_common::flow::{DIRECTION_INGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED};
 
 use super::{ExportContext, RecordSink};
 use crate::record::FlowRecord;
@@ -76,16 +74,6 @@ pub struct JsonRecord<'a> {
     pub sampling: Option<u32>,
 }
 
-/// The address in `bytes` for IP version `version`.
-#[must_use]
-pub fn ip_addr(version: u8, bytes: &[u8; 16]) -> IpAddr {
-    if version == 6 {
-        IpAddr::V6(Ipv6Addr::from(*bytes))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    }
-}
-
 /// IANA protocol name for the common protocols, the number otherwise.
 #[must_use]
 pub fn protocol_name(protocol: u8) -> String {
@@ -111,11 +99,11 @@ impl<'a> JsonRecord<'a> {
     #[must_use]
     pub fn new(r: &FlowRecord, interface: &'a str, ctx: &ExportContext<'_>) -> Self {
         let k = &r.key;
-        let icmp = matches!(k.protocol, 1 | 58);
         let has_ports = matches!(k.protocol, 6 | 17)
             && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED | KEY_FLAG_EXT_LIMIT) == 0;
-        let has_icmp = icmp && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
-        let vxlan = k.encap == ENCAP_VXLAN;
+        let has_icmp = k.is_icmp() && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
+        let vxlan = k.is_vxlan();
+        let outer = k.outer_ips();
         let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
         Self {
             start: ts(r.start_ns),
@@ -127,8 +115,8 @@ impl<'a> JsonRecord<'a> {
             protocol: protocol_name(k.protocol),
             protocol_number: k.protocol,
             tos: k.tos,
-            src_addr: ip_addr(k.ip_version, &k.src_addr),
-            dst_addr: ip_addr(k.ip_version, &k.dst_addr),
+            src_addr: k.src_ip(),
+            dst_addr: k.dst_ip(),
             src_port: has_ports.then_some(k.src_port),
             dst_port: has_ports.then_some(k.dst_port),
             icmp_type: has_icmp.then(|| k.dst_port.to_be_bytes()[0]),
@@ -136,8 +124,8 @@ impl<'a> JsonRecord<'a> {
             vlan: (k.vlan_id != 0).then_some(k.vlan_id),
             tunnel: vxlan.then_some("vxlan"),
             vni: vxlan.then_some(k.vni),
-            outer_src_addr: vxlan.then(|| ip_addr(k.outer_ip_version, &k.outer_src_addr)),
-            outer_dst_addr: vxlan.then(|| ip_addr(k.outer_ip_version, &k.outer_dst_addr)),
+            outer_src_addr: outer.map(|(src, _)| src),
+            outer_dst_addr: outer.map(|(_, dst)| dst),
             outer_src_port: vxlan.then_some(k.outer_src_port),
             outer_dst_port: vxlan.then_some(k.outer_dst_port),
             packets: r.packets,

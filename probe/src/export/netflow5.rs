@@ -116,7 +116,7 @@ fn record(r: &FlowRecord, clock: &WallClock, epoch: u64, packets: u32, bytes: u3
     b[20..24].copy_from_slice(&bytes.to_be_bytes());
     b[24..28].copy_from_slice(&Uptime::since(epoch, clock.to_unix_ms(r.start_ns)).to_be_bytes());
     b[28..32].copy_from_slice(&Uptime::since(epoch, clock.to_unix_ms(r.end_ns)).to_be_bytes());
-    let icmp = k.protocol == 1;
+    let icmp = k.is_icmp();
     let (sport, dport) = if icmp { (0, k.dst_port) } else { (k.src_port, k.dst_port) };
     b[32..34].copy_from_slice(&sport.to_be_bytes());
     b[34..36].copy_from_slice(&dport.to_be_bytes());
