@@ -14,18 +14,6 @@ use crate::snapshot::Snapshot;
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Datapath counters that partition the packets seen: each packet lands in
-/// exactly one.
-const OUTCOMES: [Counter; 7] = [
-    Counter::Accounted,
-    Counter::Fallback,
-    Counter::Lost,
-    Counter::NonIp,
-    Counter::Malformed,
-    Counter::SelfExport,
-    Counter::Unsampled,
-];
-
 /// Renders `snapshot` as `OpenMetrics` text.
 ///
 /// # Errors
@@ -175,7 +163,7 @@ fn flows(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
 fn datapath(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
     let dp = |c: Counter| s.datapath.get(c.name()).copied().unwrap_or(0);
     w.counter1("vxflow_datapath_seen_packets", "Packets the TC programs saw", dp(Counter::Seen))?;
-    let outcomes: Vec<_> = OUTCOMES
+    let outcomes: Vec<_> = Counter::BUCKETS
         .iter()
         .map(|&c| (vec![("outcome", c.name().trim_end_matches("_packets").to_owned())], dp(c)))
         .collect();
