@@ -7,6 +7,7 @@
 
 pub mod counter;
 pub mod flow;
+pub mod ports;
 
 #[cfg(feature = "user")]
 pub mod user;
@@ -32,7 +33,7 @@ pub const MAP_FALLBACK: &str = "FALLBACK";
 pub const MAP_NON_IP: &str = ".bss";
 /// Per-CPU array with one [`Counters`] value.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Bitmap of UDP destination ports parsed as VXLAN (see [`vxlan_port_slot`]).
+/// Bitmap of UDP destination ports parsed as VXLAN (a [`ports`] bitmap).
 pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
 /// Interfaces (by ifindex) whose packets may carry a tunnel this node
 /// terminates: only there is UDP to a VXLAN port parsed as VXLAN.
@@ -76,12 +77,3 @@ pub const fn sampling_skip_below(n: u32) -> u32 {
 pub const MAP_EXPORT_PORTS: &str = "EXPORT_PORTS";
 /// The exporter's own packets, as [`ExportTuple`]s: tuple and direction.
 pub const MAP_EXPORT_TUPLES: &str = "EXPORT_TUPLES";
-
-/// Number of `u64` words in the VXLAN port bitmap: one bit per UDP port.
-pub const VXLAN_PORT_WORDS: u32 = 65536 / 64;
-
-/// Word index and bit mask of `port` in the VXLAN port bitmap.
-#[must_use]
-pub const fn vxlan_port_slot(port: u16) -> (u32, u64) {
-    ((port / 64) as u32, 1u64 << (port % 64))
-}

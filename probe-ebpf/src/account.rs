@@ -13,7 +13,7 @@ use aya_ebpf::{
 use vxflow_common::{
     Counter, Counters, DatapathStats, ExportTuple, FlowKey, NON_IP_CPUS, NonIpSlot,
     flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
-    vxlan_port_slot,
+    ports::PortBit,
 };
 
 use crate::{
@@ -226,8 +226,8 @@ fn is_own_export(key: &FlowKey) -> bool {
         return false;
     }
     let local = if key.direction == DIRECTION_EGRESS { key.src_port } else { key.dst_port };
-    let (word, bit) = vxlan_port_slot(local);
-    if !EXPORT_PORTS.get(word).is_some_and(|w| *w & bit != 0) {
+    let bit = PortBit::of(local);
+    if !EXPORT_PORTS.get(bit.word).is_some_and(|w| bit.is_set_in(*w)) {
         return false;
     }
     let tuple = ExportTuple {

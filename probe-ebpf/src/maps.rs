@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use vxflow_common::{
     Counters, DatapathStats, ExportTuple, FallbackRecord, FlowKey, NON_IP_CPUS, NonIpSlot, NonIpSlots,
-    TUNNEL_SLOT_COUNT, VXLAN_PORT_WORDS,
+    TUNNEL_SLOT_COUNT, ports::PORT_WORDS,
 };
 
 use crate::parse::Layer;
@@ -84,7 +84,7 @@ pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 /// A packet whose port on that side is not set is not export traffic,
 /// without a hash lookup.
 #[btf_map]
-pub static EXPORT_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
+pub static EXPORT_PORTS: Array<u64, { PORT_WORDS as usize }> = Array::new();
 
 /// The exporter's own packets, by tuple and direction: twice userspace's
 /// `MAX_EXPORT_TUPLES`, since a reload adds the new set before it removes
@@ -101,7 +101,7 @@ pub static SAMPLING: Array<u32, 1> = Array::new();
 /// One bit per UDP destination port to parse as VXLAN. An array rather than a
 /// hash so the verifier inlines the lookup; userspace can change it live.
 #[btf_map]
-pub static VXLAN_PORTS: Array<u64, { VXLAN_PORT_WORDS as usize }> = Array::new();
+pub static VXLAN_PORTS: Array<u64, { PORT_WORDS as usize }> = Array::new();
 
 /// Interfaces whose packets may carry a tunnel this node terminates (the
 /// underlay): ifindex to 1. Elsewhere a tunnel header is pod data, parsed as

@@ -19,7 +19,8 @@ use network_types::{
 use vxflow_common::{
     Counter, FlowKey, TUNNEL_SLOT_SHARED,
     flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
-    tunnel_slot, vxlan_port_slot,
+    ports::PortBit,
+    tunnel_slot,
 };
 
 use crate::{
@@ -458,8 +459,8 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
 
 #[inline(always)]
 fn is_vxlan_port(port: u16) -> bool {
-    let (word, bit) = vxlan_port_slot(port);
-    VXLAN_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+    let bit = PortBit::of(port);
+    VXLAN_PORTS.get(bit.word).is_some_and(|w| bit.is_set_in(*w))
 }
 
 #[inline(always)]

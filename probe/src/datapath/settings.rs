@@ -9,9 +9,7 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError},
 };
-use vxflow_common::{
-    ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, VXLAN_PORT_WORDS, user::addr16, vxlan_port_slot,
-};
+use vxflow_common::{ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, ports, user::addr16};
 
 use super::{Datapath, LoadError};
 
@@ -188,12 +186,7 @@ fn set_port_bitmap(ebpf: &mut Ebpf, name: &'static str, ports: &[u16]) -> Result
     let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
     let mut bitmap: Array<&mut MapData, u64> =
         Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-    let mut words = vec![0u64; VXLAN_PORT_WORDS as usize];
-    for &port in ports {
-        let (word, bit) = vxlan_port_slot(port);
-        words[word as usize] |= bit;
-    }
-    for (i, word) in (0u32..).zip(words) {
+    for (i, word) in (0u32..).zip(ports::bitmap(ports)) {
         bitmap.set(i, word, 0).map_err(|source| LoadError::Map { name, source })?;
     }
     Ok(())
