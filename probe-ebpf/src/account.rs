@@ -309,7 +309,7 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
     match FALLBACK.reserve(0) {
         Some(mut entry) => {
             // Written field by field into the reservation: building the
-            // 136-byte record on the stack first would not fit beside the rest.
+            // 144-byte record on the stack first would not fit beside the rest.
             let rec = entry.as_mut_ptr();
             // SAFETY: `rec` points at a reserved, writable FallbackRecord.
             unsafe {

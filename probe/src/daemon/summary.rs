@@ -6,8 +6,10 @@ use super::Totals;
 use crate::{cache::FlowCache, drain::CounterSnapshot, record::EndReason};
 
 /// One line with every datapath counter and what the cache exported, so an
-/// operator (and the tests) can check `seen = accounted + fallback + lost +
-/// non_ip + malformed` and that every drained packet was exported.
+/// operator (and the tests) can check that `seen` is the sum of the buckets
+/// (`Counter::BUCKETS`: `accounted`, `fallback`, `lost`, `non_ip`,
+/// `malformed`, `self_export` and `unsampled`) and that every drained packet
+/// was exported.
 pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
     let s = cache.stats();
     tracing::info!(

@@ -73,15 +73,20 @@ pub enum AttachPreference {
     Clsact,
 }
 
+/// An attach mode vxflow does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an attach mode: use auto, tcx or clsact")]
+pub struct UnknownAttachMode(String);
+
 impl std::str::FromStr for AttachPreference {
-    type Err = String;
+    type Err = UnknownAttachMode;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Self::Auto),
             "tcx" => Ok(Self::Tcx),
             "clsact" => Ok(Self::Clsact),
-            other => Err(format!("{other:?} is not an attach mode: use auto, tcx or clsact")),
+            other => Err(UnknownAttachMode(other.to_owned())),
         }
     }
 }
@@ -149,6 +154,12 @@ pub enum LoadError {
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0} (build mismatch)")]
     MissingMap(&'static str),
+    #[error("program {name} in the eBPF object is not of the type vxflow runs it as (build mismatch)")]
+    NotClassifier {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
     #[error(
         "the kernel refused program {name}: permission denied. vxflow needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
          (or root); under systemd see CapabilityBoundingSet= in vxflow.service"
@@ -302,7 +313,7 @@ impl Datapath {
             .program(name)
             .ok_or(LoadError::MissingProgram(name))?
             .try_into()
-            .map_err(|source| LoadError::Verify { name, source })
+            .map_err(|source| LoadError::NotClassifier { name, source })
     }
 
     fn program_mut(&mut self, direction: Direction) -> Result<&mut SchedClassifier, LoadError> {
@@ -316,7 +327,7 @@ fn classifier_mut(ebpf: &mut Ebpf, direction: Direction) -> Result<&mut SchedCla
     ebpf.program_mut(name)
         .ok_or(LoadError::MissingProgram(name))?
         .try_into()
-        .map_err(|source| LoadError::Verify { name, source })
+        .map_err(|source| LoadError::NotClassifier { name, source })
 }
 
 impl Drop for Datapath {
@@ -333,7 +344,7 @@ fn calibrate_ticks(ebpf: &mut Ebpf) -> Result<TickClock, LoadError> {
         .program_mut(name)
         .ok_or(LoadError::MissingProgram(name))?
         .try_into()
-        .map_err(|source| LoadError::Verify { name, source })?;
+        .map_err(|source| LoadError::NotClassifier { name, source })?;
     prog.load().map_err(|source| LoadError::Verify { name, source })?;
     measure_ticks(ebpf)
 }
@@ -346,7 +357,7 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
         .program(name)
         .ok_or(LoadError::MissingProgram(name))?
         .try_into()
-        .map_err(|source| LoadError::Verify { name, source })?;
+        .map_err(|source| LoadError::NotClassifier { name, source })?;
     // The smallest frame a classifier test run takes: an Ethernet header.
     let frame = [0u8; 14];
     // `struct __sk_buff` as the run leaves it.

@@ -1,7 +1,8 @@
 //! IPFIX (RFC 7011) export: information elements, templates per record shape,
 //! and the message encoder. The inner tuple goes in the standard elements;
 //! the VNI and the outer tuple in elements the best collectors decode
-//! (DESIGN.md section 3).
+//! (`fields.rs` lists them; the README's "Sending flows to collectors" says
+//! which collector shows what).
 
 pub mod encoder;
 pub mod template;
