@@ -19,8 +19,8 @@ use vxflow_common::{
 use crate::{
     bytes::ethertype,
     frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
-    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, NON_IP_FRAMES, SAMPLING, SCRATCH},
-    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Layer, NON_IP, SLOW, VLAN_TOO_DEEP},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, Layer, NON_IP_FRAMES, SAMPLING, SCRATCH},
+    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, NON_IP, SLOW, VLAN_TOO_DEEP},
     wire::{Wire, wire},
 };
 

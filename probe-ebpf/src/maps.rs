@@ -10,8 +10,6 @@ use vxflow_common::{
     TUNNEL_SLOT_COUNT, ports::PORT_WORDS,
 };
 
-use crate::parse::Layer;
-
 /// Default entries per flow-map generation (the loader sets the real value).
 const DEFAULT_FLOW_ENTRIES: usize = 65_536;
 /// Default fallback ring size in bytes (a power of two, a multiple of the
@@ -56,6 +54,30 @@ pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 /// the CPU a slot belongs to; userspace reads the section.
 #[unsafe(no_mangle)]
 pub static mut NON_IP_FRAMES: NonIpSlots = [NonIpSlot { frames: 0, _pad: [0; 7] }; NON_IP_CPUS];
+
+/// What the counts need from a parsed layer, and the tunnel it carries.
+/// Kept in per-CPU map memory beside the key, written by the parse and read
+/// by its caller.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Layer {
+    /// Offset of the IP header.
+    pub l3_off: u32,
+    /// IP length as the header states it, clamped to the skb.
+    pub ip_len: u32,
+    /// Offset just past the transport header: what every segment of a
+    /// GSO/GRO super-packet repeats.
+    pub hdr_end: u32,
+    /// `1 << Counter` bits of the annotation counters this layer adds to.
+    pub notes: u32,
+    /// For a tunnel: the offset of the inner Ethernet header, and its VNI.
+    pub inner_off: u32,
+    pub vni: u32,
+    pub tcp_flags: u8,
+    /// `TUNNEL_*`.
+    pub tunnel: u8,
+    pub _pad: [u8; 2],
+}
 
 /// Per-CPU scratch for the packet being parsed: the flow key, which the
 /// parse writes in place, and the parsed [`Layer`]s. Passing them through

@@ -25,7 +25,7 @@ use vxflow_common::{
 
 use crate::{
     bytes::{Bytes, Span as _},
-    maps::{TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
+    maps::{Layer, TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -78,30 +78,6 @@ pub const SLOW: Status = -4;
 /// `Layer::tunnel` values.
 pub const TUNNEL_NONE: u8 = 0;
 pub const TUNNEL_VXLAN: u8 = 1;
-
-/// What the counts need from a parsed layer, and the tunnel it carries.
-/// Kept in per-CPU map memory beside the key, written by the parse and read
-/// by its caller.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct Layer {
-    /// Offset of the IP header.
-    pub l3_off: u32,
-    /// IP length as the header states it, clamped to the skb.
-    pub ip_len: u32,
-    /// Offset just past the transport header: what every segment of a
-    /// GSO/GRO super-packet repeats.
-    pub hdr_end: u32,
-    /// `1 << Counter` bits of the annotation counters this layer adds to.
-    pub notes: u32,
-    /// For a tunnel: the offset of the inner Ethernet header, and its VNI.
-    pub inner_off: u32,
-    pub vni: u32,
-    pub tcp_flags: u8,
-    /// `TUNNEL_*`.
-    pub tunnel: u8,
-    pub _pad: [u8; 2],
-}
 
 /// Parses one layer into the key's plain fields and `out`. For the outer
 /// layer, `begin` readies the key once the frame proves to carry IP, so a

@@ -3,7 +3,7 @@
 
 use aya_ebpf::programs::TcContext;
 
-use crate::parse::Layer;
+use crate::maps::Layer;
 
 /// Packets and bytes of one skb.
 pub struct Wire {
