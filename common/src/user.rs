@@ -3,7 +3,7 @@
 
 use core::{
     hash::{Hash, Hasher},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use crate::{
@@ -15,6 +15,15 @@ use crate::{
 /// (high byte of `dst_port`) and code.
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+
+/// A socket of the exporter, as the datapath must recognise its packets:
+/// IP protocol number and both ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketTuple {
+    pub protocol: u8,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
 
 /// An address as the flow key and the datapath's maps hold it: IPv4 in the
 /// first four bytes, the rest zero.

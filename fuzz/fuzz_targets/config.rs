@@ -17,10 +17,9 @@ use vxflow::{
     cache::FlowCache,
     config::{FileConfig, Overrides, RuntimeConfig, limits},
     drain::FlowDelta,
-    export::OwnSocket,
     datapath::{MAX_EXPORT_TUPLES, export_tuples},
 };
-use vxflow_common::{FlowKey, FlowStats};
+use vxflow_common::{FlowKey, FlowStats, user::SocketTuple};
 
 fn check(text: &str) {
     let resolved =
@@ -54,11 +53,11 @@ fn runs(c: &RuntimeConfig) {
         assert!(collector.template_refresh > Duration::ZERO);
     }
     // Every collector a TCP socket to this host: the most tuples it needs.
-    let sockets: Vec<OwnSocket> = c
+    let sockets: Vec<SocketTuple> = c
         .collectors
         .iter()
         .enumerate()
-        .map(|(i, col)| OwnSocket {
+        .map(|(i, col)| SocketTuple {
             protocol: 6,
             local: std::net::SocketAddr::new(col.address.ip(), 40000 + u16::try_from(i).unwrap()),
             remote: col.address,

@@ -120,7 +120,7 @@ impl Daemon {
         Ok(c)
     }
 
-    fn exclude(&mut self, sockets: &[crate::export::OwnSocket]) {
+    fn exclude(&mut self, sockets: &[vxflow_common::user::SocketTuple]) {
         if let Err(error) = self.datapath.exclude_own_sockets(sockets) {
             tracing::error!(error = %crate::error_chain(&error), "cannot exclude the export sockets; export traffic may be accounted");
         }

@@ -21,7 +21,7 @@ impl Datapath {
     ///
     /// # Errors
     /// When the maps cannot be written (more than [`MAX_EXPORT_TUPLES`]).
-    pub fn exclude_own_sockets(&mut self, sockets: &[crate::export::OwnSocket]) -> Result<(), LoadError> {
+    pub fn exclude_own_sockets(&mut self, sockets: &[vxflow_common::user::SocketTuple]) -> Result<(), LoadError> {
         let name = MAP_EXPORT_TUPLES;
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         let mut tuples: HashMap<&mut MapData, ExportTuple, u8> =
@@ -129,7 +129,7 @@ pub const MAX_COLLECTORS: usize = MAX_EXPORT_TUPLES / 4;
 /// Nothing else: a host that sends from the collector's address and port to
 /// the export port is counted like any other traffic.
 #[must_use]
-pub fn export_tuples(sockets: &[crate::export::OwnSocket]) -> Vec<ExportTuple> {
+pub fn export_tuples(sockets: &[vxflow_common::user::SocketTuple]) -> Vec<ExportTuple> {
     use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
     let mut out = Vec::new();
     for s in sockets {
@@ -211,10 +211,10 @@ mod tests {
     use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
     use super::*;
-    use crate::export::OwnSocket;
+    use vxflow_common::user::SocketTuple;
 
-    fn socket(protocol: i32, local: &str, remote: &str) -> OwnSocket {
-        OwnSocket {
+    fn socket(protocol: i32, local: &str, remote: &str) -> SocketTuple {
+        SocketTuple {
             protocol: u8::try_from(protocol).unwrap(),
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
@@ -241,7 +241,7 @@ mod tests {
         let local_udp = export_tuples(&[socket(libc::IPPROTO_UDP, "10.0.0.1:40003", "10.0.0.1:4739")]);
         assert_eq!(shape(&local_udp), [(40003, 4739, DIRECTION_EGRESS), (40003, 4739, DIRECTION_INGRESS)]);
         // The most a configuration may need fits the map.
-        let many: Vec<OwnSocket> = (0..u16::try_from(MAX_COLLECTORS).unwrap())
+        let many: Vec<SocketTuple> = (0..u16::try_from(MAX_COLLECTORS).unwrap())
             .map(|i| socket(libc::IPPROTO_TCP, &format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:4739"))
             .collect();
         assert_eq!(export_tuples(&many).len(), MAX_EXPORT_TUPLES);

@@ -3,7 +3,7 @@
 //!
 //! The daemon's cycle depends only on that trait, so its tests drive drain,
 //! cache and export with `testing::FakeSource` and no kernel;
-//! [`crate::datapath::kernel::KernelMaps`] is the real one.
+//! `datapath::kernel::KernelMaps` is the real one.
 
 #[cfg(test)]
 pub mod testing;

@@ -22,6 +22,8 @@ pub mod uptime;
 
 pub use outputs::Outputs;
 
+use vxflow_common::user::SocketTuple;
+
 use crate::{clock::WallClock, ifaces::NameCache, record::FlowRecord};
 
 /// What every output needs besides the records: wall-clock conversion,
@@ -75,7 +77,7 @@ pub trait RecordSink {
 
     /// The sockets this sink sends from, so the datapath leaves the probe's
     /// own export traffic out.
-    fn own_sockets(&self) -> Vec<OwnSocket> {
+    fn own_sockets(&self) -> Vec<SocketTuple> {
         Vec::new()
     }
 
@@ -84,14 +86,6 @@ pub trait RecordSink {
     fn stats(&self) -> Option<sink_stats::SinkStats> {
         None
     }
-}
-
-/// A socket of the exporter: protocol number and both ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OwnSocket {
-    pub protocol: u8,
-    pub local: std::net::SocketAddr,
-    pub remote: std::net::SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,11 @@
 
 use std::fmt;
 
+use vxflow_common::user::SocketTuple;
+
 use super::{
-    ExportContext, OpenError, OwnSocket, RecordSink, collector::Collector, collector::Transport, json,
-    sink_stats::SinkStats, tcp, udp,
+    ExportContext, OpenError, RecordSink, collector::Collector, collector::Transport, json, sink_stats::SinkStats, tcp,
+    udp,
 };
 use crate::{
     config::{JsonTarget, RuntimeConfig},
@@ -175,7 +177,7 @@ impl RecordSink for Outputs {
         }
     }
 
-    fn own_sockets(&self) -> Vec<OwnSocket> {
+    fn own_sockets(&self) -> Vec<SocketTuple> {
         self.sinks.iter().flat_map(|(_, s)| s.own_sockets()).collect()
     }
 }

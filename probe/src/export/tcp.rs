@@ -30,10 +30,11 @@ use std::{
 };
 
 use socket2::{Domain, SockRef, Socket, Type};
+use vxflow_common::user::SocketTuple;
 
 use super::{
-    ExportContext, OwnSocket, RecordSink, collector::Collector, ipfix::IpfixEncoder, message::Encoded,
-    sink_stats::SinkStats, throttle::Throttle, udp::SinkError,
+    ExportContext, RecordSink, collector::Collector, ipfix::IpfixEncoder, message::Encoded, sink_stats::SinkStats,
+    throttle::Throttle, udp::SinkError,
 };
 use crate::{
     clock::{WallClock, unix_ms},
@@ -284,8 +285,8 @@ impl RecordSink for TcpSink {
         self.stop();
     }
 
-    fn own_sockets(&self) -> Vec<OwnSocket> {
-        vec![OwnSocket { protocol: 6, local: self.local, remote: self.collector.address }]
+    fn own_sockets(&self) -> Vec<SocketTuple> {
+        vec![SocketTuple { protocol: 6, local: self.local, remote: self.collector.address }]
     }
 
     fn stats(&self) -> Option<SinkStats> {

@@ -187,9 +187,9 @@ impl RecordSink for UdpSink {
         Ok(())
     }
 
-    fn own_sockets(&self) -> Vec<super::OwnSocket> {
+    fn own_sockets(&self) -> Vec<vxflow_common::user::SocketTuple> {
         match (self.socket.local_addr(), self.socket.peer_addr()) {
-            (Ok(local), Ok(remote)) => vec![super::OwnSocket { protocol: 17, local, remote }],
+            (Ok(local), Ok(remote)) => vec![vxflow_common::user::SocketTuple { protocol: 17, local, remote }],
             _ => Vec::new(),
         }
     }
