@@ -174,7 +174,7 @@ fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
 
 #[test]
 fn tshark_decodes_netflow9_of_every_shape_with_vni_and_outer_addresses() {
-    let mut enc = Netflow9Encoder::new(78, 1400);
+    let mut enc = Netflow9Encoder::new(78, 1400).unwrap();
     let messages: Vec<Vec<u8>> = enc
         .encode(&records(), &CLOCK, 1_767_225_700_000, true, Some(&options()))
         .into_iter()
@@ -206,7 +206,7 @@ fn tshark_decodes_the_sampling_rate() {
     ] {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }
-    let mut enc = Netflow9Encoder::new(78, 1400);
+    let mut enc = Netflow9Encoder::new(78, 1400).unwrap();
     let messages: Vec<Vec<u8>> = enc
         .encode(&records(), &CLOCK, 1_767_225_700_000, true, Some(&options_sampled(100)))
         .into_iter()

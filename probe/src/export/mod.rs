@@ -1,6 +1,7 @@
 //! Outputs for expired flow records: JSON lines, and IPFIX, `NetFlow` v9
 //! and v5 collectors over UDP or (IPFIX) TCP.
 
+pub mod builder;
 pub mod collector;
 pub mod fields;
 pub mod ipfix;

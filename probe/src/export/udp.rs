@@ -106,7 +106,10 @@ impl UdpSink {
                 IpfixEncoder::new(domain_id, collector.mtu)
                     .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
             ),
-            Protocol::Netflow9 => Encoder::Netflow9(Netflow9Encoder::new(domain_id, collector.mtu)),
+            Protocol::Netflow9 => Encoder::Netflow9(
+                Netflow9Encoder::new(domain_id, collector.mtu)
+                    .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
+            ),
             Protocol::Netflow5 => Encoder::Netflow5(Netflow5Encoder::new(collector.engine.0, collector.engine.1)),
         };
         tracing::info!(

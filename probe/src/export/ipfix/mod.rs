@@ -5,7 +5,6 @@
 //! which collector shows what).
 
 pub mod encoder;
-pub mod template;
 
 pub use crate::export::message::Encoded;
 pub use crate::export::shape::Shape;

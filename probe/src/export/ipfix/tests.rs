@@ -115,10 +115,15 @@ fn messages_fit_the_mtu_and_sequence_numbers_count_data_records() {
     assert_eq!(sent, 1000);
 }
 
+/// Both dialects refuse an MTU that cannot hold their largest template or
+/// record, and accept the smallest a collector may configure.
 #[test]
 fn too_small_an_mtu_is_refused() {
+    use crate::export::{collector::MIN_MTU, netflow9::Netflow9Encoder};
     assert!(IpfixEncoder::new(1, 100).is_err());
-    assert!(IpfixEncoder::new(1, 512).is_ok());
+    assert!(Netflow9Encoder::new(1, 100).is_err());
+    assert!(IpfixEncoder::new(1, MIN_MTU).is_ok());
+    assert!(Netflow9Encoder::new(1, MIN_MTU).is_ok());
 }
 
 /// Template ids are a wire contract: collectors cache them.

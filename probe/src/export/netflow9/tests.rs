@@ -39,7 +39,7 @@ fn decode(packets: &[Encoded]) -> (Vec<V9>, Vec<Decoded>) {
 #[test]
 fn every_shape_round_trips_with_v9_types_and_uptime_timestamps() {
     let records = one_of_each();
-    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400);
+    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400).unwrap();
     let packets = enc.encode(&records, &CLOCK, NOW_MS, true, None);
     let (headers, decoded) = decode(&packets);
     assert_eq!(decoded.len(), records.len());
@@ -73,7 +73,7 @@ fn every_shape_round_trips_with_v9_types_and_uptime_timestamps() {
 #[test]
 fn sequence_counts_packets_and_uptime_is_rebased_before_it_wraps() {
     let records = one_of_each();
-    let mut enc = Netflow9Encoder::new(1, 600);
+    let mut enc = Netflow9Encoder::new(1, 600).unwrap();
     let first = enc.encode(&records, &CLOCK, NOW_MS, true, None);
     assert!(first.len() > 1, "a small MTU splits the export");
     assert_eq!(enc.sequence(), u32::try_from(first.len()).unwrap());
@@ -97,7 +97,7 @@ fn sequence_counts_packets_and_uptime_is_rebased_before_it_wraps() {
 
 #[test]
 fn options_carry_sampling_and_interface_names() {
-    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400);
+    let mut enc = Netflow9Encoder::new(0x0a0b_0c0d, 1400).unwrap();
     let packets = enc.encode(&[], &CLOCK, NOW_MS, true, Some(&option_values()));
     let mut got = Vec::new();
     for packet in parse_all(&packets) {
