@@ -39,6 +39,15 @@ pub const DEFAULT_TEMPLATE_REFRESH: Duration = Duration::from_mins(1);
 pub const DEFAULT_MTU: usize = 1400;
 /// Smallest message size accepted (the largest template must fit).
 pub const MIN_MTU: usize = 512;
+
+/// The unspecified address of `remote`'s family, any port: where a socket
+/// to `remote` binds before the kernel picks its source.
+#[must_use]
+pub fn unspecified_for(remote: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip: std::net::IpAddr =
+        if remote.is_ipv6() { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+    std::net::SocketAddr::new(ip, 0)
+}
 /// Default TCP buffer: about 80,000 flow records, a few minutes of a busy
 /// node's flows while a collector restarts.
 pub const DEFAULT_BUFFER_BYTES: usize = 8 << 20;

@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod collector;
+pub mod encode;
 pub mod fields;
 pub mod ipfix;
 pub mod json;
@@ -98,5 +99,22 @@ pub enum OpenError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Sink(#[from] udp::SinkError),
+    Sink(#[from] SinkError),
+}
+
+/// Why a collector's sink could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("collector {collector}: opening a socket")]
+    Socket {
+        collector: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("collector {collector}")]
+    Encoder {
+        collector: String,
+        #[source]
+        source: builder::EncodeError,
+    },
 }

@@ -5,18 +5,14 @@
 
 use std::{
     io,
-    net::{SocketAddr, UdpSocket},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    net::UdpSocket,
+    time::{Duration, Instant, SystemTime},
 };
 
 use super::{
-    ExportContext, RecordSink,
-    collector::{Collector, Protocol},
-    ipfix::{EncodeError, IpfixEncoder},
-    message::Encoded,
-    netflow5::Netflow5Encoder,
-    netflow9::Netflow9Encoder,
-    options::OptionValues,
+    ExportContext, RecordSink, SinkError,
+    collector::{Collector, unspecified_for},
+    encode::{Batch, Encode, encoder},
     sink_stats::SinkStats,
     throttle::Throttle,
 };
@@ -25,65 +21,15 @@ use crate::{clock::unix_ms, record::FlowRecord};
 /// How often a failing collector is logged, at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_mins(1);
 
-/// The encoders a UDP sink can drive.
-enum Encoder {
-    Ipfix(IpfixEncoder),
-    Netflow9(Netflow9Encoder),
-    Netflow5(Netflow5Encoder),
-}
-
-impl Encoder {
-    /// The messages for `records`, and how many records the protocol cannot
-    /// carry.
-    fn encode(
-        &mut self,
-        records: &[FlowRecord],
-        ctx: &ExportContext<'_>,
-        now: SystemTime,
-        templates: bool,
-        options: Option<&OptionValues>,
-    ) -> (Vec<Encoded>, u64) {
-        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ms = unix_ms(now);
-        match self {
-            Encoder::Ipfix(e) => {
-                let secs = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
-                (e.encode(records, &ctx.clock, secs, templates, options), 0)
-            }
-            Encoder::Netflow9(e) => (e.encode(records, &ctx.clock, ms, templates, options), 0),
-            Encoder::Netflow5(e) => {
-                let out = e.encode(records, &ctx.clock, ms, ctx.sampling);
-                (out.packets, out.not_carried)
-            }
-        }
-    }
-}
-
 pub struct UdpSink {
     collector: Collector,
     socket: UdpSocket,
-    encoder: Encoder,
+    encoder: Box<dyn Encode>,
     templates_sent: Option<Instant>,
     /// Spreads a burst of messages so the collector's buffer keeps up.
     pacer: super::pacer::Pacer,
     stats: SinkStats,
     error_log: Throttle,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("collector {collector}: opening a socket")]
-    Socket {
-        collector: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("collector {collector}")]
-    Encoder {
-        collector: String,
-        #[source]
-        source: EncodeError,
-    },
 }
 
 impl UdpSink {
@@ -93,25 +39,13 @@ impl UdpSink {
     /// When no socket can be opened or the MTU is too small.
     pub fn new(collector: Collector, domain_id: u32) -> Result<Self, SinkError> {
         let socket_err = |source| SinkError::Socket { collector: collector.name.clone(), source };
-        let local: SocketAddr = if collector.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .unwrap_or_else(|_| unreachable!("literal addresses"));
-        let socket = UdpSocket::bind(local).map_err(socket_err)?;
+        let socket = UdpSocket::bind(unspecified_for(collector.address)).map_err(socket_err)?;
         // Connected, so ICMP unreachable from the collector surfaces as an
         // error on a later send instead of vanishing.
         socket.connect(collector.address).map_err(socket_err)?;
         socket.set_nonblocking(true).map_err(socket_err)?;
-        let encoder = match collector.protocol {
-            Protocol::Ipfix => Encoder::Ipfix(
-                IpfixEncoder::new(domain_id, collector.mtu)
-                    .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
-            ),
-            Protocol::Netflow9 => Encoder::Netflow9(
-                Netflow9Encoder::new(domain_id, collector.mtu)
-                    .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?,
-            ),
-            Protocol::Netflow5 => Encoder::Netflow5(Netflow5Encoder::new(collector.engine.0, collector.engine.1)),
-        };
+        let encoder = encoder(collector.protocol, domain_id, collector.mtu, collector.engine)
+            .map_err(|source| SinkError::Encoder { collector: collector.name.clone(), source })?;
         tracing::info!(
             collector = %collector,
             source = %socket.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
@@ -153,7 +87,16 @@ impl RecordSink for UdpSink {
         // final counts.
         let options = (with_templates || ctx.last).then(|| ctx.option_values(self.stats.not_sent));
         let wall = SystemTime::now();
-        let (messages, not_carried) = self.encoder.encode(records, ctx, wall, with_templates, options.as_ref());
+        let batch = Batch {
+            records,
+            clock: &ctx.clock,
+            now: wall,
+            templates: with_templates,
+            options: options.as_ref(),
+            sampling: ctx.sampling,
+        };
+        let encoded = self.encoder.encode(&batch);
+        let (messages, not_carried) = (encoded.messages, encoded.not_carried);
         if not_carried > 0 {
             if self.stats.records_not_carried == 0 {
                 tracing::warn!(

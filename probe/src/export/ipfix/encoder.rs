@@ -66,6 +66,17 @@ impl Dialect for Ipfix {
     }
 }
 
+/// Writes `m`'s export time (`now`) and its stream's `sequence` into its
+/// header (RFC 7011 3.1), for a stream that sends it later than it was
+/// encoded; returns the sequence number after it, which counts its data
+/// records. An [`crate::export::encode::Restamp`].
+pub fn restamp(m: &mut Encoded, sequence: u32, now: std::time::SystemTime) -> u32 {
+    let secs = u32::try_from(crate::clock::unix_ms(now) / 1000).unwrap_or(u32::MAX);
+    m.bytes[4..8].copy_from_slice(&secs.to_be_bytes());
+    m.bytes[8..12].copy_from_slice(&sequence.to_be_bytes());
+    sequence.wrapping_add(m.data_records())
+}
+
 impl Builder<Ipfix> {
     /// An encoder for observation domain `domain_id` whose messages are at
     /// most `mtu` bytes.

@@ -8,7 +8,7 @@ pub mod encoder;
 
 pub use crate::export::message::Encoded;
 pub use crate::export::shape::Shape;
-pub use encoder::{EncodeError, IpfixEncoder};
+pub use encoder::{EncodeError, IpfixEncoder, restamp};
 
 #[cfg(test)]
 mod tests;
