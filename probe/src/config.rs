@@ -12,7 +12,10 @@ use serde::Deserialize;
 use crate::{
     cache::CacheConfig,
     datapath::{AttachPreference, LoadOptions},
-    export::collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
+    export::{
+        collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
+        outputs::{JsonTarget, OutputSpec},
+    },
     ifaces::spec::{InterfaceSpec, SpecError},
 };
 
@@ -114,13 +117,6 @@ pub struct ExportSection {
     pub observation_domain_id: Option<u32>,
     /// Where JSON lines go: a file path, or "-" for stdout.
     pub json: Option<String>,
-}
-
-/// Where JSON lines are written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonTarget {
-    Stdout,
-    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -391,6 +387,12 @@ fn read_config_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl RuntimeConfig {
+    /// The outputs this configuration names.
+    #[must_use]
+    pub fn outputs(&self) -> OutputSpec<'_> {
+        OutputSpec { json: self.json.as_ref(), collectors: &self.collectors, domain: self.observation_domain_id }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
         if self.collectors.len() > crate::datapath::MAX_COLLECTORS {

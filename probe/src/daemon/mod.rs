@@ -185,7 +185,7 @@ fn interval_after(period: Duration) -> Interval {
 
 impl Daemon {
     fn start(source: ConfigSource, config: RuntimeConfig, notifier: Notifier) -> Result<Self, DaemonError> {
-        let outputs = Outputs::open(&config)?;
+        let outputs = Outputs::open(&config.outputs())?;
         let (mut datapath, maps) = datapath::load(&config.load)?;
         // Before the first export: the probe's own export traffic is not a flow.
         datapath.exclude_own_sockets(&outputs.own_sockets())?;

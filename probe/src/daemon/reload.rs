@@ -70,7 +70,7 @@ impl Daemon {
         let mut c = Changes::default();
         keep_restart_only(old, &mut new, &mut c.needs_restart);
 
-        let outputs = self.pipeline.outputs.reconcile(&new)?;
+        let outputs = self.pipeline.outputs.reconcile(&new.outputs())?;
         // From here on nothing fails the reload: validation bounded the
         // collectors so that the old and the new sockets' tuples together
         // fit the kernel's export map.

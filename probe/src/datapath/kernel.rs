@@ -12,12 +12,21 @@ use std::os::fd::AsFd as _;
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf},
 };
-use vxflow_common::{Counter, Counters, FallbackRecord, MAP_COUNTERS, MAP_FALLBACK, MAP_NON_IP, NonIpSlots};
+use vxflow_common::{
+    Counter, Counters, DatapathStats, FallbackRecord, FlowKey, MAP_COUNTERS, MAP_FALLBACK, MAP_FLOW_GEN, MAP_FLOWS,
+    MAP_NON_IP, NonIpSlots,
+};
 
-use super::{FlowMap, GenMap, LoadError, take_flow_maps, ticks::TickClock};
+use super::{LoadError, ticks::TickClock};
 use crate::drain::{CounterSnapshot, DeltaSource, FlowDelta};
+
+/// One generation of the kernel flow map (a `FlowKey` to `DatapathStats` hash),
+/// kept as raw map data: it is drained with batch syscalls aya does not wrap.
+type FlowMap = MapData;
+/// The one-slot array of maps that selects the generation being written.
+type GenMap = ArrayOfMaps<MapData, FlowMap>;
 
 /// Why reading the kernel's maps failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,4 +247,26 @@ impl DeltaSource for KernelMaps {
         }
         Ok(snap)
     }
+}
+
+/// Takes the flow-generation maps out of `ebpf` and points the datapath at
+/// generation A.
+fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), LoadError> {
+    let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+    let mut gen_map: GenMap = ArrayOfMaps::try_from(take(ebpf, MAP_FLOW_GEN)?)
+        .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
+    let mut flows = Vec::with_capacity(2);
+    for name in MAP_FLOWS {
+        let map = take(ebpf, name)?;
+        // Checks the map is a FlowKey -> DatapathStats hash; kept as its data.
+        HashMap::<&MapData, FlowKey, DatapathStats>::try_from(&map)
+            .map_err(|source| LoadError::Map { name, source })?;
+        let Map::HashMap(data) = map else {
+            return Err(LoadError::MissingMap(name));
+        };
+        flows.push(data);
+    }
+    let [a, b]: [FlowMap; 2] = flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
+    gen_map.set(0, &a, 0).map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
+    Ok((gen_map, [a, b]))
 }

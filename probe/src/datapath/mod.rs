@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{ArrayOfMaps, HashMap, Map, MapData, MapError},
+    maps::MapError,
     programs::{ProgramError, SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
     util::KernelVersion,
 };
-use vxflow_common::{DatapathStats, FlowKey, MAP_FLOW_GEN, MAP_FLOWS};
+use vxflow_common::MAP_FLOWS;
 
 use self::{
     kernel::KernelMaps,
@@ -36,12 +36,6 @@ use self::{
     attach::claim_namespace,
     settings::{set_sampling, set_vxlan_ports},
 };
-
-/// One generation of the kernel flow map (a `FlowKey` to `DatapathStats` hash),
-/// kept as raw map data: it is drained with batch syscalls aya does not wrap.
-pub(crate) type FlowMap = MapData;
-/// The one-slot array of maps that selects the generation being written.
-pub(crate) type GenMap = ArrayOfMaps<MapData, FlowMap>;
 
 /// Program names in the object, one per direction.
 const PROG_INGRESS: &str = "vxflow_ingress";
@@ -371,28 +365,6 @@ fn measure_ticks(ebpf: &Ebpf) -> Result<TickClock, LoadError> {
         Ok(Sample { jiffies: word(0) | word(1) << 32, mono_ns: word(2) | word(3) << 32 })
     };
     TickClock::calibrate(sample, std::time::Duration::from_secs(1)).map_err(LoadError::Clock)
-}
-
-/// Takes the flow-generation maps out of `ebpf` and points the datapath at
-/// generation A.
-pub(crate) fn take_flow_maps(ebpf: &mut Ebpf) -> Result<(GenMap, [FlowMap; 2]), LoadError> {
-    let take = |ebpf: &mut Ebpf, name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
-    let mut gen_map: GenMap = ArrayOfMaps::try_from(take(ebpf, MAP_FLOW_GEN)?)
-        .map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
-    let mut flows = Vec::with_capacity(2);
-    for name in MAP_FLOWS {
-        let map = take(ebpf, name)?;
-        // Checks the map is a FlowKey -> DatapathStats hash; kept as its data.
-        HashMap::<&MapData, FlowKey, DatapathStats>::try_from(&map)
-            .map_err(|source| LoadError::Map { name, source })?;
-        let Map::HashMap(data) = map else {
-            return Err(LoadError::MissingMap(name));
-        };
-        flows.push(data);
-    }
-    let [a, b]: [FlowMap; 2] = flows.try_into().unwrap_or_else(|_| unreachable!("two flow maps were pushed"));
-    gen_map.set(0, &a, 0).map_err(|source| LoadError::Map { name: MAP_FLOW_GEN, source })?;
-    Ok((gen_map, [a, b]))
 }
 
 /// Raises the soft file-descriptor limit to the hard one (1,024 soft is the

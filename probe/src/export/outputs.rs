@@ -11,10 +11,23 @@ use super::{
     ExportContext, OpenError, RecordSink, collector::Collector, collector::Transport, json, sink_stats::SinkStats, tcp,
     udp,
 };
-use crate::{
-    config::{JsonTarget, RuntimeConfig},
-    record::FlowRecord,
-};
+use crate::record::FlowRecord;
+
+/// Where JSON lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonTarget {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+/// The outputs a configuration names: what of it the output set reads.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputSpec<'a> {
+    pub json: Option<&'a JsonTarget>,
+    pub collectors: &'a [Collector],
+    /// The observation domain (source id) every collector's stream states.
+    pub domain: u32,
+}
 
 /// What makes an output the same output across a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,25 +78,25 @@ impl Outputs {
         Self { sinks: vec![(OutputId::Json(JsonTarget::Stdout), sink)] }
     }
 
-    /// Opens every output `config` names.
+    /// Opens every output `spec` names.
     ///
     /// # Errors
     /// When an output cannot be opened.
-    pub fn open(config: &RuntimeConfig) -> Result<Self, OpenError> {
+    pub fn open(spec: &OutputSpec<'_>) -> Result<Self, OpenError> {
         let mut outputs = Self::default();
-        let changed = outputs.reconcile(config)?;
+        let changed = outputs.reconcile(spec)?;
         debug_assert!(changed.retired.is_empty());
         Ok(outputs)
     }
 
-    /// Makes the set match `config`: keeps outputs it still names, opens the
+    /// Makes the set match `spec`: keeps outputs it still names, opens the
     /// new ones, and hands back those it no longer names for the caller to
     /// close once it no longer needs them. On error nothing has changed.
     ///
     /// # Errors
     /// When a new output cannot be opened.
-    pub fn reconcile(&mut self, config: &RuntimeConfig) -> Result<Reconciled, OpenError> {
-        let wanted = wanted(config);
+    pub fn reconcile(&mut self, spec: &OutputSpec<'_>) -> Result<Reconciled, OpenError> {
+        let wanted = wanted(spec);
         let mut opened = Vec::new();
         for id in &wanted {
             if !self.sinks.iter().any(|(have, _)| have == id) {
@@ -123,13 +136,10 @@ impl Outputs {
     }
 }
 
-/// The outputs `config` names, JSON first.
-fn wanted(config: &RuntimeConfig) -> Vec<OutputId> {
-    let json = config.json.clone().map(OutputId::Json);
-    let collectors = config
-        .collectors
-        .iter()
-        .map(|c| OutputId::Collector { collector: c.clone(), domain: config.observation_domain_id });
+/// The outputs `spec` names, JSON first.
+fn wanted(spec: &OutputSpec<'_>) -> Vec<OutputId> {
+    let json = spec.json.cloned().map(OutputId::Json);
+    let collectors = spec.collectors.iter().map(|c| OutputId::Collector { collector: c.clone(), domain: spec.domain });
     json.into_iter().chain(collectors).collect()
 }
 
