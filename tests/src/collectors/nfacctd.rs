@@ -1,0 +1,115 @@
+//! pmacct's nfacctd, its flows read back from its print plugin.
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    process::{Child, Stdio},
+};
+
+use super::{signal_and_wait, wait_for_udp_listener};
+use crate::netns::Netns;
+
+/// pmacct's nfacctd (Debian package pmacct) on `127.0.0.1:port` in a
+/// namespace, aggregating by the pod tuple and the VNI into CSV.
+pub struct Nfacctd {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+/// One nfacctd aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PmacctFlow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: String,
+    pub vni: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Nfacctd {
+    #[must_use]
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        Self::start_with(ns, port, "")
+    }
+
+    /// As [`Nfacctd::start`], with more configuration lines (`key: value`).
+    #[must_use]
+    pub fn start_with(ns: &Netns, port: u16, extra: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}-nfacctd-{port}", ns.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nfacctd.conf");
+        let csv = dir.join("flows.csv");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print[flows]\n\
+                 aggregate[flows]: src_host, dst_host, src_port, dst_port, proto, vxlan\n\
+                 print_output[flows]: csv\nprint_output_file[flows]: {}\nprint_output_file_append[flows]: true\n\
+                 print_refresh_time[flows]: 1\n{extra}",
+                csv.display()
+            ),
+        )
+        .unwrap();
+        let child = ns
+            .command(&["nfacctd", "-f", conf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nfacctd (Debian package pmacct, installed by scripts/setup.sh)");
+        wait_for_udp_listener(ns, port, "nfacctd");
+        Self { child: Some(child), dir }
+    }
+
+    /// Stops nfacctd (SIGINT purges its cache) and returns every aggregate
+    /// row written, in order.
+    #[must_use]
+    pub fn stop(mut self) -> Vec<PmacctFlow> {
+        let mut child = self.child.take().unwrap();
+        signal_and_wait(&mut child, libc::SIGINT);
+        let csv = std::fs::read_to_string(self.dir.join("flows.csv")).unwrap_or_default();
+        let mut lines = csv.lines();
+        let Some(header) = lines.next() else { return Vec::new() };
+        let cols: Vec<&str> = header.split(',').collect();
+        let col = |name: &str| cols.iter().position(|c| *c == name).unwrap_or_else(|| panic!("{name} in {header}"));
+        let (sa, da, sp, dp, pr, vx, pk, by) = (
+            col("SRC_IP"),
+            col("DST_IP"),
+            col("SRC_PORT"),
+            col("DST_PORT"),
+            col("PROTOCOL"),
+            col("VXLAN"),
+            col("PACKETS"),
+            col("BYTES"),
+        );
+        lines
+            .filter(|l| !l.starts_with("SRC_IP"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                PmacctFlow {
+                    src: f[sa].parse().unwrap(),
+                    dst: f[da].parse().unwrap(),
+                    src_port: f[sp].parse().unwrap(),
+                    dst_port: f[dp].parse().unwrap(),
+                    protocol: f[pr].to_owned(),
+                    vni: f[vx].parse().unwrap(),
+                    packets: f[pk].parse().unwrap(),
+                    bytes: f[by].parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nfacctd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
