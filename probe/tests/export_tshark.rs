@@ -14,21 +14,15 @@ use vxflow::{
     },
     record::{EndReason, FlowRecord},
 };
-use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
-
-fn addr(v: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[..v.len()].copy_from_slice(v);
-    a
-}
+use vxflow_common::{FlowKey, flow::ENCAP_VXLAN, user::addr16};
 
 const POD_A: [u8; 16] = [0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const NODE6_A: [u8; 16] = [0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
 
 fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
     let mut key = FlowKey {
-        src_addr: if inner_v6 { POD_A } else { addr(&[10, 244, 0, 2]) },
-        dst_addr: if inner_v6 { POD_A } else { addr(&[10, 244, 1, 3]) },
+        src_addr: if inner_v6 { POD_A } else { addr16([10, 244, 0, 2].into()) },
+        dst_addr: if inner_v6 { POD_A } else { addr16([10, 244, 1, 3].into()) },
         src_port: 40000,
         dst_port: 5201,
         protocol: 6,
@@ -40,8 +34,8 @@ fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
         key.encap = ENCAP_VXLAN;
         key.vni = vni;
         key.outer_ip_version = if outer_v6 { 6 } else { 4 };
-        key.outer_src_addr = if outer_v6 { NODE6_A } else { addr(&[192, 168, 56, 11]) };
-        key.outer_dst_addr = if outer_v6 { NODE6_A } else { addr(&[192, 168, 56, 12]) };
+        key.outer_src_addr = if outer_v6 { NODE6_A } else { addr16([192, 168, 56, 11].into()) };
+        key.outer_dst_addr = if outer_v6 { NODE6_A } else { addr16([192, 168, 56, 12].into()) };
         key.outer_src_port = 51234;
         key.outer_dst_port = 8472;
     }

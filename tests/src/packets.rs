@@ -65,16 +65,16 @@ pub struct Case {
     pub runner: Runner,
 }
 
-fn addr16(v4: [u8; 4]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[..4].copy_from_slice(&v4);
-    a
-}
-
 /// A plain key; addresses of 4 bytes are IPv4, of 16 IPv6.
 #[must_use]
 pub fn key(src: &[u8], dst: &[u8], sport: u16, dport: u16, protocol: u8) -> FlowKey {
-    let to16 = |a: &[u8]| if a.len() == 4 { addr16(a.try_into().unwrap()) } else { a.try_into().unwrap() };
+    let to16 = |a: &[u8]| {
+        let ip: std::net::IpAddr = match a.len() {
+            4 => <[u8; 4]>::try_from(a).unwrap().into(),
+            _ => <[u8; 16]>::try_from(a).unwrap().into(),
+        };
+        vxflow_common::user::addr16(ip)
+    };
     FlowKey {
         src_addr: to16(src),
         dst_addr: to16(dst),

@@ -3,6 +3,7 @@
 use vxflow_common::{
     FlowKey,
     flow::{DIRECTION_EGRESS, DIRECTION_INGRESS, ENCAP_VXLAN},
+    user::addr16,
 };
 
 use super::{
@@ -19,12 +20,6 @@ use crate::{
 pub const CLOCK: WallClock = WallClock::with_offset_ns(1_767_225_600_000_000_000);
 pub const MS: u64 = 1_000_000;
 
-pub fn addr(v: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[..v.len()].copy_from_slice(v);
-    a
-}
-
 /// A record whose source port identifies it in the decoded output.
 pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord {
     let (inner_v6, outer) = match shape {
@@ -33,11 +28,11 @@ pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord 
     };
     let (src, dst) = if inner_v6 {
         (
-            addr(&[0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
-            addr(&[0xfd, 0, 2, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]),
+            addr16([0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2].into()),
+            addr16([0xfd, 0, 2, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3].into()),
         )
     } else {
-        (addr(&[10, 244, 0, 2]), addr(&[10, 244, 1, 3]))
+        (addr16([10, 244, 0, 2].into()), addr16([10, 244, 1, 3].into()))
     };
     let mut key = FlowKey {
         src_addr: src,
@@ -57,11 +52,11 @@ pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord 
         key.outer_ip_version = if outer_v6 { 6 } else { 4 };
         (key.outer_src_addr, key.outer_dst_addr) = if outer_v6 {
             (
-                addr(&[0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11]),
-                addr(&[0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12]),
+                addr16([0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11].into()),
+                addr16([0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12].into()),
             )
         } else {
-            (addr(&[192, 168, 56, 11]), addr(&[192, 168, 56, 12]))
+            (addr16([192, 168, 56, 11].into()), addr16([192, 168, 56, 12].into()))
         };
         key.outer_src_port = 40000 + id;
         key.outer_dst_port = 8472;
