@@ -19,16 +19,12 @@ use crate::{
     ifaces::spec::{InterfaceSpec, SpecError},
 };
 
-/// Defaults, in one place.
+/// Defaults, in one place (the cache's are `CacheConfig::default()`).
 pub mod defaults {
     use std::time::Duration;
 
     pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
     pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-    pub const ACTIVE_TIMEOUT: Duration = Duration::from_mins(1);
-    pub const INACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
-    pub const TCP_END_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const MAX_FLOWS: usize = 1_000_000;
     pub const FLOW_MAP_ENTRIES: u32 = 65_536;
     pub const FALLBACK_RING_BYTES: u32 = 8 << 20;
     /// Every packet.
@@ -272,11 +268,12 @@ impl FileConfig {
         } else {
             o.vxlan_ports.clone()
         };
+        let d = CacheConfig::default();
         let cache = CacheConfig {
-            active_timeout: o.active_timeout.or(self.cache.active_timeout).unwrap_or(defaults::ACTIVE_TIMEOUT),
-            inactive_timeout: o.inactive_timeout.or(self.cache.inactive_timeout).unwrap_or(defaults::INACTIVE_TIMEOUT),
-            tcp_end_timeout: o.tcp_end_timeout.or(self.cache.tcp_end_timeout).unwrap_or(defaults::TCP_END_TIMEOUT),
-            max_flows: o.max_flows.or(self.cache.max_flows).unwrap_or(defaults::MAX_FLOWS),
+            active_timeout: o.active_timeout.or(self.cache.active_timeout).unwrap_or(d.active_timeout),
+            inactive_timeout: o.inactive_timeout.or(self.cache.inactive_timeout).unwrap_or(d.inactive_timeout),
+            tcp_end_timeout: o.tcp_end_timeout.or(self.cache.tcp_end_timeout).unwrap_or(d.tcp_end_timeout),
+            max_flows: o.max_flows.or(self.cache.max_flows).unwrap_or(d.max_flows),
             dedup: !(o.per_interface_records || self.per_interface_records.unwrap_or(false)),
         };
         let poll_interval = o.poll_interval.or(self.kernel.poll_interval).unwrap_or(defaults::POLL_INTERVAL);
@@ -472,8 +469,8 @@ mod tests {
         assert_eq!(c.metrics, Some(crate::metrics::DEFAULT_LISTEN.parse().unwrap()));
         assert_eq!(c.control.as_deref(), Some(Path::new(crate::control::DEFAULT_SOCKET)));
         assert_eq!(c.load.vxlan_ports, defaults::VXLAN_PORTS);
-        assert_eq!(c.cache.active_timeout, defaults::ACTIVE_TIMEOUT);
-        assert_eq!(c.cache.inactive_timeout, defaults::INACTIVE_TIMEOUT);
+        assert_eq!(c.cache.active_timeout, CacheConfig::default().active_timeout);
+        assert_eq!(c.cache.inactive_timeout, CacheConfig::default().inactive_timeout);
         assert_eq!(c.poll_interval, defaults::POLL_INTERVAL);
     }
 

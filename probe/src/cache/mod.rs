@@ -62,9 +62,14 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
+            // A long flow shows in a record at least once a minute, and an
+            // idle one ends 15 s after its last packet: a collector sees
+            // connections while they last, at one record a minute per flow.
             active_timeout: Duration::from_mins(1),
             inactive_timeout: Duration::from_secs(15),
+            // Long enough for the last ACK and a retransmitted FIN or RST.
             tcp_end_timeout: Duration::from_secs(5),
+            // About 220 MB of cache at 223 bytes a flow.
             max_flows: 1_000_000,
             dedup: true,
         }
