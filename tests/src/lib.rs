@@ -16,6 +16,7 @@ pub mod configgen;
 pub mod hostile_frames;
 pub mod metrics;
 pub mod netns;
+pub mod ovs;
 pub mod packets;
 pub mod pcap;
 pub mod probe;
