@@ -8,7 +8,7 @@ use core::{
 
 use crate::{
     DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats,
-    flow::{DIRECTION_EGRESS, ENCAP_VXLAN},
+    flow::{DIRECTION_INGRESS, ENCAP_VXLAN},
 };
 
 /// IP protocol numbers whose "ports" the datapath fills with the ICMP type
@@ -85,10 +85,10 @@ impl FlowKey {
         matches!(self.protocol, IPPROTO_ICMP | IPPROTO_ICMPV6)
     }
 
-    /// Seen leaving the interface.
+    /// Seen arriving on the interface (otherwise leaving it).
     #[must_use]
-    pub fn is_egress(&self) -> bool {
-        self.direction == DIRECTION_EGRESS
+    pub fn is_ingress(&self) -> bool {
+        self.direction == DIRECTION_INGRESS
     }
 }
 

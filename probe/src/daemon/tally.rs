@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use vxflow_common::flow::DIRECTION_INGRESS;
-
 use crate::drain::FlowDelta;
 
 /// Packets and bytes.
@@ -28,7 +26,7 @@ impl Tally {
         for d in deltas {
             let (k, s) = (&d.key, &d.stats);
             let vxlan = k.is_vxlan();
-            let iface = self.interfaces.entry((k.ifindex, k.direction == DIRECTION_INGRESS)).or_default();
+            let iface = self.interfaces.entry((k.ifindex, k.is_ingress())).or_default();
             iface.packets += s.packets;
             iface.bytes += if vxlan { s.outer_bytes } else { s.bytes };
             if vxlan {

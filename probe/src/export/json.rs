@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde::Serialize;
-use vxflow_common::flow::{DIRECTION_INGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED};
+use vxflow_common::flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED};
 
 use super::{ExportContext, RecordSink};
 use crate::record::FlowRecord;
@@ -110,7 +110,7 @@ impl<'a> JsonRecord<'a> {
             end: ts(r.end_ns),
             interface,
             ifindex: k.ifindex,
-            direction: if k.direction == DIRECTION_INGRESS { "ingress" } else { "egress" },
+            direction: if k.is_ingress() { "ingress" } else { "egress" },
             ip_version: k.ip_version,
             protocol: protocol_name(k.protocol),
             protocol_number: k.protocol,
