@@ -94,7 +94,7 @@ fn a_pod_cannot_forge_a_tunnel_or_hide_a_flow() {
         // crossed: flannel.1 under auto; the pod's veth, cni0 and flannel.1
         // with every interface.
         let crossed = if select.contains(&"auto") { 1 } else { 3 };
-        assert_eq!(done.counter("vxlan_untrusted_packets"), 60 * crossed, "{select:?}: {}", done.stderr);
+        assert_eq!(done.counter("tunnel_untrusted_packets"), 60 * crossed, "{select:?}: {}", done.stderr);
     }
 }
 

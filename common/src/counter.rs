@@ -89,21 +89,35 @@ counters! {
     Ipv6ExtLimit => "ipv6_ext_limit_packets",
     /// Packets parsed as VXLAN down to the inner IP packet.
     Vxlan => "vxlan_packets",
-    /// UDP to a VXLAN port whose VXLAN header is short or has the I flag
-    /// clear; accounted as plain UDP.
-    VxlanInvalid => "vxlan_invalid_packets",
-    /// VXLAN packets whose inner frame is not IP or is malformed; accounted as
-    /// the outer UDP flow.
-    VxlanInnerNotIp => "vxlan_inner_not_ip_packets",
+    /// Packets parsed as Geneve down to the inner IP packet.
+    Geneve => "geneve_packets",
+    /// Packets parsed as IP in IP (IPv4 or IPv6 in IPv4 or IPv6).
+    Ipip => "ipip_packets",
+    /// Packets parsed as GRE down to the inner IP packet.
+    Gre => "gre_packets",
+    /// Packets to a tunnel (a VXLAN or Geneve port, GRE) whose tunnel header
+    /// is cut short or breaks its specification (VXLAN's I flag clear,
+    /// Geneve version not 0, GRE's reserved bits set); accounted as the
+    /// outer flow.
+    TunnelInvalid => "tunnel_invalid_packets",
+    /// Tunnel packets whose payload is not an IP packet vxflow decodes (a
+    /// non-IP or malformed inner frame, a Geneve control message, a GRE
+    /// payload of another type or version); accounted as the outer flow.
+    TunnelInnerNotIp => "tunnel_inner_not_ip_packets",
+    /// Tunnelled packets whose inner packet is itself a tunnel (IP in IP,
+    /// GRE, UDP to a tunnel port): accounted at the first tunnel's inner
+    /// header as a plain flow of that protocol, not decoded further.
+    NestedTunnel => "nested_tunnel_packets",
     /// Frames with more VLAN tags than `MAX_VLAN_TAGS` (counted in `Malformed`).
     VlanTooDeep => "vlan_too_deep_packets",
     /// Accounted GSO/GRO super-packets (one per skb, not per segment).
     GsoSkbs => "gso_skbs",
     /// Packets of the probe's own export traffic, not accounted.
     SelfExport => "self_export_packets",
-    /// UDP to a VXLAN port on an interface where tunnels are not parsed (a
-    /// pod-facing one): accounted as the plain UDP flow it is.
-    VxlanUntrusted => "vxlan_untrusted_packets",
+    /// A tunnel (UDP to a tunnel port, IP in IP, GRE) on an interface where
+    /// tunnels are not parsed (a pod-facing one): accounted as the plain
+    /// flow it is.
+    TunnelUntrusted => "tunnel_untrusted_packets",
     /// skbs (not packets) parsed through `bpf_skb_load_bytes` instead of
     /// in place: non-linear ones (GSO/GRO super-packets, frames a NIC split
     /// into header and pages) and IPv6 with extension headers.
@@ -129,15 +143,32 @@ impl Counter {
 
     /// The annotation counters: they describe accounted packets (by packet,
     /// not by skb) and are not buckets of the conservation law.
-    pub const NOTES: [Counter; 7] = [
+    pub const NOTES: [Counter; 11] = [
         Counter::Fragment,
         Counter::L4Truncated,
         Counter::Ipv6ExtLimit,
         Counter::Vxlan,
-        Counter::VxlanInvalid,
-        Counter::VxlanInnerNotIp,
-        Counter::VxlanUntrusted,
+        Counter::Geneve,
+        Counter::Ipip,
+        Counter::Gre,
+        Counter::TunnelInvalid,
+        Counter::TunnelInnerNotIp,
+        Counter::NestedTunnel,
+        Counter::TunnelUntrusted,
     ];
+
+    /// The counter of packets decoded through a tunnel of type `encap`
+    /// (an `ENCAP_*` value).
+    #[must_use]
+    pub const fn of_tunnel(encap: u8) -> Option<Counter> {
+        match encap {
+            crate::flow::ENCAP_VXLAN => Some(Counter::Vxlan),
+            crate::flow::ENCAP_GENEVE => Some(Counter::Geneve),
+            crate::flow::ENCAP_IPIP => Some(Counter::Ipip),
+            crate::flow::ENCAP_GRE => Some(Counter::Gre),
+            _ => None,
+        }
+    }
 
     /// This counter's bit in a `1 << counter` set (the datapath's notes).
     #[must_use]
@@ -145,6 +176,8 @@ impl Counter {
         1 << self as u32
     }
 }
+
+const _: () = assert!(Counter::COUNT <= 32, "the datapath's notes are a u32 of counter bits");
 
 #[cfg(test)]
 mod tests {

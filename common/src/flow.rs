@@ -10,15 +10,35 @@ pub const KEY_FLAG_EXT_LIMIT: u8 = 1 << 2;
 
 /// `FlowKey::encap` for plain (non-tunnelled) traffic.
 pub const ENCAP_NONE: u8 = 0;
-/// `FlowKey::encap` for VXLAN (RFC 7348); the `outer_*` fields and `vni` are set.
+/// `FlowKey::encap` for VXLAN (RFC 7348): `tunnel_id` is the 24-bit VNI,
+/// the `outer_*` fields the UDP tuple between the tunnel endpoints.
 pub const ENCAP_VXLAN: u8 = 1;
+/// Geneve (RFC 8926): `tunnel_id` is the 24-bit VNI; outer tuple UDP.
+pub const ENCAP_GENEVE: u8 = 2;
+/// IP in IP: IPv4 or IPv6 directly in IPv4 or IPv6 (IP protocol 4 or 41,
+/// as the inner `ip_version` says); no tunnel id, outer ports 0.
+pub const ENCAP_IPIP: u8 = 3;
+/// GRE (RFC 2784/2890, IP protocol 47): `tunnel_id` is the key when
+/// [`TUNNEL_FLAG_KEY`] is set (NVGRE's 24-bit VSID in its top 24 bits when
+/// the payload is Ethernet); outer ports 0.
+pub const ENCAP_GRE: u8 = 4;
+/// The highest `ENCAP_*` value.
+pub const ENCAP_MAX: u8 = ENCAP_GRE;
+
+/// `FlowKey::tunnel_flags`: the tunnel header carried an id (always for
+/// VXLAN and Geneve; for GRE when the K bit was set).
+pub const TUNNEL_FLAG_KEY: u8 = 1 << 0;
+/// `FlowKey::tunnel_flags`: the tunnel carried an Ethernet frame (VXLAN,
+/// Geneve with protocol type 0x6558, GRE transparent Ethernet bridging)
+/// rather than an IP packet directly.
+pub const TUNNEL_FLAG_ETHERNET: u8 = 1 << 1;
 
 /// `FlowKey::direction` values (IPFIX flowDirection, IE 61: 0 ingress, 1 egress).
 pub const DIRECTION_INGRESS: u8 = 0;
 pub const DIRECTION_EGRESS: u8 = 1;
 
-/// What identifies a flow. For VXLAN the plain tuple fields hold the **inner**
-/// packet and the `outer_*` fields the VTEP tuple.
+/// What identifies a flow. For a tunnel the plain tuple fields hold the
+/// **inner** packet and the `outer_*` fields the tunnel endpoints' tuple.
 ///
 /// Addresses are in network byte order; an IPv4 address fills the first four
 /// bytes and the rest stay zero. Ports are in host byte order.
@@ -29,22 +49,23 @@ pub struct FlowKey {
     pub src_addr: [u8; 16],
     /// destinationIPv4Address (IE 12) / destinationIPv6Address (IE 28).
     pub dst_addr: [u8; 16],
-    /// Outer (VTEP) source address, ntop 35632.114 / 35632.396.
+    /// Outer (tunnel endpoint) source address, ntop 35632.114 / 35632.396.
     pub outer_src_addr: [u8; 16],
-    /// Outer (VTEP) destination address, ntop 35632.116 / 35632.397.
+    /// Outer (tunnel endpoint) destination address, ntop 35632.116 / 35632.397.
     pub outer_dst_addr: [u8; 16],
     /// ingressInterface (IE 10) or egressInterface (IE 14), by `direction`.
     pub ifindex: u32,
-    /// VXLAN network identifier (24 bits), layer2SegmentId (IE 351) low bits.
-    pub vni: u32,
+    /// The tunnel's id: the VXLAN or Geneve VNI (24 bits), the GRE key
+    /// (32 bits); 0 for IP in IP or a GRE header without a key.
+    pub tunnel_id: u32,
     /// sourceTransportPort (IE 7).
     pub src_port: u16,
     /// destinationTransportPort (IE 11); for ICMP and ICMPv6 `type << 8 | code`
     /// (icmpTypeCodeIPv4, IE 32 / icmpTypeCodeIPv6, IE 139), as NetFlow does.
     pub dst_port: u16,
-    /// Outer UDP source port, ntop 35632.115.
+    /// Outer UDP source port (VXLAN, Geneve), ntop 35632.115; 0 otherwise.
     pub outer_src_port: u16,
-    /// Outer UDP destination port, ntop 35632.117.
+    /// Outer UDP destination port (VXLAN, Geneve), ntop 35632.117; 0 otherwise.
     pub outer_dst_port: u16,
     /// vlanId (IE 58) of the outermost tag, 0 when untagged.
     pub vlan_id: u16,
@@ -56,14 +77,16 @@ pub struct FlowKey {
     pub outer_ip_version: u8,
     /// flowDirection (IE 61): [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
     pub direction: u8,
-    /// [`ENCAP_NONE`] or [`ENCAP_VXLAN`].
+    /// The tunnel the flow was seen in: an `ENCAP_*` value.
     pub encap: u8,
     /// `KEY_FLAG_*` bits.
     pub flags: u8,
     /// ipClassOfService (IE 5): IPv4 TOS or IPv6 traffic class, of the inner
-    /// packet for VXLAN.
+    /// packet for a tunnel.
     pub tos: u8,
-    pub _pad: [u8; 3],
+    /// `TUNNEL_FLAG_*` bits, 0 without a tunnel.
+    pub tunnel_flags: u8,
+    pub _pad: [u8; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 92);
@@ -100,10 +123,10 @@ const _: () = assert!(core::mem::size_of::<DatapathStats>() == 48);
 pub struct FlowStats {
     /// packetDeltaCount (IE 2): GSO/GRO super-packets count as their segments.
     pub packets: u64,
-    /// octetDeltaCount (IE 1): IP header and payload as on the wire; for VXLAN
-    /// flows the **inner** IP packet.
+    /// octetDeltaCount (IE 1): IP header and payload as on the wire; for
+    /// tunnelled flows the **inner** IP packet.
     pub bytes: u64,
-    /// For VXLAN flows, the outer IP bytes on the wire; 0 otherwise.
+    /// For tunnelled flows, the outer IP bytes on the wire; 0 otherwise.
     pub outer_bytes: u64,
     /// `CLOCK_MONOTONIC` nanoseconds at the start of the tick (jiffy) in
     /// which the first packet was seen: the resolution is the kernel's tick

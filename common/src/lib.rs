@@ -33,10 +33,16 @@ pub const MAP_FALLBACK: &str = "FALLBACK";
 pub const MAP_NON_IP: &str = ".bss";
 /// Per-CPU array with one [`Counters`] value.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Bitmap of UDP destination ports parsed as VXLAN (a [`ports`] bitmap).
-pub const MAP_VXLAN_PORTS: &str = "VXLAN_PORTS";
+/// The UDP destination ports parsed as a tunnel: a [`ports`] kind map whose
+/// kind is the tunnel's `ENCAP_*` value ([`flow::ENCAP_VXLAN`] or
+/// [`flow::ENCAP_GENEVE`]), 0 for a port that carries none.
+pub const MAP_UDP_TUNNEL_PORTS: &str = "UDP_TUNNEL_PORTS";
+/// One `u32`: bit `1 << ENCAP_IPIP` set turns IP-in-IP decoding off, bit
+/// `1 << ENCAP_GRE` GRE's. Zero, as the map starts, decodes both, as the
+/// configuration does by default.
+pub const MAP_IP_TUNNELS_OFF: &str = "IP_TUNNELS_OFF";
 /// Interfaces (by ifindex) whose packets may carry a tunnel this node
-/// terminates: only there is UDP to a VXLAN port parsed as VXLAN.
+/// terminates: only there are tunnel headers parsed.
 pub const MAP_TUNNEL_IFACES: &str = "TUNNEL_IFACES";
 /// The tunnel interfaces again, direct-mapped for a lookup the verifier
 /// inlines: slot [`tunnel_slot`] of an interface holds its ifindex, 0 when

@@ -1,6 +1,7 @@
-//! A set of ports as one bit per port in an array map of `u64` words: the
-//! UDP ports parsed as VXLAN and the exporter's own ports both use it. An
-//! array rather than a hash, so the verifier inlines the lookup.
+//! Ports in array maps of `u64` words, which the verifier inlines where a
+//! hash lookup is a call: a set of ports as one bit per port (the
+//! exporter's own ports), and the UDP tunnel ports as two bits per port
+//! (which tunnel, if any, a UDP destination port carries).
 
 /// Words in a port bitmap: one bit for each of the 65,536 ports.
 pub const PORT_WORDS: u32 = 65536 / 64;
@@ -38,9 +39,62 @@ pub fn bitmap(ports: &[u16]) -> [u64; PORT_WORDS as usize] {
     words
 }
 
+/// Words in a port-kind map: two bits for each of the 65,536 ports.
+pub const PORT_KIND_WORDS: u32 = 65536 / 32;
+
+/// Where one port's two-bit kind is in a port-kind map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortKind {
+    /// Index of the word that holds it.
+    pub word: u32,
+    /// Its lowest bit's position in that word.
+    pub shift: u32,
+}
+
+impl PortKind {
+    #[must_use]
+    pub const fn of(port: u16) -> Self {
+        Self { word: (port / 32) as u32, shift: (port % 32) as u32 * 2 }
+    }
+
+    /// The port's kind (0 to 3), given the map's word [`PortKind::word`].
+    #[must_use]
+    pub const fn in_word(self, word: u64) -> u8 {
+        ((word >> self.shift) & 3) as u8
+    }
+}
+
+/// The port-kind map giving each of `ports` its kind (1 to 3), word by
+/// word, as userspace writes it. A port listed twice keeps the last kind;
+/// userspace refuses that before it gets here.
+#[must_use]
+pub fn kind_map(ports: &[(u16, u8)]) -> [u64; PORT_KIND_WORDS as usize] {
+    let mut words = [0; PORT_KIND_WORDS as usize];
+    for &(port, kind) in ports {
+        let at = PortKind::of(port);
+        let w = &mut words[at.word as usize];
+        *w = (*w & !(3 << at.shift)) | (u64::from(kind & 3) << at.shift);
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PortBit, bitmap};
+    use super::{PortBit, PortKind, bitmap, kind_map};
+
+    #[test]
+    fn every_port_has_its_own_kind() {
+        let set = [(0, 1), (31, 2), (32, 3), (4789, 1), (6081, 2), (65535, 2)];
+        let words = kind_map(&set);
+        for port in 0..=u16::MAX {
+            let at = PortKind::of(port);
+            let wanted = set.iter().find(|(p, _)| *p == port).map_or(0, |(_, k)| *k);
+            assert_eq!(at.in_word(words[at.word as usize]), wanted, "port {port}");
+        }
+        // The last kind given wins.
+        let words = kind_map(&[(6081, 1), (6081, 2)]);
+        assert_eq!(PortKind::of(6081).in_word(words[PortKind::of(6081).word as usize]), 2);
+    }
 
     #[test]
     fn every_port_has_its_own_bit() {

@@ -8,8 +8,66 @@ use core::{
 
 use crate::{
     DatapathStats, ExportTuple, FallbackRecord, FlowKey, FlowStats,
-    flow::{DIRECTION_INGRESS, ENCAP_VXLAN},
+    flow::{
+        DIRECTION_INGRESS, ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY,
+    },
 };
+
+/// The tunnel a flow was seen in, as userspace names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tunnel {
+    Vxlan,
+    Geneve,
+    Ipip,
+    Gre,
+}
+
+impl Tunnel {
+    /// Every tunnel type, in `ENCAP_*` order.
+    pub const ALL: [Tunnel; 4] = [Tunnel::Vxlan, Tunnel::Geneve, Tunnel::Ipip, Tunnel::Gre];
+
+    /// The tunnel of a key's `encap` value; `None` for plain traffic (and
+    /// for a value no datapath writes).
+    #[must_use]
+    pub const fn of_encap(encap: u8) -> Option<Self> {
+        match encap {
+            ENCAP_VXLAN => Some(Tunnel::Vxlan),
+            ENCAP_GENEVE => Some(Tunnel::Geneve),
+            ENCAP_IPIP => Some(Tunnel::Ipip),
+            ENCAP_GRE => Some(Tunnel::Gre),
+            _ => None,
+        }
+    }
+
+    /// The key's `encap` value.
+    #[must_use]
+    pub const fn encap(self) -> u8 {
+        match self {
+            Tunnel::Vxlan => ENCAP_VXLAN,
+            Tunnel::Geneve => ENCAP_GENEVE,
+            Tunnel::Ipip => ENCAP_IPIP,
+            Tunnel::Gre => ENCAP_GRE,
+        }
+    }
+
+    /// Lower-case name, as JSON, logs and metrics give it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::Geneve => "geneve",
+            Tunnel::Ipip => "ipip",
+            Tunnel::Gre => "gre",
+        }
+    }
+
+    /// Whether the outer tuple is UDP with ports (VXLAN, Geneve); IP in IP
+    /// and GRE have none.
+    #[must_use]
+    pub const fn is_udp(self) -> bool {
+        matches!(self, Tunnel::Vxlan | Tunnel::Geneve)
+    }
+}
 
 /// IP protocol numbers whose "ports" the datapath fills with the ICMP type
 /// (high byte of `dst_port`) and code.
@@ -64,18 +122,41 @@ impl FlowKey {
         ip_from(self.ip_version, &self.dst_addr)
     }
 
-    /// The tunnel's outer source and destination addresses, for a VXLAN flow.
+    /// The tunnel's outer source and destination addresses, for a
+    /// tunnelled flow.
     #[must_use]
     pub fn outer_ips(&self) -> Option<(IpAddr, IpAddr)> {
-        self.is_vxlan().then(|| {
+        self.tunnel().map(|_| {
             (ip_from(self.outer_ip_version, &self.outer_src_addr), ip_from(self.outer_ip_version, &self.outer_dst_addr))
         })
     }
 
-    /// Seen inside VXLAN: `vni` and the `outer_*` fields are set.
+    /// The tunnel the flow was seen in, `None` for plain traffic.
+    #[must_use]
+    pub const fn tunnel(&self) -> Option<Tunnel> {
+        Tunnel::of_encap(self.encap)
+    }
+
+    /// Seen inside VXLAN: `tunnel_id` is the VNI.
     #[must_use]
     pub fn is_vxlan(&self) -> bool {
         self.encap == ENCAP_VXLAN
+    }
+
+    /// The tunnel's id, where its header carried one: the VNI of VXLAN and
+    /// Geneve, the key of GRE. `None` for plain traffic, IP in IP and GRE
+    /// without a key.
+    #[must_use]
+    pub const fn tunnel_id(&self) -> Option<u32> {
+        if self.encap != 0 && self.tunnel_flags & TUNNEL_FLAG_KEY != 0 { Some(self.tunnel_id) } else { None }
+    }
+
+    /// NVGRE (RFC 7637): GRE carrying Ethernet with a key, whose top 24
+    /// bits are the virtual subnet id. Returns the VSID.
+    #[must_use]
+    pub const fn nvgre_vsid(&self) -> Option<u32> {
+        let nvgre = TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET;
+        if self.encap == ENCAP_GRE && self.tunnel_flags & nvgre == nvgre { Some(self.tunnel_id >> 8) } else { None }
     }
 
     /// ICMP or ICMPv6, whose `dst_port` holds the type and code, as the
@@ -94,7 +175,7 @@ impl FlowKey {
 
 /// The fields' sizes: with them adding up to the struct's, `FlowKey` has no
 /// padding the compiler could leave uninitialised, so its bytes are its value.
-const FLOW_KEY_FIELDS: usize = 4 * 16 + 2 * 4 + 5 * 2 + 7 + 3;
+const FLOW_KEY_FIELDS: usize = 4 * 16 + 2 * 4 + 5 * 2 + 8 + 2;
 const _: () = assert!(size_of::<FlowKey>() == FLOW_KEY_FIELDS);
 
 impl FlowKey {

@@ -95,13 +95,14 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
         }
         TUNNEL => {
             let (outer, inner) = (scratch.outer, scratch.inner);
-            Ok(Layers { counted: inner, outer, tunnelled: true, notes: Counter::Vxlan.bit() | inner.notes })
+            // The outer layer's note is its tunnel type's counter.
+            Ok(Layers { counted: inner, outer, tunnelled: true, notes: outer.notes | inner.notes })
         }
         TUNNEL_INNER_NOT_IP => Ok(Layers {
             counted: scratch.outer,
             outer: Layer::default(),
             tunnelled: false,
-            notes: Counter::VxlanInnerNotIp.bit(),
+            notes: Counter::TunnelInnerNotIp.bit(),
         }),
         other => Err(other),
     };

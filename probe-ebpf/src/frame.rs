@@ -13,19 +13,19 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use aya_ebpf::{bindings::__sk_buff, programs::TcContext};
-use vxflow_common::{FlowKey, flow::ENCAP_VXLAN};
+use vxflow_common::{FlowKey, flow::ENCAP_NONE};
 
 use crate::{
     bytes::{Bytes, Linear, Skb},
     maps::{SCRATCH, Scratch},
-    parse::{IPPROTO_UDP, MALFORMED, MAX_LAYER_OFFSET, SLOW, Status, TUNNEL_VXLAN, parse_layer},
+    parse::{MALFORMED, MAX_LAYER_OFFSET, SLOW, Status, parse_layer},
 };
 
 /// A plain packet: its flow is the outer layer.
 pub const PLAIN: Status = 0;
 /// A tunnelled packet: its flow is the inner layer, the outer one its tunnel.
 pub const TUNNEL: Status = 1;
-/// A tunnel whose inner frame is not IP: the flow is the outer UDP one.
+/// A tunnel whose payload is not IP: the flow is the outer one.
 pub const TUNNEL_INNER_NOT_IP: Status = 2;
 
 /// Parses the frame of `ctx` seen in `direction` into `scratch`, reading a
@@ -65,33 +65,40 @@ fn parse_frame<'a, B: Bytes<'a>>(ctx: &'a TcContext, b: &B, scratch: &mut Scratc
         // SAFETY: reading a context field the kernel exposes to sched_cls.
         key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     };
-    if let Err(status) = parse_layer(ctx, b, 0, false, key, &mut scratch.outer, begin) {
+    if let Err(status) = parse_layer(ctx, b, 0, 0, false, key, &mut scratch.outer, begin) {
         return status;
     }
-    if scratch.outer.tunnel != TUNNEL_VXLAN {
+    if scratch.outer.tunnel == ENCAP_NONE {
         return PLAIN;
     }
-    move_tuple_to_outer(key, scratch.outer.vni);
-    // Where every outer path meets: the inner offset comes back from map
-    // memory, which the verifier does not track, and the packet is opened
-    // afresh, so no packet pointer, range or offset of the outer parse is
-    // live and the verifier prunes all but the first path here.
-    // SAFETY: the field was written above; a volatile read, so LLVM loads
-    // it rather than forwarding the value in a register.
-    let inner_off = unsafe { read_volatile(&raw const scratch.outer.inner_off) } as usize;
+    move_tuple_to_outer(key, scratch.outer.tunnel_id);
+    // Where every outer path, of every tunnel type, meets: where the
+    // payload starts and what it is come back from map memory, which the
+    // verifier does not track, and the packet is opened afresh, so no
+    // packet pointer, range or offset of the outer parse is live and the
+    // verifier prunes all but the first path here.
+    // SAFETY: the fields were written above; volatile reads, so LLVM loads
+    // them rather than forwarding the values in registers.
+    let (inner_off, inner_ethertype) = unsafe {
+        (
+            read_volatile(&raw const scratch.outer.inner_off) as usize,
+            read_volatile(&raw const scratch.outer.inner_ethertype),
+        )
+    };
     let Some(inner) = B::open(ctx) else { return SLOW };
     if inner_off > MAX_LAYER_OFFSET {
-        restore_outer_tuple(key);
+        restore_outer_tuple(key, scratch.outer.protocol);
         return TUNNEL_INNER_NOT_IP;
     }
-    match parse_layer(ctx, &inner, inner_off, true, key, &mut scratch.inner, |_| {}) {
+    match parse_layer(ctx, &inner, inner_off, inner_ethertype, true, key, &mut scratch.inner, |_| {}) {
         Ok(()) => {
-            key.encap = ENCAP_VXLAN;
+            key.encap = scratch.outer.tunnel;
+            key.tunnel_flags = scratch.outer.tunnel_flags;
             TUNNEL
         }
         Err(SLOW) => SLOW,
         Err(_) => {
-            restore_outer_tuple(key);
+            restore_outer_tuple(key, scratch.outer.protocol);
             TUNNEL_INNER_NOT_IP
         }
     }
@@ -135,29 +142,30 @@ fn move_addr(dst: *mut [u8; 16], src: *mut [u8; 16], clear: bool) {
 /// A tunnel was found: its tuple moves to the `outer_*` fields, and the
 /// plain ones, zeroed, wait for the inner packet's.
 #[inline(always)]
-fn move_tuple_to_outer(key: &mut FlowKey, vni: u32) {
+fn move_tuple_to_outer(key: &mut FlowKey, tunnel_id: u32) {
     move_addr(&raw mut key.outer_src_addr, &raw mut key.src_addr, true);
     move_addr(&raw mut key.outer_dst_addr, &raw mut key.dst_addr, true);
     key.outer_src_port = key.src_port;
     key.outer_dst_port = key.dst_port;
     key.outer_ip_version = key.ip_version;
-    key.vni = vni;
+    key.tunnel_id = tunnel_id;
 }
 
-/// The inner frame was not IP: the plain fields get the outer tuple back
-/// (a UDP flow), and the tunnel fields are cleared.
+/// The tunnel's payload was not IP: the plain fields get the outer tuple
+/// back (a flow of the outer `protocol`: UDP, GRE, IP in IP), and the
+/// tunnel fields are cleared.
 #[inline(always)]
-fn restore_outer_tuple(key: &mut FlowKey) {
+fn restore_outer_tuple(key: &mut FlowKey, protocol: u8) {
     move_addr(&raw mut key.src_addr, &raw mut key.outer_src_addr, true);
     move_addr(&raw mut key.dst_addr, &raw mut key.outer_dst_addr, true);
     key.ip_version = key.outer_ip_version;
-    key.protocol = IPPROTO_UDP;
+    key.protocol = protocol;
     key.src_port = key.outer_src_port;
     key.dst_port = key.outer_dst_port;
     key.outer_ip_version = 0;
     key.outer_src_port = 0;
     key.outer_dst_port = 0;
-    key.vni = 0;
-    // A tunnel was only considered for a complete, unfragmented UDP header.
+    key.tunnel_id = 0;
+    // A tunnel was only considered for a complete, unfragmented header.
     key.flags = 0;
 }

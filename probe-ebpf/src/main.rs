@@ -13,6 +13,7 @@ mod bytes;
 mod frame;
 mod maps;
 mod parse;
+mod tunnel;
 mod wire;
 
 use aya_ebpf::{

@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use vxflow_common::{
     Counters, DatapathStats, ExportTuple, FallbackRecord, FlowKey, NON_IP_CPUS, NonIpSlot, NonIpSlots,
-    TUNNEL_SLOT_COUNT, ports::PORT_WORDS,
+    TUNNEL_SLOT_COUNT,
+    ports::{PORT_KIND_WORDS, PORT_WORDS},
 };
 
 /// Default entries per flow-map generation (the loader sets the real value).
@@ -70,14 +71,27 @@ pub struct Layer {
     pub hdr_end: u32,
     /// `1 << Counter` bits of the annotation counters this layer adds to.
     pub notes: u32,
-    /// For a tunnel: the offset of the inner Ethernet header, and its VNI.
+    /// For a tunnel: the offset of its payload, an Ethernet frame or, when
+    /// `inner_ethertype` is set, an IP packet of that type.
     pub inner_off: u32,
-    pub vni: u32,
+    /// For a tunnel: its VNI or key (`FlowKey::tunnel_id`).
+    pub tunnel_id: u32,
     pub tcp_flags: u8,
-    /// `TUNNEL_*`.
+    /// The tunnel this layer carries: an `ENCAP_*` value, `ENCAP_NONE`
+    /// for none.
     pub tunnel: u8,
+    /// For a tunnel: `TUNNEL_FLAG_*` bits.
+    pub tunnel_flags: u8,
+    /// The IP protocol (the last next header for IPv6), so the outer flow
+    /// can be given back its own when the tunnel's payload is not IP.
+    pub protocol: u8,
+    /// For a tunnel that carries IP directly, the payload's Ethernet type
+    /// (0x0800 or 0x86DD); 0 for an Ethernet payload.
+    pub inner_ethertype: u16,
     pub _pad: [u8; 2],
 }
+
+const _: () = assert!(size_of::<Layer>() == 32);
 
 /// Per-CPU scratch for the packet being parsed: the flow key, which the
 /// parse writes in place, and the parsed [`Layer`]s. Passing them through
@@ -120,10 +134,17 @@ pub static EXPORT_TUPLES: HashMap<ExportTuple, u8, 256> = HashMap::new();
 #[btf_map]
 pub static SAMPLING: Array<u32, 1> = Array::new();
 
-/// One bit per UDP destination port to parse as VXLAN. An array rather than a
-/// hash so the verifier inlines the lookup; userspace can change it live.
+/// Two bits per UDP destination port: the tunnel (`ENCAP_VXLAN`,
+/// `ENCAP_GENEVE`) it carries, 0 for none (`vxflow_common::ports`). An
+/// array rather than a hash so the verifier inlines the lookup, and one
+/// lookup answers for every UDP tunnel; userspace changes it live.
 #[btf_map]
-pub static VXLAN_PORTS: Array<u64, { PORT_WORDS as usize }> = Array::new();
+pub static UDP_TUNNEL_PORTS: Array<u64, { PORT_KIND_WORDS as usize }> = Array::new();
+
+/// IP tunnels not decoded: bit `1 << ENCAP_IPIP`, `1 << ENCAP_GRE`
+/// (`vxflow_common::MAP_IP_TUNNELS_OFF`). Zero decodes both.
+#[btf_map]
+pub static IP_TUNNELS_OFF: Array<u32, 1> = Array::new();
 
 /// Interfaces whose packets may carry a tunnel this node terminates (the
 /// underlay): ifindex to 1. Elsewhere a tunnel header is pod data, parsed as

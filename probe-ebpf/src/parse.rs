@@ -1,7 +1,8 @@
-//! Parsing one layer of a packet: Ethernet and VLAN tags, IPv4 or IPv6
-//! with its extension headers, and TCP, UDP or ICMP; on the outermost layer
-//! also whether it carries a VXLAN tunnel this node terminates. The flow key
-//! is written in place; what the counts need goes in a [`Layer`]. `frame`
+//! Parsing one layer of a packet: Ethernet and VLAN tags (or none, for a
+//! tunnel that carries IP directly), IPv4 or IPv6 with its extension
+//! headers, and TCP, UDP or ICMP; on the outermost layer also whether it
+//! carries a tunnel this node terminates (`tunnel`). The flow key is
+//! written in place; what the counts need goes in a [`Layer`]. `frame`
 //! puts the layers of a packet together.
 
 use core::mem::offset_of;
@@ -14,18 +15,16 @@ use network_types::{
     tcp::TcpHdr,
     udp::UdpHdr,
     vlan::VlanHdr,
-    vxlan::VxlanHdr,
 };
 use vxflow_common::{
-    Counter, FlowKey, TUNNEL_SLOT_SHARED,
-    flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
-    ports::PortBit,
-    tunnel_slot,
+    Counter, FlowKey,
+    flow::{ENCAP_NONE, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
 };
 
 use crate::{
     bytes::{Bytes, Span as _},
-    maps::{Layer, TUNNEL_IFACES, TUNNEL_SLOTS, VXLAN_PORTS},
+    maps::Layer,
+    tunnel::{find_tunnel, is_nested_tunnel},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -35,8 +34,13 @@ pub const ETH_P_8021AD: u16 = 0x88A8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ICMP: u8 = 1;
+/// IPv4 in IP (RFC 2003), also as an IPv6 next header.
+pub const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// IPv6 in IP (RFC 4213).
+pub const IPPROTO_IPV6: u8 = 41;
+pub const IPPROTO_GRE: u8 = 47;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
@@ -61,8 +65,6 @@ pub const MAX_LAYER_OFFSET: usize = 1024;
 /// a bitfield in `TcpHdr`.
 const TCP_DATA_OFFSET: usize = 12;
 const TCP_FLAGS: usize = 13;
-/// RFC 7348 section 5: the I flag says the VNI is valid.
-const VXLAN_FLAG_I: u8 = 0x08;
 
 /// Why a layer has no flow, as `frame` returns it: negative.
 pub type Status = i64;
@@ -75,18 +77,18 @@ pub const VLAN_TOO_DEEP: Status = -3;
 /// with `bpf_skb_load_bytes`, where they are helper arguments.
 pub const SLOW: Status = -4;
 
-/// `Layer::tunnel` values.
-pub const TUNNEL_NONE: u8 = 0;
-pub const TUNNEL_VXLAN: u8 = 1;
-
-/// Parses one layer into the key's plain fields and `out`. For the outer
-/// layer, `begin` readies the key once the frame proves to carry IP, so a
-/// frame that does not costs no more than its Ethernet header.
+/// Parses one layer into the key's plain fields and `out`: an Ethernet
+/// frame at `off`, or, when `ip_ethertype` is not 0, an IP packet of that
+/// Ethernet type (a tunnel's payload). For the outer layer, `begin`
+/// readies the key once the frame proves to carry IP, so a frame that does
+/// not costs no more than its Ethernet header.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "inlined into its two callers, which pass constants for most")]
 pub fn parse_layer<'a, B: Bytes<'a>>(
     ctx: &'a TcContext,
     b: &B,
-    eth_off: usize,
+    off: usize,
+    ip_ethertype: u16,
     inner: bool,
     key: &mut FlowKey,
     out: &mut Layer,
@@ -106,7 +108,8 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
             stripped = true;
         }
     }
-    let (l3_off, ethertype) = parse_l2(b, eth_off, &mut vlan_id, stripped)?;
+    let (l3_off, ethertype) =
+        if ip_ethertype == 0 { parse_l2(b, off, &mut vlan_id, stripped)? } else { (off, ip_ethertype) };
     if ethertype != ETH_P_IP && ethertype != ETH_P_IPV6 {
         return Err(NON_IP);
     }
@@ -124,39 +127,37 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
         hdr_end: l4.hdr_end as u32,
         notes: 0,
         inner_off: 0,
-        vni: 0,
+        tunnel_id: 0,
         tcp_flags: l4.tcp_flags,
-        tunnel: TUNNEL_NONE,
+        tunnel: ENCAP_NONE,
+        tunnel_flags: 0,
+        protocol: ip.protocol,
+        inner_ethertype: 0,
         _pad: [0; 2],
     };
-    if !inner && ip.protocol == IPPROTO_UDP && !ip.non_first_fragment && !l4.truncated && is_vxlan_port(l4.dst_port) {
-        // A tunnel header is pod data except where a tunnel this node
-        // terminates can arrive: one lookup, on VXLAN-port packets only.
-        // SAFETY: as above.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        if !tunnel_trusted(ifindex) {
-            out.notes = Counter::VxlanUntrusted.bit();
-        } else if let Some(vni) = vxlan_vni(b, ip.l4_off + UdpHdr::LEN) {
-            out.tunnel = TUNNEL_VXLAN;
-            out.vni = vni;
-            out.inner_off = (ip.l4_off + UdpHdr::LEN + VxlanHdr::LEN) as u32;
-        } else {
-            out.notes = Counter::VxlanInvalid.bit();
+    let whole = !ip.non_first_fragment && !l4.truncated;
+    if inner {
+        // One level of tunnel: a tunnel in the tunnel is the plain flow it
+        // looks like, noted.
+        if whole && is_nested_tunnel(ip.protocol, l4.dst_port) {
+            out.notes = Counter::NestedTunnel.bit();
         }
+    } else if whole {
+        find_tunnel(ctx, b, &ip, l4.dst_port, out);
     }
     Ok(())
 }
 
 /// Where the IP layer of one (outer or inner) packet sits, and its length.
 #[derive(Clone, Copy)]
-struct IpLayer {
+pub struct IpLayer {
     /// Offset of the IP header.
-    l3_off: usize,
+    pub l3_off: usize,
     /// Offset of the transport header.
-    l4_off: usize,
+    pub l4_off: usize,
     /// Length from the IP header as the header states it (clamped to the skb).
-    ip_len: usize,
-    protocol: u8,
+    pub ip_len: usize,
+    pub protocol: u8,
     non_first_fragment: bool,
     ext_limit: bool,
     /// The extension-header chain was cut short before the transport header.
@@ -431,31 +432,4 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
         _ => {}
     }
     l4
-}
-
-#[inline(always)]
-fn is_vxlan_port(port: u16) -> bool {
-    let bit = PortBit::of(port);
-    VXLAN_PORTS.get(bit.word).is_some_and(|w| bit.is_set_in(*w))
-}
-
-#[inline(always)]
-fn tunnel_trusted(ifindex: u32) -> bool {
-    match TUNNEL_SLOTS.get(tunnel_slot(ifindex)) {
-        Some(&slot) if slot == ifindex => true,
-        Some(&TUNNEL_SLOT_SHARED) => TUNNEL_IFACES.get_ptr(ifindex).is_some(),
-        _ => false,
-    }
-}
-
-/// The VNI of a valid VXLAN header at `off`, or `None` if the header is short
-/// or its I flag is clear (RFC 7348: then the packet is not valid VXLAN).
-#[inline(always)]
-fn vxlan_vni<'a, B: Bytes<'a>>(b: &B, off: usize) -> Option<u32> {
-    let h = b.span::<{ VxlanHdr::LEN }>(off)?;
-    if h.u8::<{ offset_of!(VxlanHdr, flags) }>() & VXLAN_FLAG_I == 0 {
-        return None;
-    }
-    // The VNI and the reserved byte after it: one load, then a shift.
-    Some(u32::from_be(h.raw32::<{ offset_of!(VxlanHdr, vni) }>()) >> 8)
 }

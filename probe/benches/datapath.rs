@@ -304,7 +304,7 @@ fn ipfix_encoding() {
             key.dst_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
             if i % 2 == 1 {
                 key.encap = vxflow_common::flow::ENCAP_VXLAN;
-                key.vni = 1;
+                key.tunnel_id = 1;
                 key.outer_ip_version = 4;
                 key.outer_src_addr[..4].copy_from_slice(&[192, 168, 0, 1]);
                 key.outer_dst_addr[..4].copy_from_slice(&[192, 168, 0, 2]);
@@ -401,7 +401,7 @@ fn main() {
     let opts = LoadOptions {
         flow_entries: 65_536,
         fallback_ring_bytes: 1 << 20,
-        vxlan_ports: vec![4789, 8472],
+        tunnels: vxflow::datapath::TunnelDecoding::new(vec![4789, 8472], vec![6081], true, true).unwrap(),
         attach: datapath::AttachPreference::Auto,
         sampling: 1,
     };

@@ -4,7 +4,11 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config::Overrides, datapath::AttachPreference, export::collector::CollectorSection};
+use crate::{
+    config::{Overrides, TunnelOverrides},
+    datapath::AttachPreference,
+    export::collector::CollectorSection,
+};
 
 /// vxflow: a NetFlow/IPFIX exporter probe that accounts flows in TC eBPF,
 /// seeing inside VXLAN overlays (Flannel, Cilium, RFC 7348).
@@ -41,6 +45,27 @@ pub enum Command {
     },
 }
 
+/// Which tunnels `run` decodes.
+#[derive(Args, Debug)]
+pub struct TunnelArgs {
+    /// UDP destination port to parse as VXLAN; repeat for several
+    /// [default: 4789 and 8472].
+    #[arg(long = "vxlan-port", value_name = "N")]
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination port to parse as Geneve (Antrea, OVN-Kubernetes,
+    /// Cilium's Geneve mode); repeat for several [default: 6081].
+    #[arg(long = "geneve-port", value_name = "N")]
+    pub geneve_ports: Vec<u16>,
+    /// Do not decode IP in IP (IP protocols 4 and 41, Calico's default
+    /// overlay): count it as the node-to-node flow it is.
+    #[arg(long)]
+    pub no_ipip: bool,
+    /// Do not decode GRE (IP protocol 47, with a key or NVGRE's Ethernet):
+    /// count it as the node-to-node flow it is.
+    #[arg(long)]
+    pub no_gre: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// TOML config file (see config/vxflow.toml); flags override its values.
@@ -52,16 +77,14 @@ pub struct RunArgs {
     /// interfaces come and go.
     #[arg(short, long = "interface", value_name = "NAME")]
     pub interfaces: Vec<String>,
-    /// UDP destination port to parse as VXLAN; repeat for several
-    /// [default: 4789 and 8472].
-    #[arg(long = "vxlan-port", value_name = "N")]
-    pub vxlan_ports: Vec<u16>,
+    #[command(flatten)]
+    pub tunnels: TunnelArgs,
     /// Interface where tunnel headers are parsed; repeat for several. Names,
     /// patterns and exclusions as for --interface; auto (the default): the
     /// underlay, i.e. the default-route interface and the devices VXLAN
-    /// devices send through. Elsewhere (pod veths, cni0, flannel.1) UDP to a
-    /// VXLAN port is pod data, counted as plain UDP: a pod cannot forge a
-    /// tunnel there.
+    /// devices send through. Elsewhere (pod veths, cni0, flannel.1) a tunnel
+    /// header is pod data, counted as the plain flow it is: a pod cannot
+    /// forge a tunnel there.
     #[arg(long = "tunnel-interface", value_name = "NAME")]
     pub tunnel_interfaces: Vec<String>,
     /// One record per interface that saw a flow. By default a packet that
@@ -158,7 +181,12 @@ impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             interfaces: self.interfaces.clone(),
-            vxlan_ports: self.vxlan_ports.clone(),
+            tunnels: TunnelOverrides {
+                vxlan_ports: self.tunnels.vxlan_ports.clone(),
+                geneve_ports: self.tunnels.geneve_ports.clone(),
+                no_ipip: self.tunnels.no_ipip,
+                no_gre: self.tunnels.no_gre,
+            },
             tunnel_interfaces: self.tunnel_interfaces.clone(),
             per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,

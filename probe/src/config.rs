@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::{
     cache::CacheConfig,
-    datapath::{AttachPreference, LoadOptions},
+    datapath::{AttachPreference, LoadOptions, TunnelDecoding, TunnelPortError},
     export::{
         collector::{Collector, CollectorError, CollectorSection, default_observation_domain},
         outputs::{JsonTarget, OutputSpec},
@@ -23,7 +23,10 @@ use crate::{
 pub mod defaults {
     use std::time::Duration;
 
+    /// IANA's VXLAN port, and the Linux kernel's (and Flannel's) default.
     pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
+    /// IANA's Geneve port (Antrea, OVN-Kubernetes, Cilium).
+    pub const GENEVE_PORTS: [u16; 1] = [6081];
     pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
     pub const FLOW_MAP_ENTRIES: u32 = 65_536;
     pub const FALLBACK_RING_BYTES: u32 = 8 << 20;
@@ -65,6 +68,12 @@ pub struct FileConfig {
     pub interfaces: Option<Vec<String>>,
     /// UDP destination ports parsed as VXLAN.
     pub vxlan_ports: Option<Vec<u16>>,
+    /// UDP destination ports parsed as Geneve.
+    pub geneve_ports: Option<Vec<u16>>,
+    /// Decode IP in IP (IP protocols 4 and 41; default true).
+    pub ipip_tunnels: Option<bool>,
+    /// Decode GRE (IP protocol 47; default true).
+    pub gre_tunnels: Option<bool>,
     /// Interfaces where tunnel headers are parsed (default `["auto"]`: the
     /// underlay).
     pub tunnel_interfaces: Option<Vec<String>>,
@@ -142,7 +151,7 @@ pub struct KernelSection {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub interfaces: Vec<String>,
-    pub vxlan_ports: Vec<u16>,
+    pub tunnels: TunnelOverrides,
     pub tunnel_interfaces: Vec<String>,
     pub per_interface_records: bool,
     pub active_timeout: Option<Duration>,
@@ -160,6 +169,15 @@ pub struct Overrides {
     pub no_metrics: bool,
     pub control_socket: Option<PathBuf>,
     pub no_control: bool,
+}
+
+/// The tunnel settings given on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct TunnelOverrides {
+    pub vxlan_ports: Vec<u16>,
+    pub geneve_ports: Vec<u16>,
+    pub no_ipip: bool,
+    pub no_gre: bool,
 }
 
 /// Where the configuration comes from, kept so a reload (SIGHUP) can read
@@ -261,13 +279,9 @@ impl FileConfig {
     /// # Errors
     /// The first invalid setting, by its config key.
     pub fn resolve(self, o: &Overrides) -> Result<RuntimeConfig, ConfigError> {
+        let tunnels = self.tunnels(&o.tunnels)?;
         let interfaces =
             if o.interfaces.is_empty() { self.interfaces.unwrap_or_default() } else { o.interfaces.clone() };
-        let vxlan_ports = if o.vxlan_ports.is_empty() {
-            self.vxlan_ports.unwrap_or_else(|| defaults::VXLAN_PORTS.to_vec())
-        } else {
-            o.vxlan_ports.clone()
-        };
         let d = CacheConfig::default();
         let cache = CacheConfig {
             active_timeout: o.active_timeout.or(self.cache.active_timeout).unwrap_or(d.active_timeout),
@@ -280,7 +294,7 @@ impl FileConfig {
         let load = LoadOptions {
             flow_entries: o.flow_map_entries.or(self.kernel.flow_map_entries).unwrap_or(defaults::FLOW_MAP_ENTRIES),
             fallback_ring_bytes: self.kernel.fallback_ring_bytes.unwrap_or(defaults::FALLBACK_RING_BYTES),
-            vxlan_ports,
+            tunnels,
             attach: o.attach_mode.or(self.kernel.attach_mode).unwrap_or_default(),
             sampling: o.sampling.or(self.kernel.sampling).unwrap_or(defaults::SAMPLING),
         };
@@ -352,6 +366,38 @@ impl FileConfig {
     }
 }
 
+impl FileConfig {
+    /// The tunnels to decode: the file's settings under the flags'.
+    fn tunnels(&self, o: &TunnelOverrides) -> Result<TunnelDecoding, ConfigError> {
+        let vxlan_given = (!o.vxlan_ports.is_empty()).then(|| o.vxlan_ports.clone()).or(self.vxlan_ports.clone());
+        let geneve_given = (!o.geneve_ports.is_empty()).then(|| o.geneve_ports.clone()).or(self.geneve_ports.clone());
+        // A kind's default leaves out a port the other kind is given, so
+        // `vxlan_ports = [6081]` alone means VXLAN on 6081, not a conflict.
+        let vxlan_ports = vxlan_given.clone().unwrap_or_else(|| {
+            let taken = geneve_given.as_deref().unwrap_or_default();
+            defaults::VXLAN_PORTS.into_iter().filter(|p| !taken.contains(p)).collect()
+        });
+        let geneve_ports = geneve_given.unwrap_or_else(|| {
+            let taken = vxlan_given.as_deref().unwrap_or_default();
+            defaults::GENEVE_PORTS.into_iter().filter(|p| !taken.contains(p)).collect()
+        });
+        let ipip = !o.no_ipip && self.ipip_tunnels.unwrap_or(true);
+        let gre = !o.no_gre && self.gre_tunnels.unwrap_or(true);
+        TunnelDecoding::new(vxlan_ports.clone(), geneve_ports, ipip, gre).map_err(|e| match e {
+            TunnelPortError::Zero => ConfigError::Invalid {
+                key: if vxlan_ports.contains(&0) { "vxlan_ports" } else { "geneve_ports" },
+                value: "0".into(),
+                why: "port 0 cannot carry a tunnel",
+            },
+            TunnelPortError::Both(port) => ConfigError::Invalid {
+                key: "geneve_ports",
+                value: port.to_string(),
+                why: "also in vxlan_ports: a port carries one kind of tunnel",
+            },
+        })
+    }
+}
+
 /// The parser's message with its lines joined, so a log line holds it all.
 fn one_line(message: &str) -> String {
     message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
@@ -398,9 +444,6 @@ impl RuntimeConfig {
                 format!("{} collectors", self.collectors.len()),
                 "at most 32 collectors: the datapath leaves the export sockets out of accounting by an exact map of that size",
             );
-        }
-        if self.load.vxlan_ports.contains(&0) {
-            return invalid("vxlan_ports", "0".into(), "port 0 cannot carry VXLAN");
         }
         let c = &self.cache;
         let text = |d: Duration| humantime::format_duration(d).to_string();
@@ -468,7 +511,9 @@ mod tests {
         assert!(c.watch.is_auto() && c.cache.dedup);
         assert_eq!(c.metrics, Some(crate::metrics::DEFAULT_LISTEN.parse().unwrap()));
         assert_eq!(c.control.as_deref(), Some(Path::new(crate::control::DEFAULT_SOCKET)));
-        assert_eq!(c.load.vxlan_ports, defaults::VXLAN_PORTS);
+        assert_eq!(c.load.tunnels.vxlan_ports(), defaults::VXLAN_PORTS);
+        assert_eq!(c.load.tunnels.geneve_ports(), defaults::GENEVE_PORTS);
+        assert!(c.load.tunnels.ipip() && c.load.tunnels.gre());
         assert_eq!(c.cache.active_timeout, CacheConfig::default().active_timeout);
         assert_eq!(c.cache.inactive_timeout, CacheConfig::default().inactive_timeout);
         assert_eq!(c.poll_interval, defaults::POLL_INTERVAL);
@@ -480,13 +525,36 @@ mod tests {
         let o = Overrides {
             interfaces: vec!["eth1".into()],
             active_timeout: Some(Duration::from_secs(5)),
-            vxlan_ports: vec![4790],
+            tunnels: TunnelOverrides { vxlan_ports: vec![4790], ..TunnelOverrides::default() },
             ..Overrides::default()
         };
         let c = file.resolve(&o).unwrap();
         assert_eq!(c.interfaces, ["eth1"]);
         assert_eq!(c.cache.active_timeout, Duration::from_secs(5));
-        assert_eq!(c.load.vxlan_ports, [4790]);
+        assert_eq!(c.load.tunnels.vxlan_ports(), [4790]);
+    }
+
+    /// IP tunnels are decoded unless switched off, in the file or by a
+    /// flag; a port given to one tunnel kind leaves the other's default.
+    #[test]
+    fn tunnel_switches_and_ports() {
+        let c = FileConfig::parse("interfaces = [\"eth0\"]\ngre_tunnels = false\n").unwrap();
+        let c = c.resolve(&Overrides::default()).unwrap();
+        assert!(c.load.tunnels.ipip() && !c.load.tunnels.gre());
+        let c = FileConfig::parse("interfaces = [\"eth0\"]\n").unwrap();
+        let o = Overrides {
+            tunnels: TunnelOverrides { no_ipip: true, ..TunnelOverrides::default() },
+            ..Overrides::default()
+        };
+        let c = c.resolve(&o).unwrap();
+        assert!(!c.load.tunnels.ipip() && c.load.tunnels.gre());
+        let c = FileConfig::parse("interfaces = [\"eth0\"]\nvxlan_ports = [6081]\n").unwrap();
+        let c = c.resolve(&Overrides::default()).unwrap();
+        assert_eq!((c.load.tunnels.vxlan_ports(), c.load.tunnels.geneve_ports()), (&[6081][..], &[][..]));
+        let c = FileConfig::parse("interfaces = [\"eth0\"]\n").unwrap();
+        let tunnels = TunnelOverrides { geneve_ports: vec![8472, 6081], ..TunnelOverrides::default() };
+        let c = c.resolve(&Overrides { tunnels, ..Overrides::default() }).unwrap();
+        assert_eq!((c.load.tunnels.vxlan_ports(), c.load.tunnels.geneve_ports()), (&[4789][..], &[6081, 8472][..]));
     }
 
     #[test]
@@ -511,6 +579,8 @@ mod tests {
         let cases = [
             ("interfaces = []", "no interfaces"),
             ("interfaces = [\"eth0\"]\nvxlan_ports = [0]", "vxlan_ports"),
+            ("interfaces = [\"eth0\"]\ngeneve_ports = [6081, 0]", "geneve_ports"),
+            ("interfaces = [\"eth0\"]\nvxlan_ports = [4789]\ngeneve_ports = [4789]", "geneve_ports"),
             ("interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"20s\"", "kernel.poll_interval"),
             ("interfaces = [\"eth0\"]\n[kernel]\nfallback_ring_bytes = 5000", "kernel.fallback_ring_bytes"),
             ("interfaces = [\"eth0\"]\n[cache]\nmax_flows = 0", "cache.max_flows"),

@@ -17,16 +17,26 @@ pub struct Snapshot {
     pub attach_errors: u64,
     /// UDP ports parsed as VXLAN (configured, and with `auto` discovered).
     pub vxlan_ports: Vec<u16>,
-    /// The node's VXLAN devices.
-    pub vxlan_devices: Vec<VxlanDeviceInfo>,
+    /// UDP ports parsed as Geneve (likewise).
+    #[serde(default)]
+    pub geneve_ports: Vec<u16>,
+    /// Whether IP in IP and GRE are decoded.
+    #[serde(default)]
+    pub ipip_tunnels: bool,
+    #[serde(default)]
+    pub gre_tunnels: bool,
+    /// The node's tunnel devices.
+    #[serde(default)]
+    pub tunnel_devices: Vec<TunnelDeviceInfo>,
     /// Attached interfaces where tunnel headers are parsed.
     #[serde(default)]
     pub tunnel_interfaces: Vec<String>,
     /// IP packets and bytes accounted per interface and direction (wire IP
-    /// bytes: the outer packet for VXLAN).
+    /// bytes: the outer packet for a tunnel).
     pub interfaces: Vec<InterfaceTraffic>,
-    /// Inner packets, inner IP bytes and cached flows per VXLAN VNI.
-    pub vnis: Vec<VniTraffic>,
+    /// Inner packets, inner IP bytes and cached flows per tunnel type and id.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelTraffic>,
     pub flows: FlowCounts,
     /// Every datapath counter by name (`seen_packets`, `lost_packets`, ...).
     pub datapath: BTreeMap<String, u64>,
@@ -44,15 +54,22 @@ pub struct InterfaceTraffic {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VxlanDeviceInfo {
+pub struct TunnelDeviceInfo {
     pub device: String,
-    pub vni: u32,
+    /// `vxlan`, `geneve`, `ipip` or `gre`.
+    pub tunnel: String,
+    /// The VNI or GRE key, where the device has one.
+    pub id: Option<u32>,
+    /// The UDP port (VXLAN, Geneve), 0 otherwise.
     pub port: u16,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct VniTraffic {
-    pub vni: u32,
+pub struct TunnelTraffic {
+    /// `vxlan`, `geneve`, `ipip` or `gre`.
+    pub tunnel: String,
+    /// The VNI or GRE key; none for IP in IP and GRE without a key.
+    pub id: Option<u32>,
     pub packets: u64,
     pub bytes: u64,
     pub active_flows: u64,

@@ -31,7 +31,13 @@ fn options(flow_entries: u32, fallback_ring_bytes: u32) -> LoadOptions {
     LoadOptions {
         flow_entries,
         fallback_ring_bytes,
-        vxlan_ports: vec![4789, 8472],
+        tunnels: datapath::TunnelDecoding::new(
+            vec![4789, 8472],
+            vec![vxflow_testkit::tunnel_frames::GENEVE_PORT],
+            true,
+            true,
+        )
+        .unwrap(),
         attach: datapath::AttachPreference::Auto,
         sampling: 1,
     }
@@ -426,7 +432,7 @@ fn counts_survive_generation_flips() {
 
 /// A VXLAN header is parsed only on an interface trusted with tunnels (the
 /// underlay); elsewhere the same frame is the plain UDP flow it is, noted as
-/// `vxlan_untrusted`, so a pod cannot forge a tunnel's inner tuple or VNI.
+/// `tunnel_untrusted`, so a pod cannot forge a tunnel's inner tuple or VNI.
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn tunnels_are_parsed_only_on_trusted_interfaces() {
@@ -440,16 +446,16 @@ fn tunnels_are_parsed_only_on_trusted_interfaces() {
         maps.drain(&mut deltas).unwrap();
         let after = maps.counters().unwrap();
         let [d] = deltas.as_slice() else { panic!("{deltas:#?}") };
-        (d.key, after.get(Counter::VxlanUntrusted) - before.get(Counter::VxlanUntrusted))
+        (d.key, after.get(Counter::TunnelUntrusted) - before.get(Counter::TunnelUntrusted))
     };
     let (key, untrusted) = run(&datapath);
-    assert_eq!((key.encap, key.vni, key.protocol, key.dst_port), (0, 0, 17, 4789), "{key:?}");
+    assert_eq!((key.encap, key.tunnel_id, key.protocol, key.dst_port), (0, 0, 17, 4789), "{key:?}");
     assert_eq!(&key.src_addr[..4], &packets::NODE_A[..]);
     assert_eq!(untrusted, 1);
 
     datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     let (key, untrusted) = run(&datapath);
-    assert_eq!((key.encap, key.vni, key.protocol), (vxflow_common::flow::ENCAP_VXLAN, 999, 6), "{key:?}");
+    assert_eq!((key.encap, key.tunnel_id, key.protocol), (vxflow_common::flow::ENCAP_VXLAN, 999, 6), "{key:?}");
     assert_eq!(untrusted, 0);
 
     datapath.set_tunnel_interfaces(&BTreeSet::new()).unwrap();
@@ -467,6 +473,57 @@ fn tunnels_are_parsed_only_on_trusted_interfaces() {
     assert_eq!(run(&datapath).0.encap, 0, "shared slot, not in the set");
     datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
     assert_eq!(run(&datapath).0.encap, vxflow_common::flow::ENCAP_VXLAN, "slot back to one interface");
+}
+
+/// Each tunnel's decoding follows its setting live: Geneve by port (moved,
+/// then taken away), IP in IP and GRE by their switches; and none of them is
+/// decoded on an interface where tunnels are not trusted.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn tunnel_decoding_follows_its_settings_live() {
+    use vxflow_common::flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP};
+    use vxflow_testkit::tunnel_frames::GENEVE_PORT;
+    require_root();
+    let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    let case = |name: &str| {
+        let c = packets::cases().into_iter().find(|c| c.name == name).unwrap();
+        fixture(&c)
+    };
+    let (geneve, ipip, gre) = (case("geneve-ipv4-tcp"), case("ipip-4in4-tcp"), case("gre-key-ipv6"));
+    // The encap of the one flow a frame makes, and the untrusted note's rise.
+    let mut run = |datapath: &datapath::Datapath, frame: &[u8]| {
+        let before = maps.counters().unwrap();
+        support::test_run(datapath.program(Direction::Ingress).unwrap(), frame, None);
+        let mut deltas = Vec::new();
+        maps.drain(&mut deltas).unwrap();
+        let after = maps.counters().unwrap();
+        let [d] = deltas.as_slice() else { panic!("{deltas:#?}") };
+        (d.key.encap, after.get(Counter::TunnelUntrusted) - before.get(Counter::TunnelUntrusted))
+    };
+    let set = |datapath: &mut datapath::Datapath, geneve: Vec<u16>, ipip, gre| {
+        let t = datapath::TunnelDecoding::new(vec![4789, 8472], geneve, ipip, gre).unwrap();
+        datapath.set_tunnel_decoding(&t).unwrap();
+    };
+    assert_eq!(run(&datapath, &geneve), (ENCAP_GENEVE, 0));
+    assert_eq!(run(&datapath, &ipip), (ENCAP_IPIP, 0));
+    assert_eq!(run(&datapath, &gre), (ENCAP_GRE, 0));
+
+    set(&mut datapath, vec![GENEVE_PORT + 1], true, false);
+    assert_eq!(run(&datapath, &geneve), (0, 0), "Geneve moved to another port");
+    assert_eq!(run(&datapath, &ipip), (ENCAP_IPIP, 0));
+    assert_eq!(run(&datapath, &gre), (0, 0), "GRE off");
+
+    set(&mut datapath, vec![], false, true);
+    assert_eq!(run(&datapath, &geneve), (0, 0), "no Geneve port");
+    assert_eq!(run(&datapath, &ipip), (0, 0), "IP in IP off");
+    assert_eq!(run(&datapath, &gre), (ENCAP_GRE, 0));
+
+    set(&mut datapath, vec![GENEVE_PORT], true, true);
+    datapath.set_tunnel_interfaces(&BTreeSet::new()).unwrap();
+    for frame in [&geneve, &ipip, &gre] {
+        assert_eq!(run(&datapath, frame), (0, 1), "untrusted: the plain flow, noted");
+    }
 }
 
 /// Runs `prog` on `frame` `repeat` times in one test run: each run draws

@@ -14,12 +14,25 @@ use vxflow::{
     },
     record::{EndReason, FlowRecord},
 };
-use vxflow_common::{FlowKey, flow::ENCAP_VXLAN, user::addr16};
+use vxflow_common::{
+    FlowKey,
+    flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
+    user::addr16,
+};
 
 const POD_A: [u8; 16] = [0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const NODE6_A: [u8; 16] = [0xfd, 0, 0, 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
 
-fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
+/// A tunnel around a record: outer IPv6, type, id and flags.
+#[derive(Clone, Copy)]
+struct Around {
+    outer_v6: bool,
+    encap: u8,
+    id: u32,
+    flags: u8,
+}
+
+fn record(inner_v6: bool, outer: Option<Around>) -> FlowRecord {
     let mut key = FlowKey {
         src_addr: if inner_v6 { POD_A } else { addr16([10, 244, 0, 2].into()) },
         dst_addr: if inner_v6 { POD_A } else { addr16([10, 244, 1, 3].into()) },
@@ -30,14 +43,20 @@ fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
         ifindex: 2,
         ..FlowKey::default()
     };
-    if let Some(outer_v6) = outer {
-        key.encap = ENCAP_VXLAN;
-        key.vni = vni;
+    if let Some(Around { outer_v6, encap, id, flags }) = outer {
+        let udp = matches!(encap, ENCAP_VXLAN | ENCAP_GENEVE);
+        key.encap = encap;
+        key.tunnel_id = id;
+        key.tunnel_flags = flags;
         key.outer_ip_version = if outer_v6 { 6 } else { 4 };
         key.outer_src_addr = if outer_v6 { NODE6_A } else { addr16([192, 168, 56, 11].into()) };
         key.outer_dst_addr = if outer_v6 { NODE6_A } else { addr16([192, 168, 56, 12].into()) };
-        key.outer_src_port = 51234;
-        key.outer_dst_port = 8472;
+        key.outer_src_port = if udp { 51234 } else { 0 };
+        key.outer_dst_port = match encap {
+            ENCAP_VXLAN => 8472,
+            ENCAP_GENEVE => 6081,
+            _ => 0,
+        };
     }
     FlowRecord {
         key,
@@ -51,15 +70,25 @@ fn record(inner_v6: bool, outer: Option<bool>, vni: u32) -> FlowRecord {
     }
 }
 
+/// Every shape: plain, VXLAN, Geneve, GRE, NVGRE and IP in IP, each
+/// tunnel with all four pairs of outer and inner IP versions.
 fn records() -> Vec<FlowRecord> {
-    vec![
-        record(false, None, 0),
-        record(true, None, 0),
-        record(false, Some(false), 1),
-        record(true, Some(false), 2),
-        record(false, Some(true), 3),
-        record(true, Some(true), 4),
-    ]
+    let mut records = vec![record(false, None), record(true, None)];
+    let tunnels = [
+        (ENCAP_VXLAN, 1, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET),
+        (ENCAP_GENEVE, 5001, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET),
+        (ENCAP_GRE, 0x1234_5678, TUNNEL_FLAG_KEY),
+        (ENCAP_GRE, 0x00ab_cdef << 8 | 1, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET),
+        (ENCAP_IPIP, 0, 0),
+    ];
+    for (encap, id, flags) in tunnels {
+        for (outer_v6, inner_v6) in [(false, false), (false, true), (true, false), (true, true)] {
+            // The VXLAN VNIs 1 to 4, as before other tunnels.
+            let id = if encap == ENCAP_VXLAN { u32::from(outer_v6) * 2 + u32::from(inner_v6) + 1 } else { id };
+            records.push(record(inner_v6, Some(Around { outer_v6, encap, id, flags })));
+        }
+    }
+    records
 }
 
 /// Options values tshark must show.
@@ -126,8 +155,18 @@ fn tshark(messages: &[Vec<u8>], port: u16) -> String {
     text
 }
 
-/// What tshark must show of the six shapes, in either protocol.
-const VISIBLE: [&str; 8] = [
+/// What tshark must show of the shapes, in either protocol: the tunnel ids
+/// (VNI, GRE key, NVGRE's whole key), the outer protocols that tell GRE
+/// (47) and IP in IP (4, 41) from the UDP tunnels, the Geneve port.
+const VISIBLE: [&str; 16] = [
+    "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 5001",
+    "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 305419896",
+    "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 2882400001",
+    "Untunneled IP protocol byte: 17",
+    "Untunneled IP protocol byte: 47",
+    "Untunneled IP protocol byte: 4",
+    "Untunneled IP protocol byte: 41",
+    "Untunneled IPv4 destination port: 6081",
     "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 1",
     "Upstream tunnel identifier (e.g. GTP TEID, VXLAN VNI) or 0 if unknown: 4",
     "Untunneled IPv4 source address: 192.168.56.11",
@@ -138,13 +177,23 @@ const VISIBLE: [&str; 8] = [
     "SrcAddr: fd00:244::2",
 ];
 
+/// Open vSwitch's tunnelType (VMware 6876.891), which tshark shows raw:
+/// Geneve 0x07, GRE (and NVGRE) 0x02.
+const GENEVE_TYPE: &str = "Enterprise Private entry: (VMware Inc.) Type 891: Value (hex bytes): 07";
+const GRE_TYPE: &str = "Enterprise Private entry: (VMware Inc.) Type 891: Value (hex bytes): 02";
+
+/// layer2SegmentId of VXLAN VNI 1: type 0x01 in the top byte.
+const LAYER2_VXLAN_1: &str = "Layer2 Segment Id: 72057594037927937";
+/// Of NVGRE VSID 0xabcdef: type 0x02 in the top byte.
+const LAYER2_NVGRE: &str = "Layer2 Segment Id: 144115188087115247";
+
 #[test]
 fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
     let mut enc = IpfixEncoder::new(77, 1400).unwrap();
     let messages: Vec<Vec<u8>> =
         enc.encode(&records(), &CLOCK, 1_767_225_700, true, Some(&options())).into_iter().map(|m| m.bytes).collect();
     let text = tshark(&messages, 4739);
-    for id in 256..=261 {
+    for id in 256..=277 {
         assert!(text.contains(&format!("Template Id: {id}")), "template {id} not decoded");
     }
     let options = [
@@ -159,8 +208,10 @@ fn tshark_decodes_ipfix_of_every_shape_with_vni_and_outer_addresses() {
         "Ignored Octets: 6666",
         "IfName: flannel.1",
     ];
-    for want in
-        VISIBLE.iter().chain(&["Layer2 Segment Id: 72057594037927937", "Observation Domain Id: 77"]).chain(&options)
+    for want in VISIBLE
+        .iter()
+        .chain(&[LAYER2_VXLAN_1, LAYER2_NVGRE, "Observation Domain Id: 77", GENEVE_TYPE, GRE_TYPE])
+        .chain(&options)
     {
         assert!(text.contains(want), "tshark does not show {want:?}");
     }

@@ -23,6 +23,7 @@ pub mod probe;
 pub mod tap;
 pub mod topology;
 pub mod traffic;
+pub mod tunnel_frames;
 pub mod unit;
 
 /// Panics with a clear message unless running as root.

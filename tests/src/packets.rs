@@ -12,7 +12,7 @@ use etherparse::{
 };
 use vxflow_common::{
     Counter, FlowKey,
-    flow::{ENCAP_VXLAN, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    flow::{ENCAP_VXLAN, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
 };
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -92,7 +92,8 @@ pub fn vxlan_key(inner: FlowKey, vni: u32, outer_src: &[u8], outer_dst: &[u8], s
     let outer = key(outer_src, outer_dst, sport, dport, UDP);
     FlowKey {
         encap: ENCAP_VXLAN,
-        vni,
+        tunnel_id: vni,
+        tunnel_flags: TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET,
         outer_src_addr: outer.src_addr,
         outer_dst_addr: outer.dst_addr,
         outer_src_port: sport,
@@ -102,7 +103,7 @@ pub fn vxlan_key(inner: FlowKey, vni: u32, outer_src: &[u8], outer_dst: &[u8], s
     }
 }
 
-fn flow(key: FlowKey, bytes: u64, tcp_flags: u64, notes: Vec<Counter>) -> Expect {
+pub(crate) fn flow(key: FlowKey, bytes: u64, tcp_flags: u64, notes: Vec<Counter>) -> Expect {
     Expect::Flow { key, packets: 1, bytes, outer_bytes: 0, tcp_flags, notes }
 }
 
@@ -110,7 +111,7 @@ fn vxlan_flow(key: FlowKey, bytes: u64, outer_bytes: u64, tcp_flags: u64) -> Exp
     Expect::Flow { key, packets: 1, bytes, outer_bytes, tcp_flags, notes: vec![Counter::Vxlan] }
 }
 
-fn eth() -> etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
+pub(crate) fn eth() -> etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
     PacketBuilder::ethernet2(MAC_A, MAC_B)
 }
 
@@ -254,7 +255,7 @@ fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
     f
 }
 
-fn arp_request() -> Vec<u8> {
+pub(crate) fn arp_request() -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&MAC_A);
@@ -304,7 +305,7 @@ fn ipv4_tcp_payload(payload: usize) -> Vec<u8> {
     f
 }
 
-fn case(name: &str, frame: Vec<u8>, expect: Expect) -> Case {
+pub(crate) fn case(name: &str, frame: Vec<u8>, expect: Expect) -> Case {
     Case { name: name.to_owned(), frame, gso: None, expect, runner: Runner::TestRun }
 }
 
@@ -346,8 +347,9 @@ pub fn cases() -> Vec<Case> {
                 eth().ipv4(POD_A, POD_B, 64).write(&mut f, IpNumber::GRE, &[0, 0, 0x65, 0x58]).unwrap();
                 f
             },
-            // Unknown to the parser: a protocol-only flow, 20 + 4 bytes.
-            flow(key(&POD_A, &POD_B, 0, 0, 47), 24, 0, vec![]),
+            // A GRE header for Ethernet with no frame after it: the GRE
+            // flow itself, 20 + 4 bytes, its payload noted as not decoded.
+            flow(key(&POD_A, &POD_B, 0, 0, 47), 24, 0, vec![Counter::TunnelInnerNotIp]),
         ),
         case("ipv6-tcp-syn", ipv6_tcp_syn(), flow(v6_tcp, 60, 0x02, vec![])),
         case("ipv6-ext-udp", ipv6_ext_udp(), flow(key(&POD6_A, &POD6_B, 33000, 4000, UDP), 88, 0, vec![])),
@@ -425,13 +427,13 @@ pub fn cases() -> Vec<Case> {
         case(
             "vxlan-i-flag-clear",
             vxlan(&NODE_A, &NODE_B, 50000, 4789, 0x00, 1, &inner_ipv4_udp()),
-            flow(key(&NODE_A, &NODE_B, 50000, 4789, UDP), 110, 0, vec![Counter::VxlanInvalid]),
+            flow(key(&NODE_A, &NODE_B, 50000, 4789, UDP), 110, 0, vec![Counter::TunnelInvalid]),
         ),
         case(
             "vxlan-inner-arp",
             vxlan(&NODE_A, &NODE_B, 50000, 8472, 0x08, 1, &arp_request()),
             // 20 + 8 + 8 + 42.
-            flow(key(&NODE_A, &NODE_B, 50000, 8472, UDP), 78, 0, vec![Counter::VxlanInnerNotIp]),
+            flow(key(&NODE_A, &NODE_B, 50000, 8472, UDP), 78, 0, vec![Counter::TunnelInnerNotIp]),
         ),
     ];
 
@@ -528,6 +530,7 @@ pub fn cases() -> Vec<Case> {
     cases.extend(truncations("ipv6-ext-udp", &ipv6_ext_udp()));
     cases.extend(truncations("qinq-tcp", &qinq_tcp()));
     cases.extend(truncations("vxlan-8472-ipv4-udp", &vx_inner_v4_udp));
+    cases.extend(crate::tunnel_frames::cases());
     cases
 }
 
@@ -597,11 +600,11 @@ fn truncations(base: &str, frame: &[u8]) -> Vec<Case> {
                 cut(14 + 20, l4_cut(outer, 20)),
                 cut(14 + 27, l4_cut(outer, 27)),
                 // No VXLAN header: plain UDP to 8472.
-                cut(14 + 28, flow(outer, 28, 0, vec![Counter::VxlanInvalid])),
+                cut(14 + 28, flow(outer, 28, 0, vec![Counter::TunnelInvalid])),
                 // VXLAN header but no inner frame: the outer UDP flow.
-                cut(14 + 36, flow(outer, 36, 0, vec![Counter::VxlanInnerNotIp])),
-                cut(14 + 50, flow(outer, 50, 0, vec![Counter::VxlanInnerNotIp])),
-                cut(14 + 69, flow(outer, 69, 0, vec![Counter::VxlanInnerNotIp])),
+                cut(14 + 36, flow(outer, 36, 0, vec![Counter::TunnelInnerNotIp])),
+                cut(14 + 50, flow(outer, 50, 0, vec![Counter::TunnelInnerNotIp])),
+                cut(14 + 69, flow(outer, 69, 0, vec![Counter::TunnelInnerNotIp])),
                 // Inner IP complete, inner UDP missing.
                 cut(
                     14 + 70,

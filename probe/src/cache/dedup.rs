@@ -625,10 +625,10 @@ fn merged(a: FlowStats, b: FlowStats) -> FlowStats {
     }
 }
 
-/// Which sighting of a new tuple owns it: a VXLAN one (it carries the VNI
-/// and the nodes), else the one that saw the first packet.
+/// Which sighting of a new tuple owns it: a tunnelled one (it carries the
+/// tunnel id and the nodes), else the one that saw the first packet.
 fn preference(s: &Sighting) -> (bool, u64, u32, u8) {
-    (!s.key.is_vxlan(), s.stats.first_seen_ns, s.key.ifindex, s.key.direction)
+    (s.key.tunnel().is_none(), s.stats.first_seen_ns, s.key.ifindex, s.key.direction)
 }
 
 /// Whether `b` can be the same packets as `a` seen on another interface.
@@ -638,9 +638,11 @@ fn compatible(a: &FlowKey, b: &FlowKey) -> bool {
         return false;
     }
     let vlan = a.vlan_id == 0 || b.vlan_id == 0 || a.vlan_id == b.vlan_id;
-    let tunnel = !a.is_vxlan()
-        || !b.is_vxlan()
-        || (a.vni == b.vni
+    let tunnel = a.tunnel().is_none()
+        || b.tunnel().is_none()
+        || (a.encap == b.encap
+            && a.tunnel_id == b.tunnel_id
+            && a.tunnel_flags == b.tunnel_flags
             && a.outer_src_addr == b.outer_src_addr
             && a.outer_dst_addr == b.outer_dst_addr
             && a.outer_src_port == b.outer_src_port
@@ -656,7 +658,8 @@ pub fn packet_key(key: &FlowKey) -> FlowKey {
         ifindex: 0,
         direction: 0,
         encap: 0,
-        vni: 0,
+        tunnel_id: 0,
+        tunnel_flags: 0,
         vlan_id: 0,
         outer_src_addr: [0; 16],
         outer_dst_addr: [0; 16],

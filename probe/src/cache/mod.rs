@@ -9,7 +9,7 @@
 
 use std::{collections::HashSet, num::NonZeroU64, time::Duration};
 
-use vxflow_common::FlowKey;
+use vxflow_common::{FlowKey, user::Tunnel};
 
 use self::{
     dedup::{Dedup, FlowSlots},
@@ -199,12 +199,14 @@ impl FlowCache {
         self.config = config;
     }
 
-    /// Cached flows per VXLAN VNI (VXLAN flows only).
+    /// Cached tunnelled flows per tunnel type and id.
     #[must_use]
-    pub fn flows_per_vni(&self) -> std::collections::BTreeMap<u32, u64> {
+    pub fn flows_per_tunnel(&self) -> std::collections::BTreeMap<(Tunnel, Option<u32>), u64> {
         let mut per = std::collections::BTreeMap::new();
-        for key in self.flows.keys().filter(|k| k.is_vxlan()) {
-            *per.entry(key.vni).or_insert(0) += 1;
+        for key in self.flows.keys() {
+            if let Some(tunnel) = key.tunnel() {
+                *per.entry((tunnel, key.tunnel_id())).or_insert(0) += 1;
+            }
         }
         per
     }

@@ -116,7 +116,7 @@ fn tcp_rst_ends_both_directions_of_vxlan_conversation() {
     let mut ba = key(2, 1, 80, 40000, 6, DIRECTION_INGRESS);
     for (k, outer_src, outer_dst, sport) in [(&mut ab, 100, 200, 51111), (&mut ba, 200, 100, 37777)] {
         k.encap = ENCAP_VXLAN;
-        k.vni = 1;
+        k.tunnel_id = 1;
         k.outer_ip_version = 4;
         k.outer_src_addr[..4].copy_from_slice(&[192, 168, 0, outer_src]);
         k.outer_dst_addr[..4].copy_from_slice(&[192, 168, 0, outer_dst]);
@@ -210,7 +210,7 @@ fn dedup_counts_each_packet_once_on_the_vxlan_sighting() {
     let plain = key(1, 2, 1000, 80, 17, DIRECTION_INGRESS);
     let veth = FlowKey { ifindex: 7, ..plain };
     let flannel = FlowKey { ifindex: 5, direction: DIRECTION_EGRESS, ..plain };
-    let mut eth0 = FlowKey { ifindex: 2, direction: DIRECTION_EGRESS, encap: ENCAP_VXLAN, vni: 1, ..plain };
+    let mut eth0 = FlowKey { ifindex: 2, direction: DIRECTION_EGRESS, encap: ENCAP_VXLAN, tunnel_id: 1, ..plain };
     eth0.outer_src_addr[..4].copy_from_slice(&[192, 168, 0, 1]);
     eth0.outer_dst_addr[..4].copy_from_slice(&[192, 168, 0, 2]);
     let batch = |at| [delta(veth, at, 10, 0), delta(flannel, at, 10, 0), delta(eth0, at, 10, 0)];
@@ -286,7 +286,8 @@ fn dedup_ownership_moves_with_the_path_and_with_detach() {
 }
 
 fn vxlan(plain: FlowKey, ifindex: u32, vni: u32, outer_src: u8) -> FlowKey {
-    let mut k = FlowKey { ifindex, encap: ENCAP_VXLAN, vni, outer_ip_version: 4, outer_dst_port: 8472, ..plain };
+    let mut k =
+        FlowKey { ifindex, encap: ENCAP_VXLAN, tunnel_id: vni, outer_ip_version: 4, outer_dst_port: 8472, ..plain };
     k.outer_src_addr[..4].copy_from_slice(&[192, 168, 0, outer_src]);
     k.outer_dst_addr[..4].copy_from_slice(&[192, 168, 0, 2]);
     k
@@ -308,7 +309,7 @@ fn dedup_never_merges_other_vnis_vlans_or_the_same_interface() {
     run(&mut c, &[delta(vni1, 1, 300, 0), delta(vni2, 1, 200, 0)], 1);
     run(&mut c, &[delta(vni1, 2, 300, 0), delta(vni2, 2, 200, 0)], 2);
     let mut got = flushed(&mut c);
-    got.sort_unstable_by_key(|(k, _)| k.vni);
+    got.sort_unstable_by_key(|(k, _)| k.tunnel_id);
     assert_eq!(got, [(vni1, 600), (vni2, 400)]);
     assert_eq!(c.stats().duplicate_packets, 0);
 

@@ -47,11 +47,20 @@ fn stats(s: &Snapshot) -> String {
     if f.duplicate_packets > 0 {
         let _ = writeln!(o, "not counted twice (seen on several interfaces): {} packets", f.duplicate_packets);
     }
-    let ports: Vec<String> = s.vxlan_ports.iter().map(ToString::to_string).collect();
-    let _ = writeln!(o, "VXLAN ports: {}", ports.join(", "));
+    let list = |ports: &[u16]| ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let on = |b: bool| if b { "on" } else { "off" };
+    let _ = writeln!(
+        o,
+        "tunnels decoded: VXLAN ports {}; Geneve ports {}; IP in IP {}; GRE {}",
+        list(&s.vxlan_ports),
+        list(&s.geneve_ports),
+        on(s.ipip_tunnels),
+        on(s.gre_tunnels)
+    );
     let _ = writeln!(o, "tunnels parsed on: {}", s.tunnel_interfaces.join(", "));
-    for d in &s.vxlan_devices {
-        let _ = writeln!(o, "VXLAN device {}: VNI {}, port {}", d.device, d.vni, d.port);
+    for d in &s.tunnel_devices {
+        let id = d.id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+        let _ = writeln!(o, "{} device {}: id {id}, port {}", d.tunnel, d.device, d.port);
     }
     let datapath: Vec<String> = s.datapath.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(o, "datapath (non-zero): {}", datapath.join(", "));
@@ -62,13 +71,14 @@ fn stats(s: &Snapshot) -> String {
                 writeln!(o, "  {:<16} {:<8} {:>14} packets {:>18} bytes", i.interface, i.direction, i.packets, i.bytes);
         }
     }
-    if !s.vnis.is_empty() {
-        let _ = writeln!(o, "per VNI (inner packets and bytes):");
-        for v in &s.vnis {
+    if !s.tunnels.is_empty() {
+        let _ = writeln!(o, "per tunnel (inner packets and bytes):");
+        for t in &s.tunnels {
+            let id = t.id.map_or_else(|| "-".to_owned(), |id| id.to_string());
             let _ = writeln!(
                 o,
-                "  vni {:<10} {:>14} packets {:>18} bytes {:>8} flows",
-                v.vni, v.packets, v.bytes, v.active_flows
+                "  {:<7} id {:<10} {:>14} packets {:>18} bytes {:>8} flows",
+                t.tunnel, id, t.packets, t.bytes, t.active_flows
             );
         }
     }

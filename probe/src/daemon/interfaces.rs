@@ -1,14 +1,17 @@
 //! Keeps the attached interfaces equal to what the configuration selects on
 //! what the node has now: attaches to interfaces that appear (pod veths, a
 //! re-created `flannel.1`), lets go of those that vanish, and parses the UDP
-//! ports of discovered VXLAN devices as VXLAN.
+//! ports of discovered VXLAN and Geneve devices as their tunnels.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use vxflow_common::user::Tunnel;
+
 use super::Daemon;
 use crate::{
+    datapath::TunnelDecoding,
     ifaces::netlink::{Discovery, Inventory},
-    snapshot::VxlanDeviceInfo,
+    snapshot::TunnelDeviceInfo,
 };
 
 /// What the daemon tracks about interfaces between rescans.
@@ -18,10 +21,12 @@ pub(super) struct InterfaceState {
     missing: BTreeSet<String>,
     /// Attach attempts the kernel refused.
     pub attach_errors: u64,
-    /// The VXLAN ports the datapath parses now.
-    pub vxlan_ports: Vec<u16>,
-    /// The node's VXLAN devices at the last rescan.
-    pub vxlan_devices: Vec<VxlanDeviceInfo>,
+    /// The tunnels the datapath decodes now.
+    pub tunnels: TunnelDecoding,
+    /// The node's tunnel devices at the last rescan.
+    pub tunnel_devices: Vec<TunnelDeviceInfo>,
+    /// Discovered ports already reported as taken by the other tunnel kind.
+    port_conflicts: BTreeSet<u16>,
     /// Watched interfaces where tunnel headers are parsed, by index, with
     /// their names.
     pub tunnel_interfaces: BTreeMap<u32, String>,
@@ -32,17 +37,10 @@ pub(super) struct InterfaceState {
 }
 
 impl InterfaceState {
-    /// Starts with the ports the datapath was loaded with.
-    pub fn new(configured_ports: &[u16]) -> Self {
-        Self { vxlan_ports: sorted_ports(configured_ports.to_vec()), ..Self::default() }
+    /// Starts with the tunnels the datapath was loaded with.
+    pub fn new(configured: &TunnelDecoding) -> Self {
+        Self { tunnels: configured.clone(), ..Self::default() }
     }
-}
-
-/// Ports in the order and without the repeats the state compares them in.
-fn sorted_ports(mut ports: Vec<u16>) -> Vec<u16> {
-    ports.sort_unstable();
-    ports.dedup();
-    ports
 }
 
 impl Daemon {
@@ -109,7 +107,7 @@ impl Daemon {
         }
         self.report_missing(inv);
         self.report_escaped_names(inv);
-        self.follow_vxlan_ports(inv);
+        self.follow_tunnel_ports(inv);
         let idle = self.datapath.attached().is_empty();
         if idle && !self.interfaces.idle {
             tracing::warn!(interfaces = ?self.config.interfaces, "no interface matches; waiting for one to appear");
@@ -169,27 +167,50 @@ impl Daemon {
         }
     }
 
-    /// With `auto`, the UDP ports of the node's VXLAN devices join the
-    /// configured ones, so a VXLAN overlay on any port is parsed.
-    fn follow_vxlan_ports(&mut self, inv: &Inventory) {
-        self.interfaces.vxlan_devices = inv
-            .vxlan_devices()
-            .map(|(l, v)| VxlanDeviceInfo { device: l.name.clone(), vni: v.vni, port: v.port })
+    /// With `auto`, the UDP ports of the node's VXLAN and Geneve devices
+    /// join the configured ones, so an overlay on any port is parsed. A
+    /// discovered port the other kind is configured with stays that kind,
+    /// reported once.
+    fn follow_tunnel_ports(&mut self, inv: &Inventory) {
+        self.interfaces.tunnel_devices = inv
+            .tunnel_devices()
+            .map(|(l, t)| TunnelDeviceInfo {
+                device: l.name.clone(),
+                tunnel: t.tunnel.name().to_owned(),
+                id: t.id,
+                port: t.port,
+            })
             .collect();
-        let mut ports = self.config.load.vxlan_ports.clone();
-        if self.config.watch.is_auto() {
-            ports.extend(inv.vxlan_devices().map(|(_, v)| v.port).filter(|p| *p != 0));
+        let configured = &self.config.load.tunnels;
+        let (wanted, conflicts) = if self.config.watch.is_auto() {
+            let ports = |kind| inv.tunnel_devices().filter(|(_, t)| t.tunnel == kind).map(|(_, t)| t.port).collect();
+            let (vxlan, geneve): (Vec<u16>, Vec<u16>) = (ports(Tunnel::Vxlan), ports(Tunnel::Geneve));
+            configured.with_ports(&vxlan, &geneve)
+        } else {
+            (configured.clone(), Vec::new())
+        };
+        for port in conflicts {
+            if self.interfaces.port_conflicts.insert(port) {
+                tracing::warn!(
+                    port,
+                    "a tunnel device uses a UDP port configured for the other tunnel type; the configuration wins"
+                );
+            }
         }
-        let ports = sorted_ports(ports);
-        if ports == self.interfaces.vxlan_ports {
+        if wanted == self.interfaces.tunnels {
             return;
         }
-        match self.datapath.set_vxlan_ports(&ports) {
+        match self.datapath.set_tunnel_decoding(&wanted) {
             Ok(()) => {
-                tracing::info!(vxlan_ports = ?ports, devices = ?self.interfaces.vxlan_devices, "VXLAN ports set");
-                self.interfaces.vxlan_ports = ports;
+                tracing::info!(
+                    vxlan_ports = ?wanted.vxlan_ports(),
+                    geneve_ports = ?wanted.geneve_ports(),
+                    devices = ?self.interfaces.tunnel_devices,
+                    "tunnel ports set"
+                );
+                self.interfaces.tunnels = wanted;
             }
-            Err(error) => tracing::error!(error = %crate::error_chain(&error), "cannot set the VXLAN ports"),
+            Err(error) => tracing::error!(error = %crate::error_chain(&error), "cannot set the tunnel ports"),
         }
     }
 }

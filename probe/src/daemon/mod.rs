@@ -191,7 +191,7 @@ impl Daemon {
         datapath.exclude_own_sockets(&outputs.own_sockets())?;
         let mut pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());
         pipeline.sampling = config.load.sampling;
-        let interfaces = interfaces::InterfaceState::new(&config.load.vxlan_ports);
+        let interfaces = interfaces::InterfaceState::new(&config.load.tunnels);
         Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
     }
 
@@ -201,7 +201,10 @@ impl Daemon {
         tracing::info!(
             interfaces = ?c.interfaces,
             attached = ?self.datapath.interfaces(),
-            vxlan_ports = ?self.interfaces.vxlan_ports,
+            vxlan_ports = ?self.interfaces.tunnels.vxlan_ports(),
+            geneve_ports = ?self.interfaces.tunnels.geneve_ports(),
+            ipip = self.interfaces.tunnels.ipip(),
+            gre = self.interfaces.tunnels.gre(),
             per_interface_records = !c.cache.dedup,
             poll_interval = %humantime::format_duration(c.poll_interval),
             active_timeout = %humantime::format_duration(c.cache.active_timeout),

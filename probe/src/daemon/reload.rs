@@ -21,7 +21,7 @@ pub(super) enum ReloadError {
 /// What a reload changed, for its log line.
 #[derive(Debug, Default)]
 struct Changes {
-    /// Which of `interfaces`, `vxlan_ports`, `tunnel_interfaces`, `cache`,
+    /// Which of `interfaces`, the tunnel keys, `tunnel_interfaces`, `cache`,
     /// `poll_interval` changed.
     changed: Vec<&'static str>,
     opened: Vec<String>,
@@ -86,10 +86,13 @@ impl Daemon {
         self.exclude(&live);
         c.opened = outputs.opened.iter().map(ToString::to_string).collect();
 
-        // Interfaces and VXLAN ports follow at the rescan after the reload.
+        // Interfaces and tunnel decoding follow at the rescan after the reload.
         for (key, differs) in [
             ("interfaces", new.interfaces != old.interfaces),
-            ("vxlan_ports", new.load.vxlan_ports != old.load.vxlan_ports),
+            ("vxlan_ports", new.load.tunnels.vxlan_ports() != old.load.tunnels.vxlan_ports()),
+            ("geneve_ports", new.load.tunnels.geneve_ports() != old.load.tunnels.geneve_ports()),
+            ("ipip_tunnels", new.load.tunnels.ipip() != old.load.tunnels.ipip()),
+            ("gre_tunnels", new.load.tunnels.gre() != old.load.tunnels.gre()),
             ("tunnel_interfaces", new.tunnels != old.tunnels),
             ("cache", new.cache != old.cache),
             ("poll_interval", new.poll_interval != old.poll_interval),

@@ -10,7 +10,7 @@ use crate::{
     drain::DeltaSource as _,
     export::{ExportContext, json::JsonRecord, options::Losses},
     record::EndReason,
-    snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, VniTraffic},
+    snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, TunnelTraffic},
 };
 
 impl Daemon {
@@ -28,20 +28,21 @@ impl Daemon {
                 bytes: t.bytes,
             })
             .collect();
-        let mut active = p.cache.flows_per_vni();
-        let mut vnis: Vec<VniTraffic> = p
+        let mut active = p.cache.flows_per_tunnel();
+        // In (tunnel, id) order, the tally's.
+        let tunnels: Vec<TunnelTraffic> = p
             .tally
-            .vnis
+            .tunnels
             .iter()
-            .map(|(&vni, t)| VniTraffic {
-                vni,
+            .map(|(&(tunnel, id), t)| TunnelTraffic {
+                tunnel: tunnel.name().to_owned(),
+                id,
                 packets: t.packets,
                 bytes: t.bytes,
-                active_flows: active.remove(&vni).unwrap_or(0),
+                active_flows: active.remove(&(tunnel, id)).unwrap_or(0),
             })
             .collect();
-        debug_assert!(active.is_empty(), "a cached VXLAN flow whose VNI was never drained");
-        vnis.sort_by_key(|v| v.vni);
+        debug_assert!(active.is_empty(), "a cached tunnelled flow whose tunnel was never drained");
         let stats = p.cache.stats();
         let flows = FlowCounts {
             active: p.cache.len() as u64,
@@ -73,11 +74,14 @@ impl Daemon {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             attached: self.datapath.interfaces(),
             attach_errors: self.interfaces.attach_errors,
-            vxlan_ports: self.interfaces.vxlan_ports.clone(),
-            vxlan_devices: self.interfaces.vxlan_devices.clone(),
+            vxlan_ports: self.interfaces.tunnels.vxlan_ports().to_vec(),
+            geneve_ports: self.interfaces.tunnels.geneve_ports().to_vec(),
+            ipip_tunnels: self.interfaces.tunnels.ipip(),
+            gre_tunnels: self.interfaces.tunnels.gre(),
+            tunnel_devices: self.interfaces.tunnel_devices.clone(),
             tunnel_interfaces: self.interfaces.tunnel_interfaces.values().cloned().collect(),
             interfaces,
-            vnis,
+            tunnels,
             flows,
             datapath: Counter::ALL.iter().map(|&c| (c.name().to_owned(), counters.get(c))).collect(),
             collectors,

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use vxflow_common::user::Tunnel;
+
 use crate::drain::FlowDelta;
 
 /// Packets and bytes.
@@ -15,24 +17,24 @@ pub(super) struct Traffic {
 
 #[derive(Debug, Default)]
 pub(super) struct Tally {
-    /// By (ifindex, direction is ingress): wire IP bytes (outer for VXLAN).
+    /// By (ifindex, direction is ingress): wire IP bytes (outer for a tunnel).
     pub interfaces: BTreeMap<(u32, bool), Traffic>,
-    /// By VNI: inner packets and inner IP bytes.
-    pub vnis: BTreeMap<u32, Traffic>,
+    /// By tunnel type and id: inner packets and inner IP bytes.
+    pub tunnels: BTreeMap<(Tunnel, Option<u32>), Traffic>,
 }
 
 impl Tally {
     pub fn add(&mut self, deltas: &[FlowDelta]) {
         for d in deltas {
             let (k, s) = (&d.key, &d.stats);
-            let vxlan = k.is_vxlan();
+            let tunnel = k.tunnel();
             let iface = self.interfaces.entry((k.ifindex, k.is_ingress())).or_default();
             iface.packets += s.packets;
-            iface.bytes += if vxlan { s.outer_bytes } else { s.bytes };
-            if vxlan {
-                let vni = self.vnis.entry(k.vni).or_default();
-                vni.packets += s.packets;
-                vni.bytes += s.bytes;
+            iface.bytes += if tunnel.is_some() { s.outer_bytes } else { s.bytes };
+            if let Some(tunnel) = tunnel {
+                let t = self.tunnels.entry((tunnel, k.tunnel_id())).or_default();
+                t.packets += s.packets;
+                t.bytes += s.bytes;
             }
         }
     }

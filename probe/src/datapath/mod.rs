@@ -31,25 +31,25 @@ mod settings;
 mod tcx;
 pub mod ticks;
 
-pub use self::settings::{MAX_COLLECTORS, MAX_EXPORT_TUPLES, export_tuples};
+pub use self::settings::{MAX_COLLECTORS, MAX_EXPORT_TUPLES, TunnelDecoding, TunnelPortError, export_tuples};
 use self::{
     attach::claim_namespace,
-    settings::{set_sampling, set_vxlan_ports},
+    settings::{set_sampling, set_tunnel_decoding},
 };
 
 /// Program names in the object, one per direction.
 const PROG_INGRESS: &str = "vxflow_ingress";
 const PROG_EGRESS: &str = "vxflow_egress";
 
-/// How to size the datapath's maps and what to parse as VXLAN.
+/// How to size the datapath's maps and what tunnels to decode.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Entries in each of the two flow-map generations.
     pub flow_entries: u32,
     /// Size of the fallback ring in bytes (power of two, multiple of a page).
     pub fallback_ring_bytes: u32,
-    /// UDP destination ports parsed as VXLAN.
-    pub vxlan_ports: Vec<u16>,
+    /// The tunnels decoded.
+    pub tunnels: TunnelDecoding,
     /// How to attach to interfaces.
     pub attach: AttachPreference,
     /// 1 in this many IP packets is counted (1: every packet).
@@ -267,7 +267,7 @@ pub fn load(opts: &LoadOptions) -> Result<(Datapath, KernelMaps), LoadError> {
         })?;
     }
 
-    set_vxlan_ports(&mut ebpf, &opts.vxlan_ports)?;
+    set_tunnel_decoding(&mut ebpf, &opts.tunnels)?;
     set_sampling(&mut ebpf, opts.sampling)?;
     let ticks = calibrate_ticks(&mut ebpf)?;
     tracing::info!(

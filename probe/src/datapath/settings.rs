@@ -1,7 +1,7 @@
 //! What the datapath is told while it runs: the exporter's own sockets to
-//! leave out, the interfaces where tunnels are parsed, the VXLAN ports and
-//! the sampling rate, each written to its map so no packet sees a half-made
-//! set.
+//! leave out, the interfaces where tunnels are parsed, which tunnels it
+//! decodes and the sampling rate, each written to its map so no packet sees
+//! a half-made set.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +9,118 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError},
 };
-use vxflow_common::{ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_VXLAN_PORTS, ports, user::addr16};
+use vxflow_common::{
+    ExportTuple, MAP_EXPORT_PORTS, MAP_EXPORT_TUPLES, MAP_IP_TUNNELS_OFF, MAP_UDP_TUNNEL_PORTS,
+    flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_VXLAN},
+    ports,
+    user::addr16,
+};
 
 use super::{Datapath, LoadError};
+
+/// The tunnels the datapath decodes, on the interfaces where tunnels are
+/// parsed: the UDP ports of VXLAN and of Geneve, and whether IP in IP and
+/// GRE are decoded. Built only through [`TunnelDecoding::new`], so its
+/// port lists are sorted, without repeats, and never share a port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunnelDecoding {
+    vxlan_ports: Vec<u16>,
+    geneve_ports: Vec<u16>,
+    ipip: bool,
+    gre: bool,
+}
+
+/// Why a set of tunnel ports cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelPortError {
+    #[error("port 0 cannot carry a tunnel")]
+    Zero,
+    #[error("port {0} is both a VXLAN and a Geneve port")]
+    Both(u16),
+}
+
+impl TunnelDecoding {
+    /// # Errors
+    /// When a port is 0 or in both lists.
+    pub fn new(
+        mut vxlan_ports: Vec<u16>,
+        mut geneve_ports: Vec<u16>,
+        ipip: bool,
+        gre: bool,
+    ) -> Result<Self, TunnelPortError> {
+        for ports in [&mut vxlan_ports, &mut geneve_ports] {
+            ports.sort_unstable();
+            ports.dedup();
+            if ports.first() == Some(&0) {
+                return Err(TunnelPortError::Zero);
+            }
+        }
+        if let Some(p) = vxlan_ports.iter().find(|p| geneve_ports.binary_search(p).is_ok()) {
+            return Err(TunnelPortError::Both(*p));
+        }
+        Ok(Self { vxlan_ports, geneve_ports, ipip, gre })
+    }
+
+    /// UDP destination ports parsed as VXLAN, ascending.
+    #[must_use]
+    pub fn vxlan_ports(&self) -> &[u16] {
+        &self.vxlan_ports
+    }
+
+    /// UDP destination ports parsed as Geneve, ascending.
+    #[must_use]
+    pub fn geneve_ports(&self) -> &[u16] {
+        &self.geneve_ports
+    }
+
+    /// Whether IP in IP (protocols 4 and 41) is decoded.
+    #[must_use]
+    pub fn ipip(&self) -> bool {
+        self.ipip
+    }
+
+    /// Whether GRE (protocol 47) is decoded.
+    #[must_use]
+    pub fn gre(&self) -> bool {
+        self.gre
+    }
+
+    /// These settings with `vxlan` and `geneve` ports added (ports that
+    /// discovered devices use), leaving out any the other list already has,
+    /// and returning those as conflicts: the configured kind wins.
+    #[must_use]
+    pub fn with_ports(&self, vxlan: &[u16], geneve: &[u16]) -> (Self, Vec<u16>) {
+        let mut next = self.clone();
+        let mut conflicts = Vec::new();
+        for (&port, geneve_port) in vxlan.iter().map(|p| (p, false)).chain(geneve.iter().map(|p| (p, true))) {
+            let (mine, other) = if geneve_port {
+                (&mut next.geneve_ports, &next.vxlan_ports)
+            } else {
+                (&mut next.vxlan_ports, &next.geneve_ports)
+            };
+            if port == 0 {
+                continue;
+            }
+            if other.binary_search(&port).is_ok() {
+                conflicts.push(port);
+            } else if let Err(at) = mine.binary_search(&port) {
+                mine.insert(at, port);
+            }
+        }
+        (next, conflicts)
+    }
+
+    /// Each port with its `ENCAP_*` kind, as the port-kind map holds them.
+    fn port_kinds(&self) -> Vec<(u16, u8)> {
+        let vxlan = self.vxlan_ports.iter().map(|&p| (p, ENCAP_VXLAN));
+        vxlan.chain(self.geneve_ports.iter().map(|&p| (p, ENCAP_GENEVE))).collect()
+    }
+
+    /// The `IP_TUNNELS_OFF` word: a bit set for each IP tunnel not decoded.
+    fn ip_tunnels_off(&self) -> u32 {
+        (if self.ipip { 0 } else { 1 << ENCAP_IPIP }) | (if self.gre { 0 } else { 1 << ENCAP_GRE })
+    }
+}
 
 impl Datapath {
     /// Leaves traffic of the exporter's own sockets out of accounting, and
@@ -77,14 +186,14 @@ impl Datapath {
         Ok(())
     }
 
-    /// Replaces the set of UDP destination ports parsed as VXLAN. Each
-    /// bitmap word is written whole, so a packet sees either the old or the
-    /// new setting of a port.
+    /// Replaces what tunnels are decoded. Each word of the port map is
+    /// written whole, so a packet sees either the old or the new kind of a
+    /// port.
     ///
     /// # Errors
-    /// When the map cannot be written.
-    pub fn set_vxlan_ports(&mut self, ports: &[u16]) -> Result<(), LoadError> {
-        set_vxlan_ports(&mut self.ebpf, ports)
+    /// When a map cannot be written.
+    pub fn set_tunnel_decoding(&mut self, tunnels: &TunnelDecoding) -> Result<(), LoadError> {
+        set_tunnel_decoding(&mut self.ebpf, tunnels)
     }
 
     /// Counts 1 in `n` IP packets from now on (1: every packet).
@@ -176,9 +285,18 @@ pub(super) fn set_sampling(ebpf: &mut Ebpf, n: u32) -> Result<(), LoadError> {
     sampling.set(0, vxflow_common::sampling_skip_below(n), 0).map_err(|source| LoadError::Map { name, source })
 }
 
-/// Writes the VXLAN port bitmap.
-pub(super) fn set_vxlan_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), LoadError> {
-    set_port_bitmap(ebpf, MAP_VXLAN_PORTS, ports)
+/// Writes the UDP tunnel port map and the IP tunnel switches.
+pub(super) fn set_tunnel_decoding(ebpf: &mut Ebpf, tunnels: &TunnelDecoding) -> Result<(), LoadError> {
+    let name = MAP_UDP_TUNNEL_PORTS;
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut kinds: Array<&mut MapData, u64> = Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    for (i, word) in (0u32..).zip(ports::kind_map(&tunnels.port_kinds())) {
+        kinds.set(i, word, 0).map_err(|source| LoadError::Map { name, source })?;
+    }
+    let name = MAP_IP_TUNNELS_OFF;
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut off: Array<&mut MapData, u32> = Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+    off.set(0, tunnels.ip_tunnels_off(), 0).map_err(|source| LoadError::Map { name, source })
 }
 
 /// Writes a one-bit-per-port bitmap map.
@@ -209,6 +327,22 @@ fn tunnel_slots(ifindexes: &std::collections::BTreeSet<u32>) -> BTreeMap<u32, u3
 #[cfg(test)]
 mod tests {
     use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+
+    /// Ports come out sorted and once; 0 and a port of both kinds are
+    /// refused; discovered ports join their list unless the other has them.
+    #[test]
+    fn tunnel_decoding_keeps_its_port_lists_apart() {
+        let t = TunnelDecoding::new(vec![8472, 4789, 8472], vec![6081], true, false).unwrap();
+        assert_eq!((t.vxlan_ports(), t.geneve_ports()), (&[4789, 8472][..], &[6081][..]));
+        assert_eq!(t.ip_tunnels_off(), 1 << ENCAP_GRE);
+        assert_eq!(TunnelDecoding::new(vec![0], vec![], true, true), Err(TunnelPortError::Zero));
+        assert_eq!(TunnelDecoding::new(vec![6081], vec![6081], true, true), Err(TunnelPortError::Both(6081)));
+        let (next, conflicts) = t.with_ports(&[4790, 6081, 0], &[6082, 4789]);
+        assert_eq!(next.vxlan_ports(), [4789, 4790, 8472]);
+        assert_eq!(next.geneve_ports(), [6081, 6082]);
+        assert_eq!(conflicts, [6081, 4789]);
+        assert_eq!(next.port_kinds().len(), 5);
+    }
 
     use super::*;
     use vxflow_common::user::SocketTuple;

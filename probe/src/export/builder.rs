@@ -45,6 +45,13 @@ pub trait Dialect {
     /// Field type, length and enterprise number of `f` in a template.
     fn field_spec(f: Field) -> (u16, u16, Option<u32>);
 
+    /// Whether this dialect can carry `f` at all (a shape's templates
+    /// leave out what it cannot).
+    fn carries(f: Field) -> bool {
+        let _ = f;
+        true
+    }
+
     /// Appends `f`'s value for `r`.
     fn write_field(f: Field, r: &FlowRecord, clock: &WallClock, stamp: &Self::Stamp, out: &mut Vec<u8>) {
         let _ = stamp;
@@ -86,7 +93,7 @@ impl<D: Dialect> Builder<D> {
         let layouts: Vec<Layout> = Shape::ALL
             .iter()
             .map(|&shape| {
-                let fields = shape.fields();
+                let fields: Vec<Field> = shape.fields().into_iter().filter(|&f| D::carries(f)).collect();
                 let template = template_record::<D>(shape, &fields);
                 let record_len = fields.iter().map(|&f| usize::from(D::field_spec(f).1)).sum();
                 Layout { shape, fields, record_len, template }

@@ -1,13 +1,37 @@
 //! The information elements vxflow exports, with their IANA (or ntop, PEN
-//! 35632) ids and lengths, and how each is written from a flow record.
+//! 35632, or VMware, PEN 6876) ids and lengths, and how each is written
+//! from a flow record.
 
-use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+use vxflow_common::{
+    flow::{DIRECTION_EGRESS, DIRECTION_INGRESS},
+    user::Tunnel,
+};
 
 use crate::{clock::WallClock, record::FlowRecord};
 
 /// ntop's private enterprise number; nProbe, ntopng and Wireshark decode its
 /// VXLAN elements.
 pub const NTOP_PEN: u32 = 35632;
+
+/// VMware's private enterprise number, under which Open vSwitch exports its
+/// tunnel elements (`ofproto/ipfix-enterprise-entities.def`).
+pub const VMWARE_PEN: u32 = 6876;
+
+/// Open vSwitch's tunnelType values (`enum dpif_ipfix_tunnel_type`,
+/// `ofproto/ofproto-dpif-ipfix.c`). It has none for IP in IP.
+const OVS_TUNNEL_VXLAN: u8 = 0x01;
+const OVS_TUNNEL_GRE: u8 = 0x02;
+const OVS_TUNNEL_GENEVE: u8 = 0x07;
+
+/// RFC 7133 section 4.4.5 (layer2SegmentId): the top byte names the
+/// segment's type, 0x01 VXLAN, 0x02 NVGRE; Geneve has none.
+const SEGMENT_VXLAN: u64 = 0x01 << 56;
+const SEGMENT_NVGRE: u64 = 0x02 << 56;
+
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_GRE: u8 = 47;
 
 /// One information element in a template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,12 +76,15 @@ pub enum Field {
     FlowStartMilliseconds,
     /// flowEndMilliseconds (IE 153).
     FlowEndMilliseconds,
-    /// layer2SegmentId (IE 351): `0x01 << 56 | VNI` (RFC 7133: type 0x01 is
-    /// VXLAN); pmacct decodes it.
+    /// layer2SegmentId (IE 351): `0x01 << 56 | VNI` for VXLAN, `0x02 << 56 |
+    /// VSID` for NVGRE (RFC 7133); pmacct decodes it. Never for other
+    /// tunnels, which RFC 7133 gives no type.
     Layer2SegmentId,
-    /// ntop 35632.106: the VNI.
-    NtopVni,
-    /// ntop 35632.113: outer (tunnel) protocol, 17.
+    /// ntop 35632.106, "upstream tunnel identifier": the VNI or GRE key, 0
+    /// for a GRE header without one.
+    NtopTunnelId,
+    /// ntop 35632.113: outer (tunnel) IP protocol: 17 for VXLAN and Geneve,
+    /// 47 for GRE, 4 or 41 for IP in IP.
     NtopOuterProtocol,
     /// ntop 35632.114: outer source IPv4 address.
     NtopOuterSrcIpv4,
@@ -71,6 +98,9 @@ pub enum Field {
     NtopOuterSrcIpv6,
     /// ntop 35632.397: outer destination IPv6 address.
     NtopOuterDstIpv6,
+    /// VMware 6876.891 tunnelType, as Open vSwitch exports it: 0x01 VXLAN,
+    /// 0x02 GRE, 0x07 Geneve.
+    VmwareTunnelType,
 }
 
 impl Field {
@@ -99,7 +129,7 @@ impl Field {
             Field::FlowStartMilliseconds => 152,
             Field::FlowEndMilliseconds => 153,
             Field::Layer2SegmentId => 351,
-            Field::NtopVni => 106,
+            Field::NtopTunnelId => 106,
             Field::NtopOuterProtocol => 113,
             Field::NtopOuterSrcIpv4 => 114,
             Field::NtopOuterSrcPort => 115,
@@ -107,6 +137,7 @@ impl Field {
             Field::NtopOuterDstPort => 117,
             Field::NtopOuterSrcIpv6 => 396,
             Field::NtopOuterDstIpv6 => 397,
+            Field::VmwareTunnelType => 891,
         }
     }
 
@@ -114,7 +145,7 @@ impl Field {
     #[must_use]
     pub const fn enterprise(self) -> Option<u32> {
         match self {
-            Field::NtopVni
+            Field::NtopTunnelId
             | Field::NtopOuterProtocol
             | Field::NtopOuterSrcIpv4
             | Field::NtopOuterSrcPort
@@ -122,6 +153,7 @@ impl Field {
             | Field::NtopOuterDstPort
             | Field::NtopOuterSrcIpv6
             | Field::NtopOuterDstIpv6 => Some(NTOP_PEN),
+            Field::VmwareTunnelType => Some(VMWARE_PEN),
             _ => None,
         }
     }
@@ -135,7 +167,8 @@ impl Field {
             | Field::IpVersion
             | Field::FlowDirection
             | Field::FlowEndReason
-            | Field::NtopOuterProtocol => 1,
+            | Field::NtopOuterProtocol
+            | Field::VmwareTunnelType => 1,
             Field::TcpControlBits
             | Field::SourceTransportPort
             | Field::DestinationTransportPort
@@ -147,7 +180,7 @@ impl Field {
             | Field::DestinationIpv4Address
             | Field::IngressInterface
             | Field::EgressInterface
-            | Field::NtopVni
+            | Field::NtopTunnelId
             | Field::NtopOuterSrcIpv4
             | Field::NtopOuterDstIpv4 => 4,
             Field::OctetDeltaCount
@@ -189,9 +222,26 @@ impl Field {
             Field::FlowEndReason => out.push(r.end_reason as u8),
             Field::FlowStartMilliseconds => out.extend_from_slice(&clock.to_unix_ms(r.start_ns).to_be_bytes()),
             Field::FlowEndMilliseconds => out.extend_from_slice(&clock.to_unix_ms(r.end_ns).to_be_bytes()),
-            Field::Layer2SegmentId => out.extend_from_slice(&((1u64 << 56) | u64::from(k.vni)).to_be_bytes()),
-            Field::NtopVni => out.extend_from_slice(&k.vni.to_be_bytes()),
-            Field::NtopOuterProtocol => out.push(17),
+            Field::Layer2SegmentId => {
+                let segment = match k.nvgre_vsid() {
+                    Some(vsid) => SEGMENT_NVGRE | u64::from(vsid),
+                    None => SEGMENT_VXLAN | u64::from(k.tunnel_id),
+                };
+                out.extend_from_slice(&segment.to_be_bytes());
+            }
+            Field::NtopTunnelId => out.extend_from_slice(&k.tunnel_id.to_be_bytes()),
+            Field::NtopOuterProtocol => out.push(match k.tunnel() {
+                Some(Tunnel::Gre) => IPPROTO_GRE,
+                Some(Tunnel::Ipip) if k.ip_version == 6 => IPPROTO_IPV6,
+                Some(Tunnel::Ipip) => IPPROTO_IPIP,
+                _ => IPPROTO_UDP,
+            }),
+            Field::VmwareTunnelType => out.push(match k.tunnel() {
+                Some(Tunnel::Vxlan) => OVS_TUNNEL_VXLAN,
+                Some(Tunnel::Gre) => OVS_TUNNEL_GRE,
+                Some(Tunnel::Geneve) => OVS_TUNNEL_GENEVE,
+                _ => 0,
+            }),
             Field::NtopOuterSrcIpv4 => out.extend_from_slice(&k.outer_src_addr[..4]),
             Field::NtopOuterDstIpv4 => out.extend_from_slice(&k.outer_dst_addr[..4]),
             Field::NtopOuterSrcIpv6 => out.extend_from_slice(&k.outer_src_addr),

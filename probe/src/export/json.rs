@@ -7,7 +7,10 @@ use std::{
 };
 
 use serde::Serialize;
-use vxflow_common::flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED};
+use vxflow_common::{
+    flow::{KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    user::Tunnel,
+};
 
 use super::{ExportContext, RecordSink};
 use crate::record::FlowRecord;
@@ -25,7 +28,8 @@ pub struct JsonRecord<'a> {
     pub ip_version: u8,
     pub protocol: String,
     pub protocol_number: u8,
-    /// IPv4 TOS or IPv6 traffic class (DSCP and ECN), of the inner packet for VXLAN.
+    /// IPv4 TOS or IPv6 traffic class (DSCP and ECN), of the inner packet
+    /// for a tunnel.
     pub tos: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
@@ -39,10 +43,19 @@ pub struct JsonRecord<'a> {
     pub icmp_code: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    /// `vxlan`, `geneve`, `ipip` or `gre`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<&'static str>,
+    /// The tunnel header's id: the VNI (VXLAN, Geneve) or the GRE key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_id: Option<u32>,
+    /// The VNI again, for VXLAN and Geneve.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// NVGRE's virtual subnet id: the top 24 bits of the GRE key around
+    /// an Ethernet frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outer_src_addr: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,9 +65,9 @@ pub struct JsonRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outer_dst_port: Option<u16>,
     pub packets: u64,
-    /// IP bytes; for VXLAN flows the inner packets'.
+    /// IP bytes; for tunnelled flows the inner packets'.
     pub bytes: u64,
-    /// For VXLAN flows, the outer IP bytes on the wire.
+    /// For tunnelled flows, the outer IP bytes on the wire.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outer_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,7 +115,8 @@ impl<'a> JsonRecord<'a> {
         let has_ports = matches!(k.protocol, 6 | 17)
             && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED | KEY_FLAG_EXT_LIMIT) == 0;
         let has_icmp = k.is_icmp() && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
-        let vxlan = k.is_vxlan();
+        let tunnel = k.tunnel();
+        let udp_tunnel = tunnel.is_some_and(Tunnel::is_udp);
         let outer = k.outer_ips();
         let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
         Self {
@@ -122,15 +136,17 @@ impl<'a> JsonRecord<'a> {
             icmp_type: has_icmp.then(|| k.dst_port.to_be_bytes()[0]),
             icmp_code: has_icmp.then(|| k.dst_port.to_be_bytes()[1]),
             vlan: (k.vlan_id != 0).then_some(k.vlan_id),
-            tunnel: vxlan.then_some("vxlan"),
-            vni: vxlan.then_some(k.vni),
+            tunnel: tunnel.map(Tunnel::name),
+            tunnel_id: k.tunnel_id(),
+            vni: k.tunnel_id().filter(|_| udp_tunnel),
+            vsid: k.nvgre_vsid(),
             outer_src_addr: outer.map(|(src, _)| src),
             outer_dst_addr: outer.map(|(_, dst)| dst),
-            outer_src_port: vxlan.then_some(k.outer_src_port),
-            outer_dst_port: vxlan.then_some(k.outer_dst_port),
+            outer_src_port: udp_tunnel.then_some(k.outer_src_port),
+            outer_dst_port: udp_tunnel.then_some(k.outer_dst_port),
             packets: r.packets,
             bytes: r.bytes,
-            outer_bytes: vxlan.then_some(r.outer_bytes),
+            outer_bytes: tunnel.map(|_| r.outer_bytes),
             tcp_flags: (k.protocol == 6 && has_ports)
                 .then(|| (0..8).filter(|b| r.tcp_flags & (1 << b) != 0).map(|b| TCP_FLAG_NAMES[b]).collect()),
             fragment: k.flags & KEY_FLAG_FRAGMENT != 0,

@@ -2,14 +2,17 @@
 
 use vxflow_common::{
     FlowKey,
-    flow::{DIRECTION_EGRESS, DIRECTION_INGRESS, ENCAP_VXLAN},
-    user::addr16,
+    flow::{
+        DIRECTION_EGRESS, DIRECTION_INGRESS, ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET,
+        TUNNEL_FLAG_KEY,
+    },
+    user::{Tunnel, addr16},
 };
 
 use super::{
-    fields::NTOP_PEN,
+    fields::{NTOP_PEN, VMWARE_PEN},
     options::{Losses, OptionValues},
-    shape::{Family, Shape},
+    shape::{Family, Shape, TunnelShape},
 };
 use crate::{
     clock::WallClock,
@@ -24,7 +27,7 @@ pub const MS: u64 = 1_000_000;
 pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord {
     let (inner_v6, outer) = match shape {
         Shape::Plain(f) => (f == Family::V6, None),
-        Shape::Vxlan { outer, inner } => (inner == Family::V6, Some(outer == Family::V6)),
+        Shape::Tunnel { tunnel, outer, inner } => (inner == Family::V6, Some((tunnel, outer == Family::V6))),
     };
     let (src, dst) = if inner_v6 {
         (
@@ -46,9 +49,15 @@ pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord 
         tos: 0xb8,
         ..FlowKey::default()
     };
-    if let Some(outer_v6) = outer {
-        key.encap = ENCAP_VXLAN;
-        key.vni = 0x00ab_cdef;
+    if let Some((tunnel, outer_v6)) = outer {
+        let eth = TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET;
+        (key.encap, key.tunnel_id, key.tunnel_flags) = match tunnel {
+            TunnelShape::Vxlan => (ENCAP_VXLAN, 0x00ab_cdef, eth),
+            TunnelShape::Geneve => (ENCAP_GENEVE, 0x0012_3456, eth),
+            TunnelShape::Gre => (ENCAP_GRE, 0xfedc_ba98, TUNNEL_FLAG_KEY),
+            TunnelShape::Nvgre => (ENCAP_GRE, 0x0065_4321 << 8 | 0x7f, eth),
+            TunnelShape::Ipip => (ENCAP_IPIP, 0, 0),
+        };
         key.outer_ip_version = if outer_v6 { 6 } else { 4 };
         (key.outer_src_addr, key.outer_dst_addr) = if outer_v6 {
             (
@@ -58,8 +67,10 @@ pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord 
         } else {
             (addr16([192, 168, 56, 11].into()), addr16([192, 168, 56, 12].into()))
         };
-        key.outer_src_port = 40000 + id;
-        key.outer_dst_port = 8472;
+        if matches!(tunnel, TunnelShape::Vxlan | TunnelShape::Geneve) {
+            key.outer_src_port = 40000 + id;
+            key.outer_dst_port = if tunnel == TunnelShape::Vxlan { 8472 } else { 6081 };
+        }
     }
     FlowRecord {
         key,
@@ -72,6 +83,9 @@ pub fn record(id: u16, shape: Shape, protocol: u8, direction: u8) -> FlowRecord 
         end_reason: EndReason::ActiveTimeout,
     }
 }
+
+/// A tunnel's layer2SegmentId, tunnelType, tunnel id and outer protocol.
+type TunnelValues = (Option<[u8; 8]>, Option<u8>, Option<[u8; 4]>, u8);
 
 /// What each element must carry for `r`, written out independently of
 /// `fields.rs`: (element id, enterprise, big-endian bytes).
@@ -99,18 +113,37 @@ pub fn expected(r: &FlowRecord) -> Vec<(u16, Option<u32>, Vec<u8>)> {
         (2, None, n(r.packets, 8)),
         (136, None, vec![2]),
     ];
-    if k.encap == ENCAP_VXLAN {
-        let ov6 = k.outer_ip_version == 6;
-        let olen = if ov6 { 16 } else { 4 };
-        e.extend([
-            (351, None, vec![0x01, 0, 0, 0, 0, 0xab, 0xcd, 0xef]),
-            (106, Some(NTOP_PEN), vec![0, 0xab, 0xcd, 0xef]),
-            (113, Some(NTOP_PEN), vec![17]),
-            (if ov6 { 396 } else { 114 }, Some(NTOP_PEN), k.outer_src_addr[..olen].to_vec()),
-            (115, Some(NTOP_PEN), n(u64::from(k.outer_src_port), 2)),
-            (if ov6 { 397 } else { 116 }, Some(NTOP_PEN), k.outer_dst_addr[..olen].to_vec()),
-            (117, Some(NTOP_PEN), vec![0x21, 0x18]),
-        ]);
+    let Some(tunnel) = k.tunnel() else { return e };
+    let ov6 = k.outer_ip_version == 6;
+    let olen = if ov6 { 16 } else { 4 };
+    let nvgre = tunnel == Tunnel::Gre && k.tunnel_flags & TUNNEL_FLAG_ETHERNET != 0;
+    // Written out per tunnel, from the values `record` gives.
+    let (segment, kind, id, outer_protocol): TunnelValues = match tunnel {
+        Tunnel::Vxlan => (Some([0x01, 0, 0, 0, 0, 0xab, 0xcd, 0xef]), None, Some([0, 0xab, 0xcd, 0xef]), 17),
+        Tunnel::Geneve => (None, Some(0x07), Some([0, 0x12, 0x34, 0x56]), 17),
+        Tunnel::Gre if nvgre => {
+            (Some([0x02, 0, 0, 0, 0, 0x65, 0x43, 0x21]), Some(0x02), Some([0x65, 0x43, 0x21, 0x7f]), 47)
+        }
+        Tunnel::Gre => (None, Some(0x02), Some([0xfe, 0xdc, 0xba, 0x98]), 47),
+        Tunnel::Ipip => (None, None, None, if v6 { 41 } else { 4 }),
+    };
+    if let Some(segment) = segment {
+        e.push((351, None, segment.to_vec()));
+    }
+    if let Some(kind) = kind {
+        e.push((891, Some(VMWARE_PEN), vec![kind]));
+    }
+    if let Some(id) = id {
+        e.push((106, Some(NTOP_PEN), id.to_vec()));
+    }
+    e.push((113, Some(NTOP_PEN), vec![outer_protocol]));
+    e.push((if ov6 { 396 } else { 114 }, Some(NTOP_PEN), k.outer_src_addr[..olen].to_vec()));
+    if tunnel.is_udp() {
+        e.push((115, Some(NTOP_PEN), n(u64::from(k.outer_src_port), 2)));
+    }
+    e.push((if ov6 { 397 } else { 116 }, Some(NTOP_PEN), k.outer_dst_addr[..olen].to_vec()));
+    if tunnel.is_udp() {
+        e.push((117, Some(NTOP_PEN), n(u64::from(k.outer_dst_port), 2)));
     }
     e
 }
@@ -121,7 +154,7 @@ pub fn one_of_each() -> Vec<FlowRecord> {
     let mut records = Vec::new();
     let mut id = 1;
     for shape in Shape::ALL {
-        let v6 = matches!(shape, Shape::Plain(Family::V6) | Shape::Vxlan { inner: Family::V6, .. });
+        let v6 = shape.inner() == Family::V6;
         for (protocol, direction) in
             [(6, DIRECTION_EGRESS), (17, DIRECTION_INGRESS), (if v6 { 58 } else { 1 }, DIRECTION_INGRESS)]
         {

@@ -1,5 +1,6 @@
 //! What interfaces the node has, through rtnetlink: every link with its
-//! VXLAN settings (VNI, UDP port), the interfaces default routes leave by,
+//! tunnel settings (VXLAN or Geneve VNI and UDP port, GRE key, the
+//! underlay it sends through), the interfaces default routes leave by,
 //! and a stream of link and route changes so vxflow follows interfaces that
 //! come and go (pod veths, a re-created `flannel.1`).
 
@@ -7,7 +8,10 @@ use std::collections::BTreeSet;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use netlink_packet_route::{
-    link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage},
+    link::{
+        InfoData, InfoGeneve, InfoGre, InfoGre6, InfoIpTunnel, InfoKind, InfoVxlan, LinkAttribute, LinkInfo,
+        LinkMessage,
+    },
     route::{RouteAttribute, RouteHeader, RouteMessage},
 };
 use netlink_sys::{AsyncSocket as _, SocketAddr};
@@ -15,16 +19,20 @@ use rtnetlink::{
     Handle, RouteMessageBuilder,
     constants::{RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK},
 };
+use vxflow_common::user::Tunnel;
 
-/// A VXLAN device's settings.
+/// A tunnel device's settings: a VXLAN, Geneve, IP-in-IP (ipip, sit,
+/// ip6tnl) or GRE (gre, gretap, ip6gre, ip6gretap) device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VxlanDevice {
-    /// VXLAN network identifier (`IFLA_VXLAN_ID`).
-    pub vni: u32,
-    /// UDP destination port (`IFLA_VXLAN_PORT`).
+pub struct TunnelDevice {
+    pub tunnel: Tunnel,
+    /// The VNI (`IFLA_VXLAN_ID`, `IFLA_GENEVE_ID`) or the GRE input key
+    /// (`IFLA_GRE_IKEY`), where the device has one.
+    pub id: Option<u32>,
+    /// UDP destination port (VXLAN, Geneve), 0 otherwise.
     pub port: u16,
-    /// The interface it sends and receives through (`IFLA_VXLAN_LINK`,
-    /// `dev` in iproute2), 0 when not set: an underlay.
+    /// The interface it sends and receives through (`dev` in iproute2),
+    /// 0 when not set: an underlay.
     pub lower: u32,
 }
 
@@ -38,8 +46,8 @@ pub struct Link {
     /// The name is not UTF-8: tools that name interfaces (aya, tc) cannot
     /// reach it, only its index can.
     pub name_is_escaped: bool,
-    /// Set for VXLAN devices.
-    pub vxlan: Option<VxlanDevice>,
+    /// Set for tunnel devices.
+    pub tunnel: Option<TunnelDevice>,
 }
 
 /// The node's interfaces at one moment.
@@ -52,9 +60,9 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// The VXLAN devices.
-    pub fn vxlan_devices(&self) -> impl Iterator<Item = (&Link, VxlanDevice)> {
-        self.links.iter().filter_map(|l| l.vxlan.map(|v| (l, v)))
+    /// The tunnel devices.
+    pub fn tunnel_devices(&self) -> impl Iterator<Item = (&Link, TunnelDevice)> {
+        self.links.iter().filter_map(|l| l.tunnel.map(|t| (l, t)))
     }
 }
 
@@ -122,7 +130,7 @@ impl Discovery {
             if let Err(escaped) = name
                 && !links.iter().any(|l| l.index == index)
             {
-                links.push(Link { index, name: escaped, name_is_escaped: true, vxlan: None });
+                links.push(Link { index, name: escaped, name_is_escaped: true, tunnel: None });
             }
         }
         Ok(Inventory { links, default_route })
@@ -131,36 +139,88 @@ impl Discovery {
 
 fn link_of(msg: &LinkMessage) -> Option<Link> {
     let mut name = None;
-    let mut vxlan = None;
+    let mut tunnel = None;
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
-            LinkAttribute::LinkInfo(infos) => vxlan = vxlan_of(infos),
+            LinkAttribute::LinkInfo(infos) => tunnel = tunnel_of(infos),
             _ => {}
         }
     }
-    Some(Link { index: msg.header.index, name: name?, name_is_escaped: false, vxlan })
+    Some(Link { index: msg.header.index, name: name?, name_is_escaped: false, tunnel })
 }
 
-fn vxlan_of(infos: &[LinkInfo]) -> Option<VxlanDevice> {
-    if !infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vxlan))) {
-        return None;
-    }
-    let mut device = VxlanDevice { vni: 0, port: 0, lower: 0 };
+/// The tunnel settings of a link's `IFLA_LINKINFO`, if it is a tunnel.
+pub(crate) fn tunnel_of(infos: &[LinkInfo]) -> Option<TunnelDevice> {
+    let kind = infos.iter().find_map(|i| if let LinkInfo::Kind(k) = i { Some(k) } else { None })?;
+    let tunnel = match kind {
+        InfoKind::Vxlan => Tunnel::Vxlan,
+        InfoKind::Geneve => Tunnel::Geneve,
+        InfoKind::IpIp | InfoKind::SitTun | InfoKind::Ip6Tnl => Tunnel::Ipip,
+        InfoKind::GreTun | InfoKind::GreTap | InfoKind::GreTun6 | InfoKind::GreTap6 => Tunnel::Gre,
+        _ => return None,
+    };
+    let mut device = TunnelDevice { tunnel, id: None, port: 0, lower: 0 };
     for info in infos {
-        if let LinkInfo::Data(InfoData::Vxlan(attrs)) = info {
-            for a in attrs {
-                match a {
-                    InfoVxlan::Id(vni) => device.vni = *vni,
-                    InfoVxlan::Port(port) => device.port = *port,
-                    InfoVxlan::Link(index) => device.lower = *index,
-                    _ => {}
+        let LinkInfo::Data(data) = info else { continue };
+        match data {
+            InfoData::Vxlan(attrs) => {
+                for a in attrs {
+                    match a {
+                        InfoVxlan::Id(vni) => device.id = Some(*vni),
+                        InfoVxlan::Port(port) => device.port = *port,
+                        InfoVxlan::Link(index) => device.lower = *index,
+                        _ => {}
+                    }
                 }
             }
+            InfoData::Geneve(attrs) => {
+                // A Geneve device has no lower device: it sends by route.
+                for a in attrs {
+                    match a {
+                        InfoGeneve::Id(vni) => device.id = Some(*vni),
+                        InfoGeneve::Port(port) => device.port = *port,
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::GreTun(attrs) | InfoData::GreTap(attrs) => {
+                for a in attrs {
+                    match a {
+                        InfoGre::IKey(key) => device.id = Some(*key),
+                        InfoGre::Link(index) => device.lower = *index,
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::GreTun6(attrs) | InfoData::GreTap6(attrs) => {
+                for a in attrs {
+                    match a {
+                        InfoGre6::IKey(key) => device.id = Some(*key),
+                        InfoGre6::Link(index) => device.lower = *index,
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::IpTunnel(attrs) => {
+                for a in attrs {
+                    if let InfoIpTunnel::Link(index) = a {
+                        device.lower = *index;
+                    }
+                }
+            }
+            _ => {}
         }
+    }
+    // Geneve's port attribute is absent when it is the default.
+    if tunnel == Tunnel::Geneve && device.port == 0 {
+        device.port = GENEVE_DEFAULT_PORT;
     }
     Some(device)
 }
+
+/// The kernel's Geneve port when the device was made without one.
+const GENEVE_DEFAULT_PORT: u16 = 6081;
 
 /// The interfaces a default route in the main table leaves by (one, or
 /// several for a multipath route).

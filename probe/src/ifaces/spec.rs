@@ -72,22 +72,22 @@ impl InterfaceSpec {
     /// Whether `link` is to be watched, given what the node has.
     #[must_use]
     pub fn wants(&self, link: &Link, inventory: &Inventory) -> bool {
-        let discovered = self.auto && (inventory.default_route.contains(&link.index) || link.vxlan.is_some());
+        let discovered = self.auto && (inventory.default_route.contains(&link.index) || link.tunnel.is_some());
         let named = self.include.iter().any(|p| p.matches(&link.name));
         (discovered || named) && !self.exclude.iter().any(|p| p.matches(&link.name))
     }
 
     /// Whether tunnel headers on `link` are to be parsed, `self` being the
     /// `tunnel_interfaces` setting: with `auto`, on the underlay (the
-    /// default-route interfaces and the devices VXLAN devices send through);
-    /// else on what the names and patterns select. Never on a VXLAN device:
+    /// default-route interfaces and the devices tunnel devices send through);
+    /// else on what the names and patterns select. Never on a tunnel device:
     /// what crosses it is already decapsulated, pod traffic.
     #[must_use]
     pub fn trusts_tunnels(&self, link: &Link, inventory: &Inventory) -> bool {
         let underlay = inventory.default_route.contains(&link.index)
-            || inventory.vxlan_devices().any(|(_, v)| v.lower == link.index);
+            || inventory.tunnel_devices().any(|(_, t)| t.lower == link.index);
         let named = self.include.iter().any(|p| p.matches(&link.name));
-        link.vxlan.is_none()
+        link.tunnel.is_none()
             && ((self.auto && underlay) || named)
             && !self.exclude.iter().any(|p| p.matches(&link.name))
     }
@@ -120,14 +120,16 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::ifaces::netlink::VxlanDevice;
+    use vxflow_common::user::Tunnel;
+
+    use crate::ifaces::netlink::TunnelDevice;
 
     fn link(index: u32, name: &str, vxlan: bool) -> Link {
         Link {
             index,
             name: name.into(),
             name_is_escaped: false,
-            vxlan: vxlan.then_some(VxlanDevice { vni: 1, port: 8472, lower: 3 }),
+            tunnel: vxlan.then_some(TunnelDevice { tunnel: Tunnel::Vxlan, id: Some(1), port: 8472, lower: 3 }),
         }
     }
 
@@ -183,6 +185,26 @@ mod tests {
         assert_eq!(trusted(&["eth0"], false), ["eth0"]);
         assert_eq!(trusted(&["*", "!veth*", "!lo"], false), ["eth0", "eth1", "cni0"]);
         assert_eq!(trusted(&["auto", "!eth1"], true), ["eth0"]);
+    }
+
+    /// A GRE or IP-in-IP device is discovered like a VXLAN one: watched
+    /// with `auto`, its lower device trusted, never itself.
+    #[test]
+    fn other_tunnel_devices_are_discovered_too() {
+        let mut inv = node();
+        inv.default_route.clear();
+        inv.links.push(Link {
+            index: 8,
+            name: "tunl0".into(),
+            name_is_escaped: false,
+            tunnel: Some(TunnelDevice { tunnel: Tunnel::Ipip, id: None, port: 0, lower: 5 }),
+        });
+        let auto = InterfaceSpec::parse(&["auto".to_owned()]).unwrap();
+        let watched: Vec<&str> = inv.links.iter().filter(|l| auto.wants(l, &inv)).map(|l| l.name.as_str()).collect();
+        assert_eq!(watched, ["flannel.1", "tunl0"]);
+        let trusted: Vec<&str> =
+            inv.links.iter().filter(|l| auto.trusts_tunnels(l, &inv)).map(|l| l.name.as_str()).collect();
+        assert_eq!(trusted, ["eth1", "cni0"]);
     }
 
     #[test]

@@ -98,14 +98,26 @@ fn interfaces(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
     let attached: Vec<_> = s.attached.iter().map(|i| (vec![("interface", i.clone())], 1.0)).collect();
     w.gauge("vxflow_interface_attached", "1 for each interface the TC programs are attached to", &attached)?;
     w.counter1("vxflow_interface_attach_errors", "Attach attempts the kernel refused", s.attach_errors)?;
-    let ports: Vec<_> = s.vxlan_ports.iter().map(|p| (vec![("port", p.to_string())], 1.0)).collect();
-    w.gauge("vxflow_vxlan_port", "1 for each UDP port parsed as VXLAN", &ports)?;
-    let devices: Vec<_> = s
-        .vxlan_devices
-        .iter()
-        .map(|d| (vec![("device", d.device.clone()), ("vni", d.vni.to_string()), ("port", d.port.to_string())], 1.0))
+    let ports: Vec<_> = (s.vxlan_ports.iter().map(|p| ("vxlan", p)))
+        .chain(s.geneve_ports.iter().map(|p| ("geneve", p)))
+        .map(|(t, p)| (vec![("tunnel", t.to_owned()), ("port", p.to_string())], 1.0))
         .collect();
-    w.gauge("vxflow_vxlan_device_info", "The node's VXLAN devices, with VNI and UDP port", &devices)?;
+    w.gauge("vxflow_tunnel_port", "1 for each UDP port parsed as a tunnel, by tunnel type", &ports)?;
+    let devices: Vec<_> = s
+        .tunnel_devices
+        .iter()
+        .map(|d| {
+            let id = d.id.map(|id| id.to_string()).unwrap_or_default();
+            let labels = vec![
+                ("device", d.device.clone()),
+                ("tunnel", d.tunnel.clone()),
+                ("id", id),
+                ("port", d.port.to_string()),
+            ];
+            (labels, 1.0)
+        })
+        .collect();
+    w.gauge("vxflow_tunnel_device_info", "The node's tunnel devices, with VNI or key and UDP port", &devices)?;
     Ok(())
 }
 
@@ -128,13 +140,29 @@ fn traffic(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
         &by_iface(|i| i.bytes),
     )?;
 
-    let by_vni = |pick: fn(&crate::snapshot::VniTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
-        s.vnis.iter().map(|v| (vec![("vni", v.vni.to_string())], pick(v))).collect()
+    // The id label is empty for tunnels without one (IP in IP, GRE with no
+    // key), which Prometheus reads as no label.
+    let by_tunnel = |pick: fn(&crate::snapshot::TunnelTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
+        s.tunnels
+            .iter()
+            .map(|t| {
+                let id = t.id.map(|id| id.to_string()).unwrap_or_default();
+                (vec![("tunnel", t.tunnel.clone()), ("id", id)], pick(t))
+            })
+            .collect()
     };
-    w.counter("vxflow_vni_packets", "Inner packets of VXLAN flows per VNI", &by_vni(|v| v.packets))?;
-    w.counter("vxflow_vni_bytes", "Inner IP bytes of VXLAN flows per VNI", &by_vni(|v| v.bytes))?;
-    let vni_flows: Vec<_> = by_vni(|v| v.active_flows).into_iter().map(|(l, v)| (l, f(v))).collect();
-    w.gauge("vxflow_vni_active_flows", "VXLAN flows in the flow cache per VNI", &vni_flows)?;
+    w.counter(
+        "vxflow_tunnel_packets",
+        "Inner packets of tunnelled flows per tunnel type and id (VNI or GRE key)",
+        &by_tunnel(|t| t.packets),
+    )?;
+    w.counter(
+        "vxflow_tunnel_bytes",
+        "Inner IP bytes of tunnelled flows per tunnel type and id",
+        &by_tunnel(|t| t.bytes),
+    )?;
+    let tunnel_flows: Vec<_> = by_tunnel(|t| t.active_flows).into_iter().map(|(l, v)| (l, f(v))).collect();
+    w.gauge("vxflow_tunnel_active_flows", "Tunnelled flows in the flow cache per tunnel type and id", &tunnel_flows)?;
 
     Ok(())
 }
@@ -248,7 +276,7 @@ fn kernel(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{CollectorCounts, InterfaceTraffic, VniTraffic};
+    use crate::snapshot::{CollectorCounts, InterfaceTraffic, TunnelTraffic};
 
     fn sample() -> Snapshot {
         let mut s = Snapshot {
@@ -263,7 +291,8 @@ mod tests {
             packets: 7,
             bytes: 700,
         });
-        s.vnis.push(VniTraffic { vni: 42, packets: 5, bytes: 400, active_flows: 2 });
+        s.tunnels.push(TunnelTraffic { tunnel: "vxlan".into(), id: Some(42), packets: 5, bytes: 400, active_flows: 2 });
+        s.tunnels.push(TunnelTraffic { tunnel: "ipip".into(), id: None, packets: 3, bytes: 300, active_flows: 1 });
         s.flows.active = 3;
         s.flows.records.insert("idle_timeout".into(), 11);
         s.datapath.insert("seen_packets".into(), 9);
@@ -285,8 +314,10 @@ mod tests {
         let value = |name: &str, labels: &[(&str, &str)]| scrape.value(name, labels);
         assert_eq!(value("vxflow_interface_packets_total", &[("interface", "eth0"), ("direction", "ingress")]), 7);
         assert_eq!(value("vxflow_interface_bytes_total", &[("interface", "eth0")]), 700);
-        assert_eq!(value("vxflow_vni_packets_total", &[("vni", "42")]), 5);
-        assert_eq!(value("vxflow_vni_active_flows", &[("vni", "42")]), 2);
+        assert_eq!(value("vxflow_tunnel_packets_total", &[("tunnel", "vxlan"), ("id", "42")]), 5);
+        // No id: the label is empty, which is no label.
+        assert_eq!(value("vxflow_tunnel_packets_total", &[("tunnel", "ipip")]), 3);
+        assert_eq!(value("vxflow_tunnel_active_flows", &[("tunnel", "vxlan"), ("id", "42")]), 2);
         assert_eq!(value("vxflow_flows_active", &[]), 3);
         assert_eq!(value("vxflow_flow_records_total", &[("reason", "idle_timeout")]), 11);
         assert_eq!(value("vxflow_datapath_seen_packets_total", &[]), 9);

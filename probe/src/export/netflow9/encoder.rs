@@ -8,7 +8,7 @@ use crate::{
     clock::WallClock,
     export::{
         builder::{Builder, Dialect, EncodeError},
-        fields::{Field, NTOP_PEN},
+        fields::{Field, NTOP_PEN, VMWARE_PEN},
         message::Encoded,
         options::{self, OptionValues},
         uptime::Uptime,
@@ -68,6 +68,12 @@ impl Dialect for Netflow9 {
     /// Every template and data record in the packet (RFC 3954 5.1).
     fn size_field(_bytes: &[u8], records: u32) -> u16 {
         u16::try_from(records).unwrap_or(u16::MAX)
+    }
+
+    /// NetFlow v9 has no enterprise numbers: ntop's elements have v9 ids
+    /// of their own, VMware's none.
+    fn carries(f: Field) -> bool {
+        f.enterprise() != Some(VMWARE_PEN)
     }
 
     fn field_spec(f: Field) -> (u16, u16, Option<u32>) {
