@@ -436,6 +436,9 @@ fn main() {
         ("IPv4 TCP", "ipv4-tcp-syn"),
         ("VXLAN 4789 IPv4 TCP", "vxlan-4789-ipv4-tcp"),
         ("VXLAN 8472 IPv4 UDP", "vxlan-8472-ipv4-udp"),
+        ("Geneve IPv4 TCP", "geneve-ipv4-tcp"),
+        ("GRE key IPv6 TCP", "gre-key-ipv6"),
+        ("IP in IP IPv4 TCP", "ipip-4in4-tcp"),
         ("IPv6 TCP", "ipv6-tcp-syn"),
         ("ARP (non-IP)", "arp"),
         // The slow parse, through bpf_skb_load_bytes, as a non-linear skb

@@ -1,7 +1,8 @@
 // The reference the datapath benchmark measures vxflow against: a TC
 // classifier written the obvious way, as one would in C. It parses what
 // vxflow parses (Ethernet, up to two VLAN tags, IPv4 / IPv6, TCP / UDP /
-// ICMP, VXLAN on UDP 4789 and 8472 down to the inner packet) with direct
+// ICMP; VXLAN on UDP 4789 and 8472, Geneve on 6081, GRE with its optional
+// fields, IP in IP, down to the inner packet) with direct
 // packet access, builds a key of vxflow's size (92 bytes), reads the boot
 // clock, and adds to one hash map shared by every CPU with atomic adds into
 // a value of vxflow's size (48 bytes). It has none of vxflow's features
@@ -137,23 +138,64 @@ static __always_inline int account(struct __sk_buff *skb, __u8 dir)
 	void *l4_end = parse_ip(l3, end, proto, &k, &ip_len, &tcp_flags);
 	if (!l4_end)
 		return TC_ACT_UNSPEC;
+	// A tunnel: its id, and where its payload starts (an Ethernet frame,
+	// or an IP packet of inner_proto).
+	__u8 *t = l4_end, *inner = NULL;
+	__u16 inner_proto = 0;
 	if (k.proto == IPPROTO_UDP && (k.dport == 4789 || k.dport == 8472)) {
-		__u8 *vx = l4_end;
-		if ((void *)(vx + 8) > end)
+		if ((void *)(t + 8) > end)
 			return TC_ACT_UNSPEC;
+		k.vni = (t[4] << 16) | (t[5] << 8) | t[6];
+		k.encap = 1;
+		inner = t + 8;
+	} else if (k.proto == IPPROTO_UDP && k.dport == 6081) {
+		if ((void *)(t + 8) > end)
+			return TC_ACT_UNSPEC;
+		__u16 p = (t[2] << 8) | t[3];
+		k.vni = (t[4] << 16) | (t[5] << 8) | t[6];
+		k.encap = 2;
+		inner = t + 8 + (t[0] & 0x3f) * 4;
+		inner_proto = p == 0x6558 ? 0 : p;
+	} else if (k.proto == IPPROTO_GRE) {
+		if ((void *)(t + 4) > end)
+			return TC_ACT_UNSPEC;
+		__u16 f = (t[0] << 8) | t[1], p = (t[2] << 8) | t[3];
+		__u8 *o = t + 4;
+		if (f & 0x8000)
+			o += 4;
+		if (f & 0x2000) {
+			if ((void *)(o + 4) > end)
+				return TC_ACT_UNSPEC;
+			k.vni = ((__u32)o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3];
+			o += 4;
+		}
+		if (f & 0x1000)
+			o += 4;
+		k.encap = 4;
+		inner = o;
+		inner_proto = p == 0x6558 ? 0 : p;
+	} else if (k.proto == IPPROTO_IPIP || k.proto == IPPROTO_IPV6) {
+		k.encap = 3;
+		inner = t;
+		inner_proto = k.proto == IPPROTO_IPIP ? ETH_P_IP : ETH_P_IPV6;
+	}
+	if (inner) {
 		__builtin_memcpy(k.outer_src, k.src, 16);
 		__builtin_memcpy(k.outer_dst, k.dst, 16);
 		k.outer_sport = k.sport;
 		k.outer_dport = k.dport;
 		k.outer_ipver = k.ipver;
-		k.vni = (vx[4] << 16) | (vx[5] << 8) | vx[6];
-		k.encap = 1;
 		outer_len = ip_len;
 		__builtin_memset(k.src, 0, 32);
 		k.sport = k.dport = 0;
-		l3 = skip_l2(vx + 8, end, &proto);
-		if (!l3)
-			return TC_ACT_UNSPEC;
+		if (inner_proto == 0) {
+			l3 = skip_l2(inner, end, &proto);
+			if (!l3)
+				return TC_ACT_UNSPEC;
+		} else {
+			l3 = inner;
+			proto = inner_proto;
+		}
 		if (!parse_ip(l3, end, proto, &k, &ip_len, &tcp_flags))
 			return TC_ACT_UNSPEC;
 	}
