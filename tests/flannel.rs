@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use vxflow_testkit::{
-    collectors::{Capture, Nfacctd, Nfcapd, NfdumpFlow, TcpCollector, ipfix_stream_flows},
+    collectors::{Capture, Nfacctd, Nfcapd, TcpCollector, ipfix_stream_flows},
     netns::LinkCounters,
     probe::{Finished, Record, Vxflow},
     require_root,
@@ -399,36 +399,11 @@ fn export_to_nfcapd(tag: &'static str, collector: &'static [&'static str]) {
     let done = measure(&topo, &run);
     let collected = nfcapd.stop();
     assert_eq!(collected.sequence_failures, 0);
-    let from_json = json_flows(&done);
+    let from_json = done.nfdump_flows();
     let mut from_nfdump = collected.flows;
     from_nfdump.sort();
     assert_eq!(from_nfdump, from_json, "nfdump and the JSON records disagree");
     assert!(from_nfdump.iter().any(|f| f.protocol == "TCP" && f.dst_port == 5201), "the iperf3 flow is missing");
-}
-
-/// The JSON records as nfdump prints flows, sorted.
-fn json_flows(done: &Finished) -> Vec<NfdumpFlow> {
-    let mut from_json: Vec<NfdumpFlow> = done
-        .records
-        .iter()
-        .map(|r| NfdumpFlow {
-            src: r.src_addr,
-            dst: r.dst_addr,
-            src_port: r.src_port.unwrap_or(0),
-            dst_port: match (r.icmp_type, r.icmp_code) {
-                (Some(t), Some(c)) => u16::from(t) << 8 | u16::from(c),
-                _ => r.dst_port.unwrap_or(0),
-            },
-            protocol: match r.protocol.as_str() {
-                "ipv6-icmp" => "ICMP6".to_owned(),
-                p => p.to_uppercase(),
-            },
-            packets: r.packets,
-            bytes: r.bytes,
-        })
-        .collect();
-    from_json.sort();
-    from_json
 }
 
 #[test]
@@ -526,7 +501,7 @@ fn several_collectors_at_once_with_the_export_across_the_watched_interface() {
     assert!(own > 0 && own <= frames.len() as u64, "self_export_packets {own} of {} captured", frames.len());
     check(&topo, &done, &truth, &run, iperf);
 
-    let from_json = json_flows(&done);
+    let from_json = done.nfdump_flows();
     let collected = ipfix_udp.stop();
     assert_eq!(collected.sequence_failures, 0);
     let mut flows = collected.flows;

@@ -6,8 +6,14 @@
 //!
 //! A node is laid out as OVS's userspace tunnelling wants it: the underlay
 //! veth `eth0` is a port of the netdev bridge `br-phy`, which holds the node
-//! address; `br-int` holds the tunnel port and the pod's internal port
-//! `pod0`. Pods share one subnet, so their frames cross the tunnel.
+//! address (IPv4 or IPv6); `br-int` holds the tunnel port and the pod's
+//! internal port `pod0`. Pods share one IPv4 subnet, so their packets cross
+//! the tunnel.
+//!
+//! Every neighbour is static (the kernel's, the pods', and OVS's tunnel
+//! neighbour cache) and IPv6 is off where it is not the underlay, so the
+//! underlay carries the pods' packets and nothing else: its interface
+//! counters are the ground truth of a test.
 
 use std::net::IpAddr;
 
@@ -56,6 +62,23 @@ impl OvsNode {
         Self { ns, dir, addr, pod }
     }
 
+    /// `ovs-appctl` against this node's `ovs-vswitchd`.
+    pub fn appctl(&self, args: &[&str]) -> String {
+        let pid = std::fs::read_to_string(self.dir.join("vswitchd.pid")).unwrap();
+        let target = self.dir.join(&format!("ovs-vswitchd.{}.ctl", pid.trim()));
+        let target = format!("--target={}", target.to_str().unwrap());
+        let mut command = vec!["ovs-appctl", target.as_str()];
+        command.extend_from_slice(args);
+        self.ns.exec(&command)
+    }
+
+    /// `ovs-ofctl add-flow` on one of this node's bridges, through its
+    /// management socket.
+    pub fn add_flow(&self, bridge: &str, flow: &str) {
+        let socket = format!("unix:{}", self.dir.join(&format!("{bridge}.mgmt")).to_str().unwrap());
+        self.ns.exec(&["ovs-ofctl", "add-flow", &socket, flow]);
+    }
+
     /// `ovs-vsctl` against this node's database.
     pub fn vsctl(&self, args: &[&str]) -> String {
         let database = format!("--db=unix:{}", self.dir.join("db.sock").to_str().unwrap());
@@ -65,28 +88,56 @@ impl OvsNode {
     }
 }
 
+/// A tunnel type Open vSwitch's userspace datapath implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OvsKind {
+    /// Geneve (UDP 6081) carrying Ethernet, with a VNI.
+    Geneve,
+    /// GRE carrying Ethernet (transparent Ethernet bridging) with a key:
+    /// NVGRE's framing.
+    GreEthernet,
+    /// GRE carrying IP directly (`packet_type=legacy_l3`) with a key, as
+    /// routed GRE tunnels do.
+    GreIp,
+}
+
+impl OvsKind {
+    fn port_type(self, ipv6: bool) -> &'static str {
+        match self {
+            OvsKind::Geneve => "geneve",
+            OvsKind::GreEthernet | OvsKind::GreIp if ipv6 => "ip6gre",
+            OvsKind::GreEthernet | OvsKind::GreIp => "gre",
+        }
+    }
+}
+
 /// Two nodes joined by a veth underlay, their pods by a tunnel.
 pub struct OvsTunnel {
     pub nodes: [OvsNode; 2],
+    pub kind: OvsKind,
+    /// The VNI or key.
+    pub key: u32,
 }
 
 impl OvsTunnel {
     /// Geneve (RFC 8926) with VNI `vni` between two nodes on IPv4.
     #[must_use]
     pub fn geneve(tag: &str, vni: u32) -> Self {
-        Self::build(tag, "geneve", vni)
+        Self::build(tag, OvsKind::Geneve, vni, false)
     }
 
-    /// Two nodes whose pods talk through an OVS tunnel port of `kind` with
-    /// key `key`.
-    fn build(tag: &str, kind: &str, key: u32) -> Self {
+    /// Two nodes on an IPv4 (or, with `ipv6`, IPv6) underlay whose pods
+    /// talk through an OVS tunnel of `kind` with key `key`.
+    #[must_use]
+    pub fn build(tag: &str, kind: OvsKind, key: u32, ipv6: bool) -> Self {
         let prefix = unique_prefix(tag);
         let (a, b) = (Netns::new(&format!("{prefix}-n1")), Netns::new(&format!("{prefix}-n2")));
         a.ip(&format!("link add eth0 type veth peer name eth0 netns {}", b.name()));
         let node = |ns: Netns, n: u8| {
             ns.ip("link set lo up");
             ns.disable_ipv6("eth0");
-            let addr: IpAddr = [192, 168, 77, n].into();
+            let addr: IpAddr =
+                if ipv6 { [0xfd00, 0x77, 0, 0, 0, 0, 0, u16::from(n)].into() } else { [192, 168, 77, n].into() };
             OvsNode::start(ns, addr, [10, 244, 0, n].into())
         };
         let nodes = [node(a, 1), node(b, 2)];
@@ -95,17 +146,53 @@ impl OvsTunnel {
             n.ns.ip("link set eth0 up");
             n.vsctl(&["add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev"]);
             n.vsctl(&["add-port", "br-phy", "eth0"]);
-            n.ns.ip(&format!("addr add {}/24 dev br-phy", n.addr));
+            if ipv6 {
+                n.ns.ip(&format!("addr add {}/64 dev br-phy nodad", n.addr));
+            } else {
+                n.ns.disable_ipv6("br-phy");
+                n.ns.ip(&format!("addr add {}/24 dev br-phy", n.addr));
+            }
             n.ns.ip("link set br-phy up");
             n.vsctl(&["add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev"]);
+            n.ns.disable_ipv6("br-int");
             let (remote, key) = (format!("options:remote_ip={peer}"), format!("options:key={key}"));
-            let ty = format!("type={kind}");
-            n.vsctl(&["add-port", "br-int", "tun0", "--", "set", "interface", "tun0", &ty, &remote, &key]);
+            let ty = format!("type={}", kind.port_type(ipv6));
+            let mut port = vec!["add-port", "br-int", "tun0", "--", "set", "interface", "tun0", &ty, &remote, &key];
+            if kind == OvsKind::GreIp {
+                port.push("options:packet_type=legacy_l3");
+            }
+            n.vsctl(&port);
             n.vsctl(&["add-port", "br-int", "pod0", "--", "set", "interface", "pod0", "type=internal"]);
             n.ns.disable_ipv6("pod0");
             n.ns.ip(&format!("addr add {}/24 dev pod0", n.pod));
             n.ns.ip("link set pod0 up");
         }
-        Self { nodes }
+        let topo = Self { nodes, kind, key };
+        topo.pin_neighbours();
+        topo
+    }
+
+    /// Makes every neighbour static, so no ARP or neighbour discovery
+    /// crosses the underlay or the tunnel once the test counts: the
+    /// kernel's entry for the peer node and the peer pod, and OVS's tunnel
+    /// neighbour cache (which it would otherwise age and refresh).
+    fn pin_neighbours(&self) {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let peer = &self.nodes[1 - i];
+            let phy_mac = peer.ns.mac("br-phy");
+            n.ns.ip(&format!("neigh replace {} lladdr {phy_mac} nud permanent dev br-phy", peer.addr));
+            n.appctl(&["tnl/neigh/set", "br-phy", &peer.addr.to_string(), &phy_mac]);
+            n.appctl(&["tnl/neigh/aging", "3600"]);
+            n.ns.ip("link set eth0 arp off");
+            let pod_mac = peer.ns.mac("pod0");
+            n.ns.ip(&format!("neigh replace {} lladdr {pod_mac} nud permanent dev pod0", peer.pod));
+            if self.kind == OvsKind::GreIp {
+                // An IP-only tunnel port: OVS gives what it receives a
+                // dummy Ethernet header, which the pod's port must be told.
+                let mac = n.ns.mac("pod0");
+                n.add_flow("br-int", "priority=100,in_port=pod0,ip,actions=output:tun0");
+                n.add_flow("br-int", &format!("priority=100,in_port=tun0,ip,actions=mod_dl_dst:{mac},output:pod0"));
+            }
+        }
     }
 }

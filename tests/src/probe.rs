@@ -63,7 +63,11 @@ pub struct Record {
     pub icmp_code: Option<u8>,
     pub vlan: Option<u16>,
     pub tunnel: Option<String>,
+    #[serde(default)]
+    pub tunnel_id: Option<u32>,
     pub vni: Option<u32>,
+    #[serde(default)]
+    pub vsid: Option<u32>,
     pub outer_src_addr: Option<IpAddr>,
     pub outer_dst_addr: Option<IpAddr>,
     pub outer_src_port: Option<u16>,
@@ -81,7 +85,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// IP bytes on the wire: the outer packet for VXLAN, else the packet.
+    /// IP bytes on the wire: the outer packet for a tunnel, else the packet.
     #[must_use]
     pub fn wire_ip_bytes(&self) -> u64 {
         self.outer_bytes.unwrap_or(self.bytes)
@@ -128,6 +132,32 @@ impl Finished {
     #[must_use]
     pub fn counter(&self, name: &str) -> u64 {
         *self.counters.get(name).unwrap_or_else(|| panic!("no {name} in final counters:\n{}", self.stderr))
+    }
+
+    /// The records as nfdump prints flows (inner tuples), sorted.
+    #[must_use]
+    pub fn nfdump_flows(&self) -> Vec<crate::collectors::NfdumpFlow> {
+        let mut flows: Vec<crate::collectors::NfdumpFlow> = self
+            .records
+            .iter()
+            .map(|r| crate::collectors::NfdumpFlow {
+                src: r.src_addr,
+                dst: r.dst_addr,
+                src_port: r.src_port.unwrap_or(0),
+                dst_port: match (r.icmp_type, r.icmp_code) {
+                    (Some(t), Some(c)) => u16::from(t) << 8 | u16::from(c),
+                    _ => r.dst_port.unwrap_or(0),
+                },
+                protocol: match r.protocol.as_str() {
+                    "ipv6-icmp" => "ICMP6".to_owned(),
+                    p => p.to_uppercase(),
+                },
+                packets: r.packets,
+                bytes: r.bytes,
+            })
+            .collect();
+        flows.sort();
+        flows
     }
 }
 

@@ -24,8 +24,12 @@ pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         l4_truncated_packets = c.get(Counter::L4Truncated),
         ipv6_ext_limit_packets = c.get(Counter::Ipv6ExtLimit),
         vxlan_packets = c.get(Counter::Vxlan),
+        geneve_packets = c.get(Counter::Geneve),
+        ipip_packets = c.get(Counter::Ipip),
+        gre_packets = c.get(Counter::Gre),
         tunnel_invalid_packets = c.get(Counter::TunnelInvalid),
         tunnel_inner_not_ip_packets = c.get(Counter::TunnelInnerNotIp),
+        nested_tunnel_packets = c.get(Counter::NestedTunnel),
         vlan_too_deep_packets = c.get(Counter::VlanTooDeep),
         self_export_packets = c.get(Counter::SelfExport),
         tunnel_untrusted_packets = c.get(Counter::TunnelUntrusted),
@@ -48,4 +52,20 @@ pub(super) fn log_summary(c: &CounterSnapshot, t: &Totals, cache: &FlowCache) {
         records_lack_of_resources = s.records_for(EndReason::LackOfResources),
         "final counters"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use vxflow_common::Counter;
+
+    /// tracing wants its field names written out, so the line lists the
+    /// counters by hand: each must be there, under its own name.
+    #[test]
+    fn the_line_has_every_datapath_counter() {
+        let source = include_str!("summary.rs");
+        for c in Counter::ALL {
+            let field = format!("{} = c.get(Counter::{c:?})", c.name());
+            assert!(source.contains(&field), "the final counters line lacks {}", c.name());
+        }
+    }
 }
