@@ -38,7 +38,10 @@ fn auto_watches_the_underlay_and_vxlan_device_and_counts_each_packet_once() {
     let stats = vxflow.ctl(&["stats"]);
     let s = &stats["stats"];
     assert_eq!(s["attached"], serde_json::json!(["eth0", "flannel.1"]), "{stats}");
-    assert_eq!(s["vxlan_devices"], serde_json::json!([{"device": "flannel.1", "vni": 7, "port": 4790}]));
+    assert_eq!(
+        s["tunnel_devices"],
+        serde_json::json!([{"device": "flannel.1", "tunnel": "vxlan", "id": 7, "port": 4790}])
+    );
     assert!(s["vxlan_ports"].as_array().unwrap().contains(&4790.into()), "{stats}");
 
     let inbound = udp_train(&n2.pods[0].ns, &n1.pods[0].ns, n1.pods[0].addr, 9101, 200, 300);
