@@ -98,6 +98,87 @@ fn a_pod_cannot_forge_a_tunnel_or_hide_a_flow() {
     }
 }
 
+/// Sends `count` IPv4 packets of IP protocol `protocol` carrying `payload`
+/// from `ns` to `dst` through a raw socket (the kernel writes the IP
+/// header and routes them like any other packet of the pod).
+fn raw_ip(ns: &vxflow_testkit::netns::Netns, protocol: i32, dst: IpAddr, payload: &[u8], count: u32) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter_thread();
+            let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(protocol))).unwrap();
+            let to = SockAddr::from(SocketAddr::new(dst, 0));
+            for i in 0..count {
+                sock.send_to(payload, &to).unwrap();
+                if i % 8 == 7 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        });
+    });
+}
+
+/// A pod sends what would pass for Geneve, GRE (NVGRE) and IP in IP on
+/// the underlay, each around a copy of a victim pod flow's header, to a pod
+/// on the other node while the victim's flow runs. On the pod-facing
+/// interfaces they are pod data; on eth0 they are inside VXLAN, a tunnel in
+/// a tunnel, which is accounted at VXLAN's inner header. No record carries
+/// a Geneve, GRE or IP-in-IP tunnel, the victim's flow is whole, and each
+/// forgery is the plain flow of its protocol, every packet of it.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn a_pod_cannot_forge_geneve_gre_or_ip_in_ip() {
+    use vxflow_testkit::tunnel_frames::{GRE_K, gre_header, geneve_header};
+    require_root();
+    let topo = Flannel::build(&unique_prefix("forgeip"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    n1.ns.ip(&format!("route add default via {} dev eth0", n2.addr));
+    let (attacker, victim) = (&n1.pods[0], &n1.pods[1]);
+    let (target, victim_peer) = (&n2.pods[0], &n2.pods[1]);
+    let vxflow = Vxflow::start(&n1.ns, &["-i", "auto", "--poll-interval", "100ms", "--inactive-timeout", "60s"]);
+    let (victim_from, victim_to) = (41500, 9400);
+    let copy = inner_udp(victim.addr, victim_peer.addr, victim_from, victim_to);
+    let geneve = [geneve_header(0, false, 0x6558, 4242, &[], None), copy.clone()].concat();
+    let nvgre = [gre_header(GRE_K, 0x6558, 4242 << 8), copy.clone()].concat();
+    let ipip = copy[14..].to_vec();
+    let sent_victim = std::thread::scope(|s| {
+        let v = s.spawn(|| {
+            let src = SocketAddr::new(victim.addr, victim_from);
+            let dst = SocketAddr::new(victim_peer.addr, victim_to);
+            udp_datagrams(&victim.ns, src, &victim_peer.ns, dst, 300, &[7; 100])
+        });
+        s.spawn(|| {
+            let src = SocketAddr::new(attacker.addr, 42500);
+            let dst = SocketAddr::new(target.addr, 6081);
+            udp_datagrams(&attacker.ns, src, &target.ns, dst, 60, &geneve);
+            raw_ip(&attacker.ns, 47, target.addr, &nvgre, 60);
+            raw_ip(&attacker.ns, 4, target.addr, &ipip, 60);
+        });
+        v.join().unwrap()
+    });
+    assert_eq!(sent_victim, 300);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = vxflow.stop();
+    let forged: Vec<&Record> =
+        done.records.iter().filter(|r| r.tunnel.as_deref().is_some_and(|t| t != "vxlan")).collect();
+    assert!(forged.is_empty(), "a forged tunnel was exported: {forged:#?}");
+    assert_eq!(packets_of(&records_of(&done, victim.addr, victim_to)), 300, "the victim's flow");
+    let from_attacker = |protocol: &str| -> Vec<&Record> {
+        done.records.iter().filter(|r| r.src_addr == attacker.addr && r.protocol == protocol).collect()
+    };
+    assert_eq!(packets_of(&records_of(&done, attacker.addr, 6081)), 60, "the Geneve forgery");
+    assert_eq!(packets_of(&from_attacker("gre")), 60, "the GRE forgery");
+    assert_eq!(packets_of(&from_attacker("4")), 60, "the IP-in-IP forgery");
+    // Each forged packet crossed flannel.1 (a pod-facing tunnel device:
+    // untrusted) and eth0 (inside VXLAN: nested) once.
+    assert_eq!(done.counter("tunnel_untrusted_packets"), 180, "{}", done.stderr);
+    assert_eq!(done.counter("nested_tunnel_packets"), 180, "{}", done.stderr);
+    for counter in ["geneve_packets", "gre_packets", "ipip_packets"] {
+        assert_eq!(done.counter(counter), 0, "{counter}");
+    }
+}
+
 /// Two tenants reuse one inner tuple on two VNIs, and two VLANs reuse one
 /// tuple, all on one interface: four flows, each with every packet.
 #[test]
