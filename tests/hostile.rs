@@ -128,7 +128,7 @@ fn raw_ip(ns: &vxflow_testkit::netns::Netns, protocol: i32, dst: IpAddr, payload
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn a_pod_cannot_forge_geneve_gre_or_ip_in_ip() {
-    use vxflow_testkit::tunnel_frames::{GRE_K, gre_header, geneve_header};
+    use vxflow_testkit::tunnel_frames::{GRE_K, geneve_header, gre_header};
     require_root();
     let topo = Flannel::build(&unique_prefix("forgeip"), Options::default());
     topo.set_offloads(Offloads::Off);
@@ -142,22 +142,23 @@ fn a_pod_cannot_forge_geneve_gre_or_ip_in_ip() {
     let geneve = [geneve_header(0, false, 0x6558, 4242, &[], None), copy.clone()].concat();
     let nvgre = [gre_header(GRE_K, 0x6558, 4242 << 8), copy.clone()].concat();
     let ipip = copy[14..].to_vec();
-    let sent_victim = std::thread::scope(|s| {
+    let (sent_victim, sent_geneve) = std::thread::scope(|s| {
         let v = s.spawn(|| {
             let src = SocketAddr::new(victim.addr, victim_from);
             let dst = SocketAddr::new(victim_peer.addr, victim_to);
             udp_datagrams(&victim.ns, src, &victim_peer.ns, dst, 300, &[7; 100])
         });
-        s.spawn(|| {
+        let a = s.spawn(|| {
             let src = SocketAddr::new(attacker.addr, 42500);
             let dst = SocketAddr::new(target.addr, 6081);
-            udp_datagrams(&attacker.ns, src, &target.ns, dst, 60, &geneve);
+            let geneve = udp_datagrams(&attacker.ns, src, &target.ns, dst, 60, &geneve);
             raw_ip(&attacker.ns, 47, target.addr, &nvgre, 60);
             raw_ip(&attacker.ns, 4, target.addr, &ipip, 60);
+            geneve
         });
-        v.join().unwrap()
+        (v.join().unwrap(), a.join().unwrap())
     });
-    assert_eq!(sent_victim, 300);
+    assert_eq!((sent_victim, sent_geneve), (300, 60));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let done = vxflow.stop();
     let forged: Vec<&Record> =

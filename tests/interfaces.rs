@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use vxflow_testkit::{
-    netns::Netns,
+    metrics::Scrape,
+    netns::{Netns, http_get},
     probe::{Finished, Record, Vxflow},
     require_root,
     topology::{Flannel, Offloads, Options, add_veth, veth_pair},
@@ -153,4 +154,53 @@ fn interfaces_that_appear_vanish_and_return_are_followed() {
     // The first w0's flows kept its name after it was gone.
     let ifindexes: std::collections::BTreeSet<u32> = icmp.iter().map(|r| r.ifindex).collect();
     assert_eq!(ifindexes.len(), 2, "one ifindex per incarnation of w0");
+}
+
+/// Cilium carries the sender's security identity in the VNI. With `auto`,
+/// a VXLAN device of Cilium's name makes its port's VNIs identities: the
+/// records say `cilium_identity`, not `vni`, and so do `ctl stats` and the
+/// metrics. The configuration's `[vni_meaning]` overrides that by port.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn cilium_vnis_are_named_identities() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("cilium"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    n1.ns.ip(&format!("route add default via {} dev eth0", n2.addr));
+    // Cilium's device, as its VXLAN mode names it, on Flannel's port; left
+    // down, so flannel.1 keeps the socket.
+    n1.ns.ip("link add cilium_vxlan type vxlan id 99 dstport 8472 dev eth0");
+    let dir = vxflow_testkit::TempDir::new("cilium");
+    let config = dir.join("vxflow.toml");
+    for (round, table, kind) in [(0u16, "", "cilium_identity"), (1, "[vni_meaning]\n8472 = \"segment\"\n", "vni")] {
+        let metrics = format!("127.0.0.1:{}", 9750 + round);
+        let text = format!(
+            "interfaces = [\"auto\"]\n[kernel]\npoll_interval = \"100ms\"\n[metrics]\nlisten = \"{metrics}\"\n{table}"
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
+        let port = 9500 + round;
+        let sent = udp_train(&n1.pods[0].ns, &n2.pods[0].ns, n2.pods[0].addr, port, 50, 200);
+        assert_eq!(sent, 50);
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = vxflow.ctl(&["stats"]);
+        let tunnels = stats["stats"]["tunnels"].as_array().unwrap().clone();
+        let (status, body) = http_get(&n1.ns, metrics.parse().unwrap(), "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let done = vxflow.stop();
+        let records = to_port(&done, port);
+        assert_eq!(sum(&records), 50, "{records:#?}");
+        for r in &records {
+            assert_eq!(r.tunnel_id, Some(1), "{r:#?}");
+            let (identity, vni) = if kind == "vni" { (None, Some(1)) } else { (Some(1), None) };
+            assert_eq!((r.cilium_identity, r.vni), (identity, vni), "round {round}: {r:#?}");
+        }
+        assert!(
+            tunnels.iter().any(|t| t["id_kind"] == kind && t["id"] == 1 && t["tunnel"] == "vxlan"),
+            "round {round}: {tunnels:#?}"
+        );
+        let labels = [("tunnel", "vxlan"), ("id_kind", kind), ("id", "1")];
+        assert!(Scrape::parse(&body).value("vxflow_tunnel_packets_total", &labels) >= 50, "round {round}");
+    }
 }

@@ -17,6 +17,7 @@ use crate::{
         outputs::{JsonTarget, OutputSpec},
     },
     ifaces::spec::{InterfaceSpec, SpecError},
+    tunnel_ids::{VniMeaning, VniMeaningSpec},
 };
 
 /// Defaults, in one place (the cache's are `CacheConfig::default()`).
@@ -74,6 +75,9 @@ pub struct FileConfig {
     pub ipip_tunnels: Option<bool>,
     /// Decode GRE (IP protocol 47; default true).
     pub gre_tunnels: Option<bool>,
+    /// What the VNI means, by UDP port or tunnel device: `segment` (the
+    /// default) or `cilium_identity`.
+    pub vni_meaning: Option<std::collections::BTreeMap<String, VniMeaning>>,
     /// Interfaces where tunnel headers are parsed (default `["auto"]`: the
     /// underlay).
     pub tunnel_interfaces: Option<Vec<String>>,
@@ -212,6 +216,8 @@ pub struct RuntimeConfig {
     pub watch: InterfaceSpec,
     /// Where tunnel headers are parsed (`tunnel_interfaces`).
     pub tunnels: InterfaceSpec,
+    /// What VXLAN and Geneve VNIs mean (`[vni_meaning]`).
+    pub vni_meaning: VniMeaningSpec,
     pub poll_interval: Duration,
     pub cache: CacheConfig,
     pub load: LoadOptions,
@@ -280,6 +286,13 @@ impl FileConfig {
     /// The first invalid setting, by its config key.
     pub fn resolve(self, o: &Overrides) -> Result<RuntimeConfig, ConfigError> {
         let tunnels = self.tunnels(&o.tunnels)?;
+        let vni_meaning = VniMeaningSpec::parse(&self.vni_meaning.clone().unwrap_or_default()).map_err(|key| {
+            ConfigError::Invalid {
+                key: "vni_meaning",
+                value: format!("{key:?}"),
+                why: "keys are UDP ports (1 to 65535) or tunnel device names",
+            }
+        })?;
         let interfaces =
             if o.interfaces.is_empty() { self.interfaces.unwrap_or_default() } else { o.interfaces.clone() };
         let d = CacheConfig::default();
@@ -352,6 +365,7 @@ impl FileConfig {
             interfaces,
             watch,
             tunnels,
+            vni_meaning,
             poll_interval,
             cache,
             load,

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod pressure;
 pub mod record;
 pub mod snapshot;
+pub mod tunnel_ids;
 
 /// An error and its causes on one line, `outer: inner: root`, for logs.
 #[must_use]

@@ -68,6 +68,9 @@ pub struct TunnelDeviceInfo {
 pub struct TunnelTraffic {
     /// `vxlan`, `geneve`, `ipip` or `gre`.
     pub tunnel: String,
+    /// What `id` is: `vni`, `key` or `cilium_identity`.
+    #[serde(default)]
+    pub id_kind: Option<String>,
     /// The VNI or GRE key; none for IP in IP and GRE without a key.
     pub id: Option<u32>,
     pub packets: u64,

@@ -59,8 +59,14 @@ fn write(sink: &mut TcpSink, ids: std::ops::Range<u16>, last: bool) {
     let records: Vec<FlowRecord> = ids.map(record).collect();
     let mut names = NameCache::default();
     names.remember(2, "eth0");
-    let mut ctx =
-        ExportContext { clock: WallClock::now(), names: &mut names, ignored: Losses::default(), last, sampling: 1 };
+    let mut ctx = ExportContext {
+        clock: WallClock::now(),
+        names: &mut names,
+        ignored: Losses::default(),
+        last,
+        sampling: 1,
+        vni_meanings: &vxflow::tunnel_ids::VniMeanings::default(),
+    };
     sink.write(&records, &mut ctx).unwrap();
 }
 

@@ -67,6 +67,8 @@ pub struct Record {
     pub tunnel_id: Option<u32>,
     pub vni: Option<u32>,
     #[serde(default)]
+    pub cilium_identity: Option<u32>,
+    #[serde(default)]
     pub vsid: Option<u32>,
     pub outer_src_addr: Option<IpAddr>,
     pub outer_dst_addr: Option<IpAddr>,

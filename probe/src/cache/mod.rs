@@ -9,7 +9,7 @@
 
 use std::{collections::HashSet, num::NonZeroU64, time::Duration};
 
-use vxflow_common::{FlowKey, user::Tunnel};
+use vxflow_common::FlowKey;
 
 use self::{
     dedup::{Dedup, FlowSlots},
@@ -19,6 +19,7 @@ use self::{
 use crate::{
     drain::FlowDelta,
     record::{EndReason, FlowRecord},
+    tunnel_ids::TunnelRef,
 };
 
 pub mod dedup;
@@ -199,14 +200,12 @@ impl FlowCache {
         self.config = config;
     }
 
-    /// Cached tunnelled flows per tunnel type and id.
+    /// Cached tunnelled flows per tunnel type, id and port.
     #[must_use]
-    pub fn flows_per_tunnel(&self) -> std::collections::BTreeMap<(Tunnel, Option<u32>), u64> {
+    pub fn flows_per_tunnel(&self) -> std::collections::BTreeMap<TunnelRef, u64> {
         let mut per = std::collections::BTreeMap::new();
-        for key in self.flows.keys() {
-            if let Some(tunnel) = key.tunnel() {
-                *per.entry((tunnel, key.tunnel_id())).or_insert(0) += 1;
-            }
+        for tunnel in self.flows.keys().filter_map(TunnelRef::of) {
+            *per.entry(tunnel).or_insert(0) += 1;
         }
         per
     }

@@ -167,6 +167,20 @@ impl Daemon {
         }
     }
 
+    /// What each VXLAN and Geneve port's VNI means, from `[vni_meaning]`
+    /// and the node's devices; logged when it changes.
+    fn follow_vni_meanings(&mut self, inv: &Inventory) {
+        let devices = inv.tunnel_devices().filter(|(_, t)| t.tunnel.is_udp()).map(|(l, t)| (l.name.as_str(), t.port));
+        let meanings = self.config.vni_meaning.resolve(devices, self.config.watch.is_auto());
+        if meanings != self.pipeline.vni_meanings {
+            tracing::info!(
+                ports = ?meanings.ports(),
+                "VNI meanings set: VNIs on these UDP ports are not segments (JSON and metrics name them so)"
+            );
+            self.pipeline.vni_meanings = meanings;
+        }
+    }
+
     /// With `auto`, the UDP ports of the node's VXLAN and Geneve devices
     /// join the configured ones, so an overlay on any port is parsed. A
     /// discovered port the other kind is configured with stays that kind,
@@ -181,6 +195,7 @@ impl Daemon {
                 port: t.port,
             })
             .collect();
+        self.follow_vni_meanings(inv);
         let configured = &self.config.load.tunnels;
         let (wanted, conflicts) = if self.config.watch.is_auto() {
             let ports = |kind| inv.tunnel_devices().filter(|(_, t)| t.tunnel == kind).map(|(_, t)| t.port).collect();

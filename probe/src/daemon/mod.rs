@@ -191,6 +191,8 @@ impl Daemon {
         datapath.exclude_own_sockets(&outputs.own_sockets())?;
         let mut pipeline = Pipeline::new(maps, FlowCache::new(config.cache.clone()), outputs, NameCache::default());
         pipeline.sampling = config.load.sampling;
+        // The table's ports until the first rescan adds the devices'.
+        pipeline.vni_meanings = config.vni_meaning.resolve(std::iter::empty(), false);
         let interfaces = interfaces::InterfaceState::new(&config.load.tunnels);
         Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
     }

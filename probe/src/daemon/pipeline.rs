@@ -12,6 +12,7 @@ use crate::{
     ifaces::NameCache,
     pressure::PressureWatch,
     record::FlowRecord,
+    tunnel_ids::VniMeanings,
 };
 
 /// Most one fallback or loss report per this long; each carries the counts
@@ -41,6 +42,8 @@ pub(super) struct Pipeline<S: DeltaSource> {
     pub drain_time: std::time::Duration,
     /// 1 in this many IP packets is counted, as records and options say.
     pub sampling: u32,
+    /// What VXLAN and Geneve VNIs mean, as records and metrics name them.
+    pub vni_meanings: VniMeanings,
 }
 
 impl<S: DeltaSource> Pipeline<S> {
@@ -59,6 +62,7 @@ impl<S: DeltaSource> Pipeline<S> {
             last_drain: std::time::Duration::ZERO,
             drain_time: std::time::Duration::ZERO,
             sampling: 1,
+            vni_meanings: VniMeanings::default(),
         }
     }
 
@@ -114,11 +118,18 @@ impl<S: DeltaSource> Pipeline<S> {
     /// [`Pipeline::export`]. Returns how many records the call made, and
     /// the first output error.
     fn pass(&mut self, call: impl FnOnce(&mut FlowCache, &mut Chunked<'_>)) -> (usize, Result<(), DaemonError>) {
-        let Self { cache, outputs, names, records, ignored, sampling, .. } = self;
+        let Self { cache, outputs, names, records, ignored, sampling, vni_meanings, .. } = self;
         let mut out = Chunked {
             records,
             outputs,
-            ctx: ExportContext { clock: WallClock::now(), names, ignored: *ignored, last: false, sampling: *sampling },
+            ctx: ExportContext {
+                clock: WallClock::now(),
+                names,
+                ignored: *ignored,
+                last: false,
+                sampling: *sampling,
+                vni_meanings,
+            },
             handed: 0,
             error: None,
         };
@@ -164,6 +175,7 @@ impl<S: DeltaSource> Pipeline<S> {
             ignored: self.ignored,
             last,
             sampling: self.sampling,
+            vni_meanings: &self.vni_meanings,
         };
         let result = self.outputs.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();

@@ -94,6 +94,7 @@ impl Daemon {
             ("ipip_tunnels", new.load.tunnels.ipip() != old.load.tunnels.ipip()),
             ("gre_tunnels", new.load.tunnels.gre() != old.load.tunnels.gre()),
             ("tunnel_interfaces", new.tunnels != old.tunnels),
+            ("vni_meaning", new.vni_meaning != old.vni_meaning),
             ("cache", new.cache != old.cache),
             ("poll_interval", new.poll_interval != old.poll_interval),
         ] {

@@ -1,6 +1,8 @@
 //! Builds the [`Snapshot`] of the running daemon, for `vxflow ctl stats` and
 //! the metrics endpoint.
 
+use std::collections::BTreeMap;
+
 use vxflow_common::Counter;
 
 use super::Daemon;
@@ -11,6 +13,7 @@ use crate::{
     export::{ExportContext, json::JsonRecord, options::Losses},
     record::EndReason,
     snapshot::{CollectorCounts, DrainCounts, FlowCounts, InterfaceTraffic, KernelFill, Snapshot, TunnelTraffic},
+    tunnel_ids::IdKind,
 };
 
 impl Daemon {
@@ -29,20 +32,23 @@ impl Daemon {
             })
             .collect();
         let mut active = p.cache.flows_per_tunnel();
-        // In (tunnel, id) order, the tally's.
-        let tunnels: Vec<TunnelTraffic> = p
-            .tally
-            .tunnels
-            .iter()
-            .map(|(&(tunnel, id), t)| TunnelTraffic {
-                tunnel: tunnel.name().to_owned(),
-                id,
-                packets: t.packets,
-                bytes: t.bytes,
-                active_flows: active.remove(&(tunnel, id)).unwrap_or(0),
-            })
-            .collect();
+        // By tunnel, what its id is, and id: tunnels on several ports whose
+        // ids mean the same add up.
+        let mut by_id: BTreeMap<(&'static str, Option<&'static str>, Option<u32>), TunnelTraffic> = BTreeMap::new();
+        for (tunnel, t) in &p.tally.tunnels {
+            let kind = p.vni_meanings.id_kind(tunnel).map(IdKind::name);
+            let e = by_id.entry((tunnel.tunnel.name(), kind, tunnel.id)).or_insert_with(|| TunnelTraffic {
+                tunnel: tunnel.tunnel.name().to_owned(),
+                id_kind: kind.map(str::to_owned),
+                id: tunnel.id,
+                ..TunnelTraffic::default()
+            });
+            e.packets += t.packets;
+            e.bytes += t.bytes;
+            e.active_flows += active.remove(tunnel).unwrap_or(0);
+        }
         debug_assert!(active.is_empty(), "a cached tunnelled flow whose tunnel was never drained");
+        let tunnels: Vec<TunnelTraffic> = by_id.into_values().collect();
         let stats = p.cache.stats();
         let flows = FlowCounts {
             active: p.cache.len() as u64,
@@ -115,6 +121,7 @@ impl Daemon {
                     ignored: Losses::default(),
                     last: false,
                     sampling: self.config.load.sampling,
+                    vni_meanings: &self.pipeline.vni_meanings,
                 };
                 let mut out = Vec::with_capacity(flows.len());
                 for r in &flows {

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use vxflow_common::user::Tunnel;
-
-use crate::drain::FlowDelta;
+use crate::{drain::FlowDelta, tunnel_ids::TunnelRef};
 
 /// Packets and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,20 +17,20 @@ pub(super) struct Traffic {
 pub(super) struct Tally {
     /// By (ifindex, direction is ingress): wire IP bytes (outer for a tunnel).
     pub interfaces: BTreeMap<(u32, bool), Traffic>,
-    /// By tunnel type and id: inner packets and inner IP bytes.
-    pub tunnels: BTreeMap<(Tunnel, Option<u32>), Traffic>,
+    /// By tunnel type, id and port: inner packets and inner IP bytes.
+    pub tunnels: BTreeMap<TunnelRef, Traffic>,
 }
 
 impl Tally {
     pub fn add(&mut self, deltas: &[FlowDelta]) {
         for d in deltas {
             let (k, s) = (&d.key, &d.stats);
-            let tunnel = k.tunnel();
+            let tunnel = TunnelRef::of(k);
             let iface = self.interfaces.entry((k.ifindex, k.is_ingress())).or_default();
             iface.packets += s.packets;
             iface.bytes += if tunnel.is_some() { s.outer_bytes } else { s.bytes };
             if let Some(tunnel) = tunnel {
-                let t = self.tunnels.entry((tunnel, k.tunnel_id())).or_default();
+                let t = self.tunnels.entry(tunnel).or_default();
                 t.packets += s.packets;
                 t.bytes += s.bytes;
             }

@@ -13,7 +13,7 @@ use vxflow_common::{
 };
 
 use super::{ExportContext, RecordSink};
-use crate::record::FlowRecord;
+use crate::{record::FlowRecord, tunnel_ids::IdKind};
 
 /// One record as printed.
 #[derive(Serialize, Debug)]
@@ -49,9 +49,13 @@ pub struct JsonRecord<'a> {
     /// The tunnel header's id: the VNI (VXLAN, Geneve) or the GRE key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_id: Option<u32>,
-    /// The VNI again, for VXLAN and Geneve.
+    /// The VNI again, for VXLAN and Geneve, where it names a segment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// The VNI again where it is the sender's Cilium security identity
+    /// (`[vni_meaning]`), instead of `vni`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cilium_identity: Option<u32>,
     /// NVGRE's virtual subnet id: the top 24 bits of the GRE key around
     /// an Ethernet frame.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +121,8 @@ impl<'a> JsonRecord<'a> {
         let has_icmp = k.is_icmp() && k.flags & (KEY_FLAG_FRAGMENT | KEY_FLAG_L4_TRUNCATED) == 0;
         let tunnel = k.tunnel();
         let udp_tunnel = tunnel.is_some_and(Tunnel::is_udp);
+        let id_kind = ctx.vni_meanings.of_key(k);
+        let id_as = |kind| k.tunnel_id().filter(|_| id_kind == Some(kind));
         let outer = k.outer_ips();
         let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
         Self {
@@ -138,7 +144,8 @@ impl<'a> JsonRecord<'a> {
             vlan: (k.vlan_id != 0).then_some(k.vlan_id),
             tunnel: tunnel.map(Tunnel::name),
             tunnel_id: k.tunnel_id(),
-            vni: k.tunnel_id().filter(|_| udp_tunnel),
+            vni: id_as(IdKind::Vni),
+            cilium_identity: id_as(IdKind::CiliumIdentity),
             vsid: k.nvgre_vsid(),
             outer_src_addr: outer.map(|(src, _)| src),
             outer_dst_addr: outer.map(|(_, dst)| dst),

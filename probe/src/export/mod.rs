@@ -41,6 +41,8 @@ pub struct ExportContext<'a> {
     pub last: bool,
     /// 1 in this many IP packets is counted (`kernel.sampling`).
     pub sampling: u32,
+    /// What VXLAN and Geneve VNIs mean, by port.
+    pub vni_meanings: &'a crate::tunnel_ids::VniMeanings,
 }
 
 impl ExportContext<'_> {

@@ -47,7 +47,7 @@ impl InterfaceSpec {
                 spec.auto = true;
                 continue;
             }
-            if body.is_empty() || body.contains(['/', ' ']) || (!is_pattern(body) && body.len() >= libc::IF_NAMESIZE) {
+            if body.is_empty() || body.contains(['/', ' ']) || (!is_pattern(body) && !is_interface_name(body)) {
                 return Err(SpecError::Name { entry: entry.clone() });
             }
             let pattern =
@@ -109,6 +109,13 @@ impl InterfaceSpec {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.include.iter().map(Pattern::as_str).filter(|p| !is_pattern(p))
     }
+}
+
+/// Whether `text` can name a Linux interface: 1 to 15 bytes, no `/`, no
+/// whitespace.
+#[must_use]
+pub fn is_interface_name(text: &str) -> bool {
+    !text.is_empty() && text.len() < libc::IF_NAMESIZE && !text.contains(['/', ' ', '\t', '\n'])
 }
 
 fn is_pattern(text: &str) -> bool {

@@ -147,13 +147,14 @@ fn traffic(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
             .iter()
             .map(|t| {
                 let id = t.id.map(|id| id.to_string()).unwrap_or_default();
-                (vec![("tunnel", t.tunnel.clone()), ("id", id)], pick(t))
+                let kind = t.id_kind.clone().unwrap_or_default();
+                (vec![("tunnel", t.tunnel.clone()), ("id_kind", kind), ("id", id)], pick(t))
             })
             .collect()
     };
     w.counter(
         "vxflow_tunnel_packets",
-        "Inner packets of tunnelled flows per tunnel type and id (VNI or GRE key)",
+        "Inner packets of tunnelled flows per tunnel type and id (id_kind: vni, key or cilium_identity)",
         &by_tunnel(|t| t.packets),
     )?;
     w.counter(
@@ -291,8 +292,18 @@ mod tests {
             packets: 7,
             bytes: 700,
         });
-        s.tunnels.push(TunnelTraffic { tunnel: "vxlan".into(), id: Some(42), packets: 5, bytes: 400, active_flows: 2 });
-        s.tunnels.push(TunnelTraffic { tunnel: "ipip".into(), id: None, packets: 3, bytes: 300, active_flows: 1 });
+        let vxlan = TunnelTraffic {
+            tunnel: "vxlan".into(),
+            id_kind: Some("cilium_identity".into()),
+            id: Some(42),
+            packets: 5,
+            bytes: 400,
+            active_flows: 2,
+        };
+        s.tunnels.push(vxlan);
+        let ipip =
+            TunnelTraffic { tunnel: "ipip".into(), packets: 3, bytes: 300, active_flows: 1, ..Default::default() };
+        s.tunnels.push(ipip);
         s.flows.active = 3;
         s.flows.records.insert("idle_timeout".into(), 11);
         s.datapath.insert("seen_packets".into(), 9);
@@ -314,7 +325,8 @@ mod tests {
         let value = |name: &str, labels: &[(&str, &str)]| scrape.value(name, labels);
         assert_eq!(value("vxflow_interface_packets_total", &[("interface", "eth0"), ("direction", "ingress")]), 7);
         assert_eq!(value("vxflow_interface_bytes_total", &[("interface", "eth0")]), 700);
-        assert_eq!(value("vxflow_tunnel_packets_total", &[("tunnel", "vxlan"), ("id", "42")]), 5);
+        let identity = [("tunnel", "vxlan"), ("id_kind", "cilium_identity"), ("id", "42")];
+        assert_eq!(value("vxflow_tunnel_packets_total", &identity), 5);
         // No id: the label is empty, which is no label.
         assert_eq!(value("vxflow_tunnel_packets_total", &[("tunnel", "ipip")]), 3);
         assert_eq!(value("vxflow_tunnel_active_flows", &[("tunnel", "vxlan"), ("id", "42")]), 2);
