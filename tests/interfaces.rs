@@ -179,13 +179,12 @@ fn cilium_vnis_are_named_identities() {
             "interfaces = [\"auto\"]\n[kernel]\npoll_interval = \"100ms\"\n[metrics]\nlisten = \"{metrics}\"\n{table}"
         );
         std::fs::write(&config, text).unwrap();
-        let mut vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
+        let vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
         let port = 9500 + round;
         let sent = udp_train(&n1.pods[0].ns, &n2.pods[0].ns, n2.pods[0].addr, port, 50, 200);
         assert_eq!(sent, 50);
         std::thread::sleep(Duration::from_millis(300));
-        let stats = vxflow.ctl(&["stats"]);
-        let tunnels = stats["stats"]["tunnels"].as_array().unwrap().clone();
+        let tunnels = vxflow.ctl(&["stats"])["stats"]["tunnels"].as_array().unwrap().clone();
         let (status, body) = http_get(&n1.ns, metrics.parse().unwrap(), "/metrics");
         assert_eq!(status, 200, "{body}");
         let done = vxflow.stop();

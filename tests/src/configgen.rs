@@ -151,8 +151,21 @@ mod sane {
         Ok(format!("[\"{include}\"{exclude}]"))
     }
 
+    /// VXLAN ports: one of below 60000 and a usual one.
     pub fn ports(u: &mut Unstructured<'_>) -> Result<String> {
-        Ok(format!("[{}, {}]", u.int_in_range(1..=65535u16)?, *u.choose(&[4789, 8472])?))
+        Ok(format!("[{}, {}]", u.int_in_range(1..=59999u16)?, *u.choose(&[4789, 8472])?))
+    }
+
+    /// Geneve ports: from 60000 up, so never a VXLAN port too, or 6081.
+    pub fn geneve_ports(u: &mut Unstructured<'_>) -> Result<String> {
+        Ok(format!("[{}]", u.int_in_range(60000..=65535u16)?))
+    }
+
+    /// A `[vni_meaning]` entry: a port or a device, and a meaning.
+    pub fn vni_meaning(u: &mut Unstructured<'_>) -> Result<(String, String)> {
+        let key = *u.choose(&["8472", "4789", "cilium_vxlan", "flannel.1"])?;
+        let value = *u.choose(&["segment", "cilium_identity"])?;
+        Ok((format!("{key:?}"), format!("{value:?}")))
     }
 
     pub fn timeout(u: &mut Unstructured<'_>) -> Result<String> {
@@ -197,6 +210,18 @@ impl GenConfig {
         let mut top = vec![("interfaces".to_owned(), sane::names(u)?)];
         if u.ratio(1, 3)? {
             top.push(("vxlan_ports".into(), sane::ports(u)?));
+        }
+        if u.ratio(1, 3)? {
+            top.push(("geneve_ports".into(), sane::geneve_ports(u)?));
+        }
+        for key in ["ipip_tunnels", "gre_tunnels"] {
+            if u.ratio(1, 4)? {
+                top.push((key.into(), (*u.choose(&["true", "false"])?).to_owned()));
+            }
+        }
+        let mut vni_meaning = Vec::new();
+        if u.ratio(1, 4)? {
+            vni_meaning.push(sane::vni_meaning(u)?);
         }
         if u.ratio(1, 3)? {
             top.push(("tunnel_interfaces".into(), sane::names(u)?));
@@ -244,7 +269,13 @@ impl GenConfig {
         }
         Ok(Self {
             top,
-            sections: vec![("cache", cache), ("kernel", kernel), ("export", export), ("metrics", metrics)],
+            sections: vec![
+                ("cache", cache),
+                ("kernel", kernel),
+                ("export", export),
+                ("metrics", metrics),
+                ("vni_meaning", vni_meaning),
+            ],
             collectors,
         })
     }
@@ -262,11 +293,26 @@ impl<'a> Arbitrary<'a> for GenConfig {
         if u.ratio(1, 3)? {
             top.push(("vxlan_ports".into(), ports(u)?));
         }
+        if u.ratio(1, 4)? {
+            top.push(("geneve_ports".into(), ports(u)?));
+        }
+        for key in ["ipip_tunnels", "gre_tunnels"] {
+            if u.ratio(1, 5)? {
+                top.push((key.into(), pick(u, &["true", "false", "\"no\"", "0"])?.to_owned()));
+            }
+        }
         if u.ratio(1, 3)? {
             top.push(("tunnel_interfaces".into(), names(u)?));
         }
         if u.ratio(1, 4)? {
             top.push(("per_interface_records".into(), pick(u, &["true", "false", "\"yes\""])?.to_owned()));
+        }
+        let mut vni_meaning = Vec::new();
+        if u.ratio(1, 5)? {
+            // Keys that are ports, devices, neither, or out of range.
+            let key = pick(u, &["8472", "0", "65536", "cilium_vxlan", "bad name", "", "a-name-far-too-long"])?;
+            let value = pick(u, &["\"segment\"", "\"cilium_identity\"", "\"vni\"", "1"])?;
+            vni_meaning.push((quoted(key), value.to_owned()));
         }
         if u.ratio(1, 20)? {
             top.push(("no_such_key".into(), "1".into()));
@@ -314,7 +360,13 @@ impl<'a> Arbitrary<'a> for GenConfig {
         }
         Ok(Self {
             top,
-            sections: vec![("cache", cache), ("kernel", kernel), ("export", export), ("metrics", metrics)],
+            sections: vec![
+                ("cache", cache),
+                ("kernel", kernel),
+                ("export", export),
+                ("metrics", metrics),
+                ("vni_meaning", vni_meaning),
+            ],
             collectors,
         })
     }
