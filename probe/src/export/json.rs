@@ -194,3 +194,91 @@ impl<W: Write> RecordSink for JsonLines<W> {
         self.out.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vxflow_common::{
+        FlowKey,
+        flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
+    };
+
+    use super::*;
+    use crate::{
+        clock::WallClock,
+        ifaces::NameCache,
+        record::EndReason,
+        tunnel_ids::{VniMeaning, VniMeaningSpec},
+    };
+
+    fn json(key: FlowKey, meanings: &crate::tunnel_ids::VniMeanings) -> serde_json::Value {
+        let r = FlowRecord {
+            key,
+            start_ns: 0,
+            end_ns: 0,
+            packets: 1,
+            bytes: 84,
+            outer_bytes: 134,
+            tcp_flags: 0,
+            end_reason: EndReason::IdleTimeout,
+        };
+        let mut names = NameCache::default();
+        let ctx = ExportContext {
+            clock: WallClock::with_offset_ns(0),
+            names: &mut names,
+            ignored: super::super::options::Losses::default(),
+            last: false,
+            sampling: 1,
+            vni_meanings: meanings,
+        };
+        serde_json::to_value(JsonRecord::new(&r, "eth0", &ctx)).unwrap()
+    }
+
+    fn tunnelled(encap: u8, id: u32, flags: u8, port: u16) -> FlowKey {
+        FlowKey {
+            encap,
+            tunnel_id: id,
+            tunnel_flags: flags,
+            ip_version: 4,
+            outer_ip_version: 4,
+            outer_src_port: if port == 0 { 0 } else { 40000 },
+            outer_dst_port: port,
+            ..FlowKey::default()
+        }
+    }
+
+    /// Each tunnel's fields: its name and id, the VNI under the name of what
+    /// it is, NVGRE's VSID, outer ports only for UDP tunnels.
+    #[test]
+    fn tunnel_fields_name_what_they_carry() {
+        let segment = crate::tunnel_ids::VniMeanings::default();
+        let g = json(tunnelled(ENCAP_GENEVE, 5001, TUNNEL_FLAG_KEY, 6081), &segment);
+        assert_eq!(
+            (g["tunnel"].as_str(), g["tunnel_id"].as_u64(), g["vni"].as_u64()),
+            (Some("geneve"), Some(5001), Some(5001))
+        );
+        assert_eq!((g["outer_dst_port"].as_u64(), g["outer_bytes"].as_u64()), (Some(6081), Some(134)));
+        assert!(g.get("cilium_identity").is_none() && g.get("vsid").is_none());
+
+        let table = [("6081".to_owned(), VniMeaning::CiliumIdentity)].into_iter().collect();
+        let cilium = VniMeaningSpec::parse(&table).unwrap().resolve(std::iter::empty(), false);
+        let c = json(tunnelled(ENCAP_GENEVE, 5001, TUNNEL_FLAG_KEY, 6081), &cilium);
+        assert_eq!((c["cilium_identity"].as_u64(), c.get("vni")), (Some(5001), None));
+
+        let nvgre = json(tunnelled(ENCAP_GRE, 0xabcd_ef01, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET, 0), &segment);
+        assert_eq!((nvgre["tunnel"].as_str(), nvgre["vsid"].as_u64()), (Some("gre"), Some(0x00ab_cdef)));
+        assert_eq!(
+            (nvgre["tunnel_id"].as_u64(), nvgre.get("vni"), nvgre.get("outer_dst_port")),
+            (Some(0xabcd_ef01), None, None)
+        );
+
+        let keyless = json(tunnelled(ENCAP_GRE, 0, 0, 0), &segment);
+        assert_eq!((keyless["tunnel"].as_str(), keyless.get("tunnel_id")), (Some("gre"), None));
+        let ipip = json(tunnelled(ENCAP_IPIP, 0, 0, 0), &segment);
+        assert_eq!(
+            (ipip["tunnel"].as_str(), ipip.get("tunnel_id"), ipip["outer_bytes"].as_u64()),
+            (Some("ipip"), None, Some(134))
+        );
+        let plain = json(FlowKey { ip_version: 4, ..FlowKey::default() }, &segment);
+        assert!(plain.get("tunnel").is_none() && plain.get("outer_bytes").is_none());
+    }
+}

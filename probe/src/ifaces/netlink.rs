@@ -246,3 +246,40 @@ fn default_route_interfaces(route: &RouteMessage) -> Vec<u32> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{InfoData, InfoGeneve, InfoGre, InfoIpTunnel, InfoKind, InfoVxlan, LinkInfo};
+    use vxflow_common::user::Tunnel;
+
+    use super::{TunnelDevice, tunnel_of};
+
+    /// What the kernel says of each tunnel device kind, as rtnetlink
+    /// decodes it: its type, id, port and lower device.
+    #[test]
+    fn every_tunnel_device_kind_is_read() {
+        let vxlan = [
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![InfoVxlan::Id(1), InfoVxlan::Port(8472), InfoVxlan::Link(2)])),
+        ];
+        assert_eq!(tunnel_of(&vxlan), Some(TunnelDevice { tunnel: Tunnel::Vxlan, id: Some(1), port: 8472, lower: 2 }));
+        // Geneve without a port attribute: the kernel's default.
+        let geneve = [LinkInfo::Kind(InfoKind::Geneve), LinkInfo::Data(InfoData::Geneve(vec![InfoGeneve::Id(5000)]))];
+        assert_eq!(
+            tunnel_of(&geneve),
+            Some(TunnelDevice { tunnel: Tunnel::Geneve, id: Some(5000), port: 6081, lower: 0 })
+        );
+        let gretap = [
+            LinkInfo::Kind(InfoKind::GreTap),
+            LinkInfo::Data(InfoData::GreTap(vec![InfoGre::IKey(0x1234), InfoGre::Link(3)])),
+        ];
+        assert_eq!(tunnel_of(&gretap), Some(TunnelDevice { tunnel: Tunnel::Gre, id: Some(0x1234), port: 0, lower: 3 }));
+        let tunl = [LinkInfo::Kind(InfoKind::IpIp), LinkInfo::Data(InfoData::IpTunnel(vec![InfoIpTunnel::Link(4)]))];
+        assert_eq!(tunnel_of(&tunl), Some(TunnelDevice { tunnel: Tunnel::Ipip, id: None, port: 0, lower: 4 }));
+        for kind in [InfoKind::SitTun, InfoKind::Ip6Tnl] {
+            assert_eq!(tunnel_of(&[LinkInfo::Kind(kind)]).map(|d| d.tunnel), Some(Tunnel::Ipip));
+        }
+        assert_eq!(tunnel_of(&[LinkInfo::Kind(InfoKind::Veth)]), None);
+        assert_eq!(tunnel_of(&[]), None);
+    }
+}
