@@ -29,8 +29,10 @@ struct Delta {
     /// Which of a few interfaces saw it, so dedup has sightings to merge.
     ifindex: u8,
     vxlan_src_port: u8,
-    /// VXLAN (with this VNI) or, when 0, plain.
+    /// The tunnel type (`ENCAP_*`, 0 plain), its id and flags.
+    tunnel: u8,
     vni: u8,
+    tunnel_flags: u8,
     vlan: u8,
     packets: u16,
     bytes_per_packet: u16,
@@ -64,13 +66,17 @@ fn key(d: &Delta) -> FlowKey {
         dst_port: 80,
         direction: u8::from(d.egress),
         ifindex: u32::from(d.ifindex % 3) + 1,
-        vni: u32::from(d.vni % 3),
-        encap: u8::from(d.vni % 3 != 0),
         vlan_id: u16::from(d.vlan % 3),
         ..FlowKey::default()
     };
-    if k.encap != 0 {
-        k.outer_src_port = u16::from(d.vxlan_src_port % 3);
+    k.encap = d.tunnel % (vxflow_common::flow::ENCAP_MAX + 1);
+    if let Some(tunnel) = k.tunnel() {
+        k.tunnel_id = u32::from(d.vni % 3);
+        k.tunnel_flags = d.tunnel_flags % 4;
+        k.outer_ip_version = 4;
+        if tunnel.is_udp() {
+            k.outer_src_port = u16::from(d.vxlan_src_port % 3);
+        }
     }
     k.src_addr[..4].copy_from_slice(&[10, 0, 0, d.src % 6]);
     k.dst_addr[..4].copy_from_slice(&[10, 0, 0, d.dst % 6]);
