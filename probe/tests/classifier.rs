@@ -526,6 +526,51 @@ fn tunnel_decoding_follows_its_settings_live() {
     }
 }
 
+/// Geneve with every options length a header can state, 0 to 252 bytes in
+/// 4-byte words, each around an IPv4 TCP SYN: the inner tuple and VNI, the
+/// outer bytes growing by each word; and stating one word more than the
+/// packet holds: the outer UDP flow, `tunnel_invalid`.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn geneve_every_options_length() {
+    use vxflow_common::flow::ENCAP_GENEVE;
+    use vxflow_testkit::tunnel_frames::{geneve_header, geneve_options, over_geneve_port};
+    require_root();
+    let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let syn = packets::ipv4_tcp_syn();
+    for words in 0..=63u8 {
+        let opts = geneve_options(usize::from(words) * 4);
+        // 63 words is the most the 6-bit field can state: no lie beyond it.
+        for lie in [false, true].into_iter().filter(|&lie| !lie || words < 63) {
+            let stated = if lie { Some(words + 1) } else { None };
+            let payload =
+                [geneve_header(0, false, 0x6558, u32::from(words) + 100, &opts, stated), syn.clone()].concat();
+            // Cut the inner frame off when lying, so the stated options
+            // reach past the packet's end.
+            let payload = if lie { payload[..8 + opts.len() + 2].to_vec() } else { payload };
+            let frame = over_geneve_port(&packets::NODE_A, &packets::NODE_B, 50000, &payload);
+            let before = maps.counters().unwrap();
+            support::test_run(prog, &frame, None);
+            let mut deltas = Vec::new();
+            maps.drain(&mut deltas).unwrap();
+            let counted = diff(&before, &maps.counters().unwrap());
+            let [d] = deltas.as_slice() else { panic!("{words} words, lie {lie}: {deltas:#?}") };
+            let outer = 20 + 8 + payload.len() as u64;
+            if lie {
+                assert_eq!((d.key.encap, d.key.protocol, d.key.dst_port), (0, 17, 6081), "{words} words, lie");
+                assert_eq!(d.stats.bytes, outer, "{words} words, lie");
+                assert_eq!(counted.get("tunnel_invalid_packets"), Some(&1), "{words} words, lie: {counted:?}");
+            } else {
+                assert_eq!((d.key.encap, d.key.tunnel_id, d.key.protocol), (ENCAP_GENEVE, u32::from(words) + 100, 6));
+                assert_eq!((d.stats.bytes, d.stats.outer_bytes), (40, outer), "{words} words");
+                assert_eq!(counted.get("geneve_packets"), Some(&1), "{words} words: {counted:?}");
+            }
+        }
+    }
+}
+
 /// Runs `prog` on `frame` `repeat` times in one test run: each run draws
 /// its own sampling decision.
 fn run_repeated(prog: &aya::programs::SchedClassifier, frame: &[u8], repeat: u32) {
