@@ -177,3 +177,53 @@ fn ip6gre_ipv6_underlay() {
     let topo = OvsTunnel::build("ip6gre", OvsKind::GreEthernet, key, true);
     run(&topo, &Want { tunnel: "gre", id: key, port: None, vsid: Some(0x00ab_cdef), outer_protocol: 47 });
 }
+
+/// The tunnel settings change live, by SIGHUP, on a real underlay: Geneve
+/// on another port, then on 6081; GRE switched off, then on. Before each
+/// change the pods' echoes are the node-to-node flows of the wire; after
+/// it, the pods' flows inside the tunnel; every packet counted once.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn tunnel_settings_follow_a_reload() {
+    require_root();
+    for (kind, off, on, tunnel) in [
+        (OvsKind::Geneve, "geneve_ports = [6082]", "geneve_ports = [6081]", "geneve"),
+        (OvsKind::GreEthernet, "gre_tunnels = false", "gre_tunnels = true", "gre"),
+    ] {
+        let topo = OvsTunnel::build("reload", kind, 300, false);
+        let [n1, n2] = &topo.nodes;
+        traffic::ping(&n1.ns, n2.pod, 2, PING_BYTES);
+        let dir = vxflow_testkit::TempDir::new("reload");
+        let config = dir.join("vxflow.toml");
+        let body = |setting: &str| {
+            format!(
+                "interfaces = [\"eth0\"]\ntunnel_interfaces = [\"eth0\"]\n{setting}\n[kernel]\npoll_interval = \"100ms\"\n"
+            )
+        };
+        std::fs::write(&config, body(off)).unwrap();
+        let mut vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
+        let before = n1.ns.counters("eth0");
+        traffic::ping(&n1.ns, n2.pod, PINGS, PING_BYTES);
+        std::fs::write(&config, body(on)).unwrap();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
+        vxflow.wait_for_log("configuration reloaded", Duration::from_secs(10));
+        // The rescan after the reload applies it.
+        std::thread::sleep(Duration::from_millis(300));
+        traffic::ping(&n1.ns, n2.pod, PINGS, PING_BYTES);
+        std::thread::sleep(Duration::from_millis(300));
+        let truth = n1.ns.counters("eth0").since(&before);
+        let done = vxflow.stop();
+        let (inside, outside): (Vec<&Record>, Vec<&Record>) =
+            done.records.iter().partition(|r| r.tunnel.as_deref() == Some(tunnel));
+        let sum = |rs: &[&Record]| rs.iter().map(|r| r.packets).sum::<u64>();
+        assert_eq!(sum(&inside), 2 * u64::from(PINGS), "{tunnel} after the reload: {inside:#?}");
+        assert!(inside.iter().all(|r| r.protocol == "icmp" && r.src_addr != n1.addr), "{inside:#?}");
+        assert_eq!(sum(&outside), 2 * u64::from(PINGS), "{tunnel} before it: {outside:#?}");
+        assert!(
+            outside.iter().all(|r| r.tunnel.is_none() && [n1.addr, n2.addr].contains(&r.src_addr)),
+            "the node-to-node flows: {outside:#?}"
+        );
+        assert_eq!(sum(&inside) + sum(&outside), truth.rx_packets + truth.tx_packets, "eth0 {truth:?}");
+    }
+}
