@@ -227,3 +227,34 @@ fn tunnel_settings_follow_a_reload() {
         assert_eq!(sum(&inside) + sum(&outside), truth.rx_packets + truth.tx_packets, "eth0 {truth:?}");
     }
 }
+
+/// ERSPAN (GRE protocol 0x88be, as Open vSwitch sends a mirror session):
+/// a GRE payload vxflow does not decode, so each packet is the
+/// node-to-node GRE flow it is, noted `tunnel_inner_not_ip`, never a pod
+/// flow made of a mirrored frame's header; exactly eth0's counters.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn erspan_is_the_gre_flow_it_is() {
+    require_root();
+    let topo = OvsTunnel::build("erspan", OvsKind::Erspan, 9, false);
+    let [n1, n2] = &topo.nodes;
+    traffic::ping(&n1.ns, n2.pod, 2, PING_BYTES);
+    let args = ["-i", "eth0", "--tunnel-interface", "eth0", "--poll-interval", "100ms", "--json", "-"];
+    let vxflow = Vxflow::start(&n1.ns, &args);
+    let before = n1.ns.counters("eth0");
+    traffic::ping(&n1.ns, n2.pod, PINGS, PING_BYTES);
+    std::thread::sleep(Duration::from_millis(300));
+    let truth = n1.ns.counters("eth0").since(&before);
+    let done = vxflow.stop();
+    let packets: u64 = done.records.iter().map(|r| r.packets).sum();
+    assert_eq!(packets, 2 * u64::from(PINGS), "{:#?}", done.records);
+    for r in &done.records {
+        assert_eq!((r.protocol.as_str(), r.tunnel.as_deref()), ("gre", None), "{r:#?}");
+        assert!([n1.addr, n2.addr].contains(&r.src_addr) && [n1.addr, n2.addr].contains(&r.dst_addr), "{r:#?}");
+    }
+    assert_eq!(done.counter("tunnel_inner_not_ip_packets"), packets);
+    assert_eq!(done.counter("gre_packets"), 0);
+    let wire: u64 = done.records.iter().map(|r| r.bytes).sum();
+    assert_eq!(packets, truth.rx_packets + truth.tx_packets, "eth0 {truth:?}");
+    assert_eq!(wire, truth.rx_bytes + truth.tx_bytes - ETH * packets, "eth0 {truth:?}");
+}

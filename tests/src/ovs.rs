@@ -99,6 +99,9 @@ pub enum OvsKind {
     /// GRE carrying IP directly (`packet_type=legacy_l3`) with a key, as
     /// routed GRE tunnels do.
     GreIp,
+    /// ERSPAN type II (GRE protocol 0x88be, a sequence number): a mirror
+    /// session's transport, whose frames vxflow does not decode.
+    Erspan,
 }
 
 impl OvsKind {
@@ -107,6 +110,8 @@ impl OvsKind {
             OvsKind::Geneve => "geneve",
             OvsKind::GreEthernet | OvsKind::GreIp if ipv6 => "ip6gre",
             OvsKind::GreEthernet | OvsKind::GreIp => "gre",
+            OvsKind::Erspan if ipv6 => "ip6erspan",
+            OvsKind::Erspan => "erspan",
         }
     }
 }
@@ -160,6 +165,9 @@ impl OvsTunnel {
             let mut port = vec!["add-port", "br-int", "tun0", "--", "set", "interface", "tun0", &ty, &remote, &key];
             if kind == OvsKind::GreIp {
                 port.push("options:packet_type=legacy_l3");
+            }
+            if kind == OvsKind::Erspan {
+                port.extend(["options:erspan_ver=1", "options:erspan_idx=1"]);
             }
             n.vsctl(&port);
             n.vsctl(&["add-port", "br-int", "pod0", "--", "set", "interface", "pod0", "type=internal"]);
