@@ -3,13 +3,18 @@
 //! at every header boundary among them), each well-formed frame cut at every
 //! byte, length fields that lie, IHL and TCP offsets at every value, VLAN
 //! stacks past the limit, long IPv6 extension chains, VXLAN with the I flag
-//! clear, nested two and three deep, or wrapped around garbage, and seeded
-//! random bytes and bit flips. Every frame is addressed to a MAC no host
+//! clear, nested two and three deep, or wrapped around garbage; Geneve with
+//! every options length over one frame, GRE with every flag combination,
+//! tunnels of every kind nested in each other; and seeded random bytes and
+//! bit flips. Every frame is addressed to a MAC no host
 //! has, so the receiving stack drops it after TC and answers nothing.
 
 use etherparse::PacketBuilder;
 
-use crate::packets::{self, MAC_A, NODE_A, NODE_B, POD_A, POD_B};
+use crate::{
+    packets::{self, MAC_A, NODE_A, NODE_B, POD_A, POD_B},
+    tunnel_frames::{GRE_C, GRE_K, GRE_S, geneve_header, geneve_options, gre_header, over_geneve_port, over_ip},
+};
 
 /// The destination MAC of every frame: no interface has it.
 const NOBODY: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
@@ -67,10 +72,28 @@ fn to_nobody(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
+/// `inner` in Geneve (16 bytes of options) to port 6081.
+fn geneve(protocol: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let payload = [geneve_header(0, false, protocol, vni, &geneve_options(16), None), inner.to_vec()].concat();
+    to_nobody(over_geneve_port(&NODE_A, &NODE_B, 50000, &payload))
+}
+
+/// `inner` in GRE with `flags` (key 77) and protocol type `protocol`.
+fn gre(flags: u16, protocol: u16, inner: &[u8]) -> Vec<u8> {
+    to_nobody(over_ip(&NODE_A, &NODE_B, 47, &[gre_header(flags, protocol, 77), inner.to_vec()].concat()))
+}
+
+/// `inner`'s IP packet (an Ethernet frame's) in IPv4, protocol 4 or 41.
+fn ipip(inner: &[u8]) -> Vec<u8> {
+    let protocol = if inner[12..14] == [0x86, 0xdd] { 41 } else { 4 };
+    to_nobody(over_ip(&NODE_A, &NODE_B, protocol, &inner[14..]))
+}
+
 /// Well-formed frames of every shape the parser knows.
 fn well_formed() -> Vec<(String, Vec<u8>)> {
     let inner = udp4(POD_A, POD_B, 1000, 2000, &[1; 32]);
     let nested = vxlan(4789, 0x08, 2, &vxlan(4789, 0x08, 1, &inner));
+    let all_gre = gre(GRE_C | GRE_K | GRE_S, 0x0800, &inner[14..]);
     vec![
         ("ipv4-udp".into(), inner.clone()),
         ("ipv4-tcp".into(), tcp4(40)),
@@ -82,6 +105,14 @@ fn well_formed() -> Vec<(String, Vec<u8>)> {
         ("vxlan-8472-v6-inner".into(), vxlan(8472, 0x08, 1, &tcp6())),
         ("vxlan-nested".into(), nested.clone()),
         ("vxlan-nested-3".into(), vxlan(8472, 0x08, 3, &nested)),
+        ("geneve".into(), geneve(0x6558, 5, &inner)),
+        ("geneve-ip".into(), geneve(0x86dd, 6, &tcp6()[14..])),
+        ("gre-checksum-key-sequence".into(), all_gre.clone()),
+        ("nvgre".into(), gre(GRE_K, 0x6558, &inner)),
+        ("ipip".into(), ipip(&inner)),
+        ("ipip-6in4".into(), ipip(&tcp6())),
+        ("ipip-in-gre-in-geneve".into(), geneve(0x6558, 7, &gre(GRE_K, 0x0800, &ipip(&inner)[14..]))),
+        ("geneve-in-ipip".into(), ipip(&geneve(0x6558, 8, &inner))),
     ]
 }
 
@@ -140,6 +171,23 @@ pub fn frames(seed: u64) -> Vec<(String, Vec<u8>)> {
     }
     let lying_inner = patched(&inner, 16, &0xffffu16.to_be_bytes());
     out.push(("vxlan inner tot_len 65535".into(), vxlan(4789, 0x08, 1, &lying_inner)));
+    // Geneve stating every options length (and every version and flag
+    // byte) over one frame; GRE with every flag and version combination.
+    let g = geneve(0x6558, 5, &inner);
+    let all_gre = gre(GRE_C | GRE_K | GRE_S, 0x0800, &inner[14..]);
+    let geneve_at = 14 + 20 + 8;
+    for first in 0..=255u8 {
+        out.push((format!("geneve first byte {first:#x}"), patched(&g, geneve_at, &[first])));
+    }
+    for second in [0x40u8, 0x80, 0xff] {
+        out.push((format!("geneve flags {second:#x}"), patched(&g, geneve_at + 1, &[second])));
+    }
+    let gre_at = 14 + 20;
+    for high in 0..=0xffu8 {
+        // The flag bits, and the version in the low three bits.
+        let word = (u16::from(high) << 8) | u16::from(high & 7);
+        out.push((format!("gre flags {word:#06x}"), patched(&all_gre, gre_at, &word.to_be_bytes())));
+    }
     // VLAN stacks of 1 to 4 tags around IPv4 UDP.
     for depth in 1..=4 {
         let mut f = udp.clone();
