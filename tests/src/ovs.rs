@@ -125,12 +125,6 @@ pub struct OvsTunnel {
 }
 
 impl OvsTunnel {
-    /// Geneve (RFC 8926) with VNI `vni` between two nodes on IPv4.
-    #[must_use]
-    pub fn geneve(tag: &str, vni: u32) -> Self {
-        Self::build(tag, OvsKind::Geneve, vni, false)
-    }
-
     /// Two nodes on an IPv4 (or, with `ipv6`, IPv6) underlay whose pods
     /// talk through an OVS tunnel of `kind` with key `key`.
     #[must_use]

@@ -281,18 +281,25 @@ pub fn vxlan_header(flags: u8, vni: u32) -> [u8; 8] {
 pub fn vxlan(outer_src: &[u8], outer_dst: &[u8], sport: u16, dport: u16, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
     let mut payload = vxlan_header(flags, vni).to_vec();
     payload.extend_from_slice(inner);
+    over_udp(outer_src, outer_dst, sport, dport, &payload)
+}
+
+/// `payload` in UDP between two nodes, over IPv4 (or IPv6 if the addresses
+/// are 16 bytes).
+#[must_use]
+pub fn over_udp(outer_src: &[u8], outer_dst: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
     if outer_src.len() == 4 {
         eth()
             .ipv4(outer_src.try_into().unwrap(), outer_dst.try_into().unwrap(), 64)
             .udp(sport, dport)
-            .write(&mut f, &payload)
+            .write(&mut f, payload)
             .unwrap();
     } else {
         eth()
             .ipv6(outer_src.try_into().unwrap(), outer_dst.try_into().unwrap(), 64)
             .udp(sport, dport)
-            .write(&mut f, &payload)
+            .write(&mut f, payload)
             .unwrap();
     }
     f

@@ -15,7 +15,7 @@ use vxflow_common::{
 
 use crate::packets::{
     Case, Expect, NODE_A, NODE_B, NODE6_A, NODE6_B, POD_A, POD_B, POD6_A, POD6_B, arp_request, case, eth, flow,
-    ipv4_tcp_syn, ipv4_udp, ipv6_tcp_syn, key,
+    ipv4_tcp_syn, ipv4_udp, ipv6_tcp_syn, key, over_udp,
 };
 
 const TCP: u8 = 6;
@@ -115,21 +115,7 @@ pub fn over_ip(outer_src: &[u8], outer_dst: &[u8], protocol: u8, payload: &[u8])
 /// `payload` in UDP from `sport` to the Geneve port between two nodes.
 #[must_use]
 pub fn over_geneve_port(outer_src: &[u8], outer_dst: &[u8], sport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    if outer_src.len() == 4 {
-        eth()
-            .ipv4(outer_src.try_into().unwrap(), outer_dst.try_into().unwrap(), 64)
-            .udp(sport, GENEVE_PORT)
-            .write(&mut f, payload)
-            .unwrap();
-    } else {
-        eth()
-            .ipv6(outer_src.try_into().unwrap(), outer_dst.try_into().unwrap(), 64)
-            .udp(sport, GENEVE_PORT)
-            .write(&mut f, payload)
-            .unwrap();
-    }
-    f
+    over_udp(outer_src, outer_dst, sport, GENEVE_PORT, payload)
 }
 
 /// `inner` as seen through a tunnel of type `encap` between two nodes.
