@@ -17,6 +17,7 @@ use crate::{
         outputs::{JsonTarget, OutputSpec},
     },
     ifaces::spec::{InterfaceSpec, SpecError},
+    metadata::MetadataConfig,
     tunnel_ids::{VniMeaning, VniMeaningSpec},
 };
 
@@ -97,6 +98,19 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub control: ControlSection,
+    #[serde(default)]
+    pub metadata: MetadataSection,
+}
+
+/// `[metadata]`: where names for addresses come from.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSection {
+    /// A TOML or JSON file naming addresses and networks.
+    pub file: Option<PathBuf>,
+    /// How long a gone pod still names late records (default 2m).
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -218,6 +232,8 @@ pub struct RuntimeConfig {
     pub tunnels: InterfaceSpec,
     /// What VXLAN and Geneve VNIs mean (`[vni_meaning]`).
     pub vni_meaning: VniMeaningSpec,
+    /// Where names for addresses come from (`[metadata]`).
+    pub metadata: MetadataConfig,
     pub poll_interval: Duration,
     pub cache: CacheConfig,
     pub load: LoadOptions,
@@ -366,6 +382,10 @@ impl FileConfig {
             watch,
             tunnels,
             vni_meaning,
+            metadata: MetadataConfig {
+                file: self.metadata.file,
+                grace: self.metadata.grace.unwrap_or(crate::metadata::DEFAULT_GRACE),
+            },
             poll_interval,
             cache,
             load,
@@ -461,6 +481,9 @@ impl RuntimeConfig {
         }
         let c = &self.cache;
         let text = |d: Duration| humantime::format_duration(d).to_string();
+        if self.metadata.grace > limits::MAX_TIMEOUT {
+            return invalid("metadata.grace", text(self.metadata.grace), "must be at most 7days");
+        }
         for (key, d) in [
             ("cache.active_timeout", c.active_timeout),
             ("cache.inactive_timeout", c.inactive_timeout),

@@ -11,6 +11,7 @@ pub mod datapath;
 pub mod drain;
 pub mod export;
 pub mod ifaces;
+pub mod metadata;
 pub mod metrics;
 pub mod notify;
 pub mod pressure;

@@ -66,6 +66,7 @@ fn write(sink: &mut TcpSink, ids: std::ops::Range<u16>, last: bool) {
         last,
         sampling: 1,
         vni_meanings: &vxflow::tunnel_ids::VniMeanings::default(),
+        metadata: &vxflow::metadata::IpMap::default(),
     };
     sink.write(&records, &mut ctx).unwrap();
 }

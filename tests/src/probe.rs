@@ -57,6 +57,30 @@ pub struct Record {
     pub tos: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
+    #[serde(default)]
+    pub src_pod: Option<String>,
+    #[serde(default)]
+    pub src_namespace: Option<String>,
+    #[serde(default)]
+    pub src_node: Option<String>,
+    #[serde(default)]
+    pub src_workload: Option<String>,
+    #[serde(default)]
+    pub src_host: Option<String>,
+    #[serde(default)]
+    pub dst_pod: Option<String>,
+    #[serde(default)]
+    pub dst_namespace: Option<String>,
+    #[serde(default)]
+    pub dst_node: Option<String>,
+    #[serde(default)]
+    pub dst_workload: Option<String>,
+    #[serde(default)]
+    pub dst_host: Option<String>,
+    #[serde(default)]
+    pub outer_src_node: Option<String>,
+    #[serde(default)]
+    pub outer_dst_node: Option<String>,
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     pub icmp_type: Option<u8>,

@@ -193,6 +193,7 @@ impl Daemon {
         pipeline.sampling = config.load.sampling;
         // The table's ports until the first rescan adds the devices'.
         pipeline.vni_meanings = config.vni_meaning.resolve(std::iter::empty(), false);
+        pipeline.metadata = crate::metadata::Metadata::new(&config.metadata);
         let interfaces = interfaces::InterfaceState::new(&config.load.tunnels);
         Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
     }

@@ -10,6 +10,7 @@ use crate::{
     drain::{DeltaSource, FlowDelta},
     export::{ExportContext, Outputs, RecordSink as _, options::Losses},
     ifaces::NameCache,
+    metadata::Metadata,
     pressure::PressureWatch,
     record::FlowRecord,
     tunnel_ids::VniMeanings,
@@ -44,6 +45,8 @@ pub(super) struct Pipeline<S: DeltaSource> {
     pub sampling: u32,
     /// What VXLAN and Geneve VNIs mean, as records and metrics name them.
     pub vni_meanings: VniMeanings,
+    /// Names for the records' addresses.
+    pub metadata: Metadata,
 }
 
 impl<S: DeltaSource> Pipeline<S> {
@@ -63,6 +66,7 @@ impl<S: DeltaSource> Pipeline<S> {
             drain_time: std::time::Duration::ZERO,
             sampling: 1,
             vni_meanings: VniMeanings::default(),
+            metadata: Metadata::default(),
         }
     }
 
@@ -85,6 +89,8 @@ impl<S: DeltaSource> Pipeline<S> {
             self.totals.drained_bytes += d.stats.bytes;
         }
         let now = kernel_ns();
+        // Before the records of this cycle are named.
+        self.metadata.refresh(now, false);
         let deltas = std::mem::take(&mut self.deltas);
         let (records, chunked) = self.pass(|cache, out| {
             cache.ingest(&deltas, now, out);
@@ -118,7 +124,7 @@ impl<S: DeltaSource> Pipeline<S> {
     /// [`Pipeline::export`]. Returns how many records the call made, and
     /// the first output error.
     fn pass(&mut self, call: impl FnOnce(&mut FlowCache, &mut Chunked<'_>)) -> (usize, Result<(), DaemonError>) {
-        let Self { cache, outputs, names, records, ignored, sampling, vni_meanings, .. } = self;
+        let Self { cache, outputs, names, records, ignored, sampling, vni_meanings, metadata, .. } = self;
         let mut out = Chunked {
             records,
             outputs,
@@ -129,6 +135,7 @@ impl<S: DeltaSource> Pipeline<S> {
                 last: false,
                 sampling: *sampling,
                 vni_meanings,
+                metadata: metadata.map(),
             },
             handed: 0,
             error: None,
@@ -176,6 +183,7 @@ impl<S: DeltaSource> Pipeline<S> {
             last,
             sampling: self.sampling,
             vni_meanings: &self.vni_meanings,
+            metadata: self.metadata.map(),
         };
         let result = self.outputs.write(&self.records, &mut ctx).map_err(DaemonError::Output);
         self.records.clear();

@@ -95,6 +95,7 @@ impl Daemon {
             ("gre_tunnels", new.load.tunnels.gre() != old.load.tunnels.gre()),
             ("tunnel_interfaces", new.tunnels != old.tunnels),
             ("vni_meaning", new.vni_meaning != old.vni_meaning),
+            ("metadata", new.metadata != old.metadata),
             ("cache", new.cache != old.cache),
             ("poll_interval", new.poll_interval != old.poll_interval),
         ] {
@@ -105,6 +106,10 @@ impl Daemon {
         if c.changed.contains(&"cache") {
             self.pipeline.cache.set_config(new.cache.clone());
         }
+        // The metadata file is read again on every SIGHUP, changed or not.
+        let now = crate::clock::kernel_ns();
+        self.pipeline.metadata.reconfigure(&new.metadata, now);
+        self.pipeline.metadata.refresh(now, true);
         if new.load.sampling != old.load.sampling {
             // Records exported from here on say the new rate, including
             // counts of the old one still in the cache: a change of rate

@@ -122,6 +122,7 @@ impl Daemon {
                     last: false,
                     sampling: self.config.load.sampling,
                     vni_meanings: &self.pipeline.vni_meanings,
+                    metadata: self.pipeline.metadata.map(),
                 };
                 let mut out = Vec::with_capacity(flows.len());
                 for r in &flows {

@@ -13,7 +13,11 @@ use vxflow_common::{
 };
 
 use super::{ExportContext, RecordSink};
-use crate::{record::FlowRecord, tunnel_ids::IdKind};
+use crate::{
+    metadata::{OwnerKind, Resolved},
+    record::FlowRecord,
+    tunnel_ids::IdKind,
+};
 
 /// One record as printed.
 #[derive(Serialize, Debug)]
@@ -33,6 +37,31 @@ pub struct JsonRecord<'a> {
     pub tos: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
+    /// Who held the (inner) source address when the flow's last packet was
+    /// seen (`[metadata]`): a pod with its namespace, node and workload, a
+    /// node, or a named host. Absent when no source names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_node: Option<String>,
+    /// `Kind/name`, as `Deployment/web`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_host: Option<String>,
+    /// The same for the destination address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +93,11 @@ pub struct JsonRecord<'a> {
     pub outer_src_addr: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outer_dst_addr: Option<IpAddr>,
+    /// The nodes the tunnel's outer addresses belong to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_src_node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outer_dst_node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outer_src_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +143,38 @@ pub fn protocol_name(protocol: u8) -> String {
     }
 }
 
+/// The names one address resolved to, as the JSON fields give them.
+#[derive(Default)]
+struct EndNames {
+    pod: Option<String>,
+    namespace: Option<String>,
+    node: Option<String>,
+    workload: Option<String>,
+    host: Option<String>,
+}
+
+impl EndNames {
+    fn of(resolved: &Resolved) -> Self {
+        let Resolved::Owner(o) = resolved else { return Self::default() };
+        let mut n = Self {
+            namespace: o.namespace.clone(),
+            workload: o.workload.as_ref().map(|w| format!("{}/{}", w.kind, w.name)),
+            ..Self::default()
+        };
+        match o.kind {
+            OwnerKind::Pod => (n.pod, n.node) = (Some(o.name.clone()), o.node.clone()),
+            OwnerKind::Node => n.node = Some(o.name.clone()),
+            OwnerKind::Host => (n.host, n.node) = (Some(o.name.clone()), o.node.clone()),
+        }
+        n
+    }
+
+    /// The node an address is, or runs on.
+    fn node_of(resolved: &Resolved) -> Option<String> {
+        Self::of(resolved).node
+    }
+}
+
 /// TCP flag names, lowest bit first (tcpControlBits, IE 6).
 const TCP_FLAG_NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
 
@@ -125,6 +191,12 @@ impl<'a> JsonRecord<'a> {
         let id_as = |kind| k.tunnel_id().filter(|_| id_kind == Some(kind));
         let outer = k.outer_ips();
         let ts = |ns| humantime::format_rfc3339_millis(ctx.clock.to_system_time(ns)).to_string();
+        // Named by who held each address when the last packet was seen.
+        let at = r.end_ns;
+        let (src, dst) = (k.src_ip(), k.dst_ip());
+        let src_names = EndNames::of(&ctx.metadata.resolve(&src, at));
+        let dst_names = EndNames::of(&ctx.metadata.resolve(&dst, at));
+        let outer_node = |ip: IpAddr| EndNames::node_of(&ctx.metadata.resolve(&ip, at));
         Self {
             start: ts(r.start_ns),
             end: ts(r.end_ns),
@@ -135,8 +207,20 @@ impl<'a> JsonRecord<'a> {
             protocol: protocol_name(k.protocol),
             protocol_number: k.protocol,
             tos: k.tos,
-            src_addr: k.src_ip(),
-            dst_addr: k.dst_ip(),
+            src_addr: src,
+            dst_addr: dst,
+            src_pod: src_names.pod,
+            src_namespace: src_names.namespace,
+            src_node: src_names.node,
+            src_workload: src_names.workload,
+            src_host: src_names.host,
+            dst_pod: dst_names.pod,
+            dst_namespace: dst_names.namespace,
+            dst_node: dst_names.node,
+            dst_workload: dst_names.workload,
+            dst_host: dst_names.host,
+            outer_src_node: outer.and_then(|(s, _)| outer_node(s)),
+            outer_dst_node: outer.and_then(|(_, d)| outer_node(d)),
             src_port: has_ports.then_some(k.src_port),
             dst_port: has_ports.then_some(k.dst_port),
             icmp_type: has_icmp.then(|| k.dst_port.to_be_bytes()[0]),
@@ -211,10 +295,18 @@ mod tests {
     };
 
     fn json(key: FlowKey, meanings: &crate::tunnel_ids::VniMeanings) -> serde_json::Value {
+        json_named(key, meanings, &crate::metadata::IpMap::default())
+    }
+
+    fn json_named(
+        key: FlowKey,
+        meanings: &crate::tunnel_ids::VniMeanings,
+        metadata: &crate::metadata::IpMap,
+    ) -> serde_json::Value {
         let r = FlowRecord {
             key,
-            start_ns: 0,
-            end_ns: 0,
+            start_ns: 5,
+            end_ns: 10,
             packets: 1,
             bytes: 84,
             outer_bytes: 134,
@@ -229,6 +321,7 @@ mod tests {
             last: false,
             sampling: 1,
             vni_meanings: meanings,
+            metadata,
         };
         serde_json::to_value(JsonRecord::new(&r, "eth0", &ctx)).unwrap()
     }
@@ -280,5 +373,44 @@ mod tests {
         );
         let plain = json(FlowKey { ip_version: 4, ..FlowKey::default() }, &segment);
         assert!(plain.get("tunnel").is_none() && plain.get("outer_bytes").is_none());
+    }
+
+    /// Both ends and both nodes named by who held each address at the
+    /// record's last packet: a pod, a named network, two nodes.
+    #[test]
+    fn addresses_are_named_by_their_owner_then() {
+        use crate::metadata::{IpMap, Owner, OwnerKind, ipmap::Workload};
+        let mut map = IpMap::new(std::time::Duration::from_mins(2));
+        let owner = |kind, name: &str| Owner {
+            kind,
+            name: name.into(),
+            namespace: (kind == OwnerKind::Pod).then(|| "shop".into()),
+            node: (kind == OwnerKind::Pod).then(|| "node-1".into()),
+            workload: (kind == OwnerKind::Pod).then(|| Workload { kind: "Deployment".into(), name: "web".into() }),
+            labels: std::collections::BTreeMap::new(),
+        };
+        map.set(&"pod/1".into(), owner(OwnerKind::Pod, "web-1"), &["10.244.0.2".parse().unwrap()], 1);
+        map.set(&"node/1".into(), owner(OwnerKind::Node, "node-1"), &["192.168.56.11".parse().unwrap()], 1);
+        map.set(&"node/2".into(), owner(OwnerKind::Node, "node-2"), &["192.168.56.12".parse().unwrap()], 1);
+        map.set_networks(vec![("10.9.0.0/16".parse().unwrap(), owner(OwnerKind::Host, "corp"))]);
+        let mut key = tunnelled(vxflow_common::flow::ENCAP_VXLAN, 1, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET, 8472);
+        key.src_addr[..4].copy_from_slice(&[10, 244, 0, 2]);
+        key.dst_addr[..4].copy_from_slice(&[10, 9, 0, 7]);
+        key.outer_src_addr[..4].copy_from_slice(&[192, 168, 56, 11]);
+        key.outer_dst_addr[..4].copy_from_slice(&[192, 168, 56, 12]);
+        let j = json_named(key, &crate::tunnel_ids::VniMeanings::default(), &map);
+        let field = |f: &str| j[f].as_str().map(str::to_owned);
+        assert_eq!(field("src_pod").as_deref(), Some("web-1"));
+        assert_eq!(field("src_namespace").as_deref(), Some("shop"));
+        assert_eq!(field("src_node").as_deref(), Some("node-1"));
+        assert_eq!(field("src_workload").as_deref(), Some("Deployment/web"));
+        assert_eq!((field("dst_host").as_deref(), field("dst_pod")), (Some("corp"), None));
+        assert_eq!(field("outer_src_node").as_deref(), Some("node-1"));
+        assert_eq!(field("outer_dst_node").as_deref(), Some("node-2"));
+        // Before the pod held its address (the record's last packet at 0):
+        // its network's name or nothing, never the pod's.
+        map.remove(&"pod/1".into(), 8);
+        let j = json_named(key, &crate::tunnel_ids::VniMeanings::default(), &map);
+        assert!(j.get("src_pod").is_none(), "{j}");
     }
 }

@@ -43,6 +43,8 @@ pub struct ExportContext<'a> {
     pub sampling: u32,
     /// What VXLAN and Geneve VNIs mean, by port.
     pub vni_meanings: &'a crate::tunnel_ids::VniMeanings,
+    /// Who held the records' addresses, and when.
+    pub metadata: &'a crate::metadata::IpMap,
 }
 
 impl ExportContext<'_> {

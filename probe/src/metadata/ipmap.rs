@@ -1,0 +1,315 @@
+//! Which pod, node or named host owned an IP address, and when. Entries are
+//! kept by owner (a pod's UID, a node's name, a file entry), each with the
+//! times it held each of its addresses, so an address a new pod reuses
+//! does not rename an older flow: a record is named by whoever held the
+//! address when its last packet was seen. An owner that is gone stays
+//! resolvable for a grace period, so late records still get its name. Two
+//! live owners of one address are a conflict: counted, and never resolved
+//! to either.
+//!
+//! Times are the kernel's monotonic clock in nanoseconds, the clock flow
+//! records carry.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+};
+
+/// What an owner is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OwnerKind {
+    Pod,
+    /// A node, which host-network pods resolve to as well.
+    Node,
+    /// A named address or network from the `file` source (a VM, a service).
+    Host,
+}
+
+/// A workload owning a pod: the top of its owner chain (a Deployment
+/// rather than its `ReplicaSet`, where the source says so).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Workload {
+    pub kind: String,
+    pub name: String,
+}
+
+/// Who an address belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub node: Option<String>,
+    pub workload: Option<Workload>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An owner's identity within its source: `pod/<uid>`, `node/<name>`,
+/// `file/<entry>`. Stable for the owner's life; a new pod is a new id.
+pub type OwnerId = Arc<str>;
+
+/// One owner's hold on one address: from `since` to `until` (still held
+/// when `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tenure {
+    owner: OwnerId,
+    since: u64,
+    until: Option<u64>,
+}
+
+impl Tenure {
+    fn covers(&self, at: u64) -> bool {
+        self.since <= at && self.until.is_none_or(|u| at <= u)
+    }
+}
+
+/// What an address resolves to at one time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Owner(Arc<Owner>),
+    /// Nobody held it then, as far as the sources said.
+    Unknown,
+    /// Several owners held it at once: no name is given.
+    Conflict,
+}
+
+/// The map, with the addresses and owners its sources reported.
+#[derive(Debug, Default)]
+pub struct IpMap {
+    owners: HashMap<OwnerId, Arc<Owner>>,
+    /// By address, every tenure still kept, oldest first.
+    tenures: HashMap<IpAddr, Vec<Tenure>>,
+    /// By owner, the addresses it holds now.
+    held: HashMap<OwnerId, Vec<IpAddr>>,
+    /// Named networks (the `file` source's), longest prefix first: what an
+    /// address no owner held resolves to.
+    networks: Vec<(ipnet::IpNet, Arc<Owner>)>,
+    /// How long an ended tenure is kept for late records.
+    grace_ns: u64,
+    conflicts: u64,
+}
+
+impl IpMap {
+    #[must_use]
+    pub fn new(grace: std::time::Duration) -> Self {
+        Self { grace_ns: u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX), ..Self::default() }
+    }
+
+    /// How long an ended tenure is kept for late records, from now on.
+    pub fn set_grace(&mut self, grace: std::time::Duration) {
+        self.grace_ns = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// `id` is `owner` and holds exactly `ips` from `now` on: addresses it
+    /// did not hold start a tenure, addresses it no longer lists end theirs.
+    /// Returns the addresses another owner held live at the same time
+    /// (conflicts, counted).
+    pub fn set(&mut self, id: &OwnerId, owner: Owner, ips: &[IpAddr], now: u64) -> Vec<IpAddr> {
+        let changed = self.owners.get(id).is_none_or(|o| **o != owner);
+        if changed {
+            self.owners.insert(id.clone(), Arc::new(owner));
+        }
+        let before = self.held.remove(id).unwrap_or_default();
+        for ip in before.iter().filter(|ip| !ips.contains(ip)) {
+            self.end(ip, id, now);
+        }
+        let mut conflicts = Vec::new();
+        for ip in ips.iter().filter(|ip| !before.contains(ip)) {
+            let list = self.tenures.entry(*ip).or_default();
+            if list.iter().any(|t| t.until.is_none() && t.owner != *id) {
+                conflicts.push(*ip);
+            }
+            list.push(Tenure { owner: id.clone(), since: now, until: None });
+        }
+        self.conflicts += conflicts.len() as u64;
+        let mut now_held = ips.to_vec();
+        now_held.sort_unstable();
+        now_held.dedup();
+        self.held.insert(id.clone(), now_held);
+        conflicts
+    }
+
+    /// `id` is gone at `now`: its tenures end; it stays resolvable for what
+    /// happened before, until the grace period after `now`.
+    pub fn remove(&mut self, id: &OwnerId, now: u64) {
+        for ip in self.held.remove(id).unwrap_or_default() {
+            self.end(&ip, id, now);
+        }
+    }
+
+    fn end(&mut self, ip: &IpAddr, id: &OwnerId, now: u64) {
+        if let Some(list) = self.tenures.get_mut(ip) {
+            for t in list.iter_mut().filter(|t| t.owner == *id && t.until.is_none()) {
+                t.until = Some(now);
+            }
+        }
+    }
+
+    /// The owners `self` knows now, by id, and what each holds.
+    pub fn live(&self) -> impl Iterator<Item = (&OwnerId, &[IpAddr])> {
+        self.held.iter().map(|(id, ips)| (id, ips.as_slice()))
+    }
+
+    /// Drops tenures that ended more than the grace period before `now`,
+    /// and owners with nothing left.
+    pub fn expire(&mut self, now: u64) {
+        let keep_after = now.saturating_sub(self.grace_ns);
+        self.tenures.retain(|_, list| {
+            list.retain(|t| t.until.is_none_or(|u| u >= keep_after));
+            !list.is_empty()
+        });
+        let mut referenced: std::collections::HashSet<&OwnerId> = self.held.keys().collect();
+        referenced.extend(self.tenures.values().flatten().map(|t| &t.owner));
+        let referenced: std::collections::HashSet<OwnerId> = referenced.into_iter().cloned().collect();
+        self.owners.retain(|id, _| referenced.contains(id));
+    }
+
+    /// Replaces the named networks. They hold no history: an address in
+    /// one resolves to its name whenever no owner held the address itself.
+    pub fn set_networks(&mut self, mut networks: Vec<(ipnet::IpNet, Owner)>) {
+        networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        self.networks = networks.into_iter().map(|(net, owner)| (net, Arc::new(owner))).collect();
+    }
+
+    /// Who held `ip` at `at`: the one owner whose tenure covers it, else the
+    /// longest named network holding it.
+    #[must_use]
+    pub fn resolve(&self, ip: &IpAddr, at: u64) -> Resolved {
+        let network = || {
+            self.networks
+                .iter()
+                .find(|(net, _)| net.contains(ip))
+                .map_or(Resolved::Unknown, |(_, o)| Resolved::Owner(o.clone()))
+        };
+        let Some(list) = self.tenures.get(ip) else { return network() };
+        let mut found = list.iter().filter(|t| t.covers(at));
+        match (found.next(), found.next()) {
+            (None, _) => network(),
+            (Some(t), None) => self.owners.get(&t.owner).map_or(Resolved::Unknown, |o| Resolved::Owner(o.clone())),
+            (Some(a), Some(b)) if a.owner == b.owner => {
+                self.owners.get(&a.owner).map_or(Resolved::Unknown, |o| Resolved::Owner(o.clone()))
+            }
+            _ => Resolved::Conflict,
+        }
+    }
+
+    /// Addresses another live owner already held when an owner claimed them.
+    #[must_use]
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts
+    }
+
+    /// Owners known, live or within their grace period.
+    #[must_use]
+    pub fn owners(&self) -> usize {
+        self.owners.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn pod(name: &str) -> Owner {
+        Owner {
+            kind: OwnerKind::Pod,
+            name: name.into(),
+            namespace: Some("default".into()),
+            node: Some("node-1".into()),
+            workload: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn name(r: &Resolved) -> Option<&str> {
+        match r {
+            Resolved::Owner(o) => Some(&o.name),
+            _ => None,
+        }
+    }
+
+    /// A pod deleted and its address given to a new one: flows seen before
+    /// keep the old name, later ones get the new; between the two nobody.
+    #[test]
+    fn a_reused_address_does_not_rename_older_flows() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let (old, new): (OwnerId, OwnerId) = ("pod/a".into(), "pod/b".into());
+        m.set(&old, pod("web-1"), &[ip("10.244.0.5")], 10 * S);
+        m.remove(&old, 20 * S);
+        m.set(&new, pod("db-1"), &[ip("10.244.0.5")], 25 * S);
+        assert_eq!(name(&m.resolve(&ip("10.244.0.5"), 15 * S)), Some("web-1"));
+        assert_eq!(m.resolve(&ip("10.244.0.5"), 22 * S), Resolved::Unknown);
+        assert_eq!(name(&m.resolve(&ip("10.244.0.5"), 30 * S)), Some("db-1"));
+        assert_eq!(m.resolve(&ip("10.244.0.5"), 5 * S), Resolved::Unknown, "before anyone held it");
+        assert_eq!(m.conflicts(), 0);
+    }
+
+    /// A deleted pod resolves for the grace period after its end, then is
+    /// forgotten, owner and all.
+    #[test]
+    fn the_grace_period_keeps_late_records_named_then_frees() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let id: OwnerId = "pod/a".into();
+        m.set(&id, pod("web-1"), &[ip("10.244.0.5"), ip("fd00::5")], 10 * S);
+        m.remove(&id, 20 * S);
+        m.expire(100 * S);
+        assert_eq!(name(&m.resolve(&ip("fd00::5"), 15 * S)), Some("web-1"));
+        m.expire(141 * S);
+        assert_eq!(m.resolve(&ip("fd00::5"), 15 * S), Resolved::Unknown);
+        assert_eq!(m.owners(), 0);
+    }
+
+    /// Two live owners of one address: counted, and resolved to neither
+    /// while both hold it.
+    #[test]
+    fn two_live_owners_are_a_conflict_not_a_guess() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let (a, b): (OwnerId, OwnerId) = ("pod/a".into(), "pod/b".into());
+        m.set(&a, pod("a"), &[ip("10.0.0.1")], S);
+        assert_eq!(m.set(&b, pod("b"), &[ip("10.0.0.1")], 2 * S), [ip("10.0.0.1")]);
+        assert_eq!(m.conflicts(), 1);
+        assert_eq!(name(&m.resolve(&ip("10.0.0.1"), S + 1)), Some("a"));
+        assert_eq!(m.resolve(&ip("10.0.0.1"), 3 * S), Resolved::Conflict);
+        m.remove(&a, 4 * S);
+        assert_eq!(name(&m.resolve(&ip("10.0.0.1"), 5 * S)), Some("b"));
+    }
+
+    /// An address no owner held falls to the longest named network.
+    #[test]
+    fn networks_name_what_no_owner_holds() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let host = |n: &str| Owner { kind: OwnerKind::Host, ..pod(n) };
+        m.set_networks(vec![
+            ("10.0.0.0/8".parse().unwrap(), host("corp")),
+            ("10.1.0.0/16".parse().unwrap(), host("lab")),
+        ]);
+        let id: OwnerId = "pod/a".into();
+        m.set(&id, pod("web-1"), &[ip("10.1.0.5")], S);
+        assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 2 * S)), Some("web-1"));
+        assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 0)), Some("lab"), "before the pod held it");
+        assert_eq!(name(&m.resolve(&ip("10.2.0.5"), 0)), Some("corp"));
+        assert_eq!(m.resolve(&ip("192.168.0.1"), 0), Resolved::Unknown);
+    }
+
+    /// Setting an owner again with a changed address list ends what it
+    /// dropped and starts what it gained; the same list changes nothing.
+    #[test]
+    fn set_follows_an_owners_addresses() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let id: OwnerId = "node/n1".into();
+        m.set(&id, pod("n1"), &[ip("192.168.0.1")], S);
+        m.set(&id, pod("n1"), &[ip("192.168.0.1")], 2 * S);
+        m.set(&id, pod("n1"), &[ip("192.168.0.2")], 3 * S);
+        assert_eq!(name(&m.resolve(&ip("192.168.0.1"), 2 * S)), Some("n1"));
+        assert_eq!(m.resolve(&ip("192.168.0.1"), 4 * S), Resolved::Unknown);
+        assert_eq!(name(&m.resolve(&ip("192.168.0.2"), 4 * S)), Some("n1"));
+        assert_eq!(m.conflicts(), 0);
+    }
+}

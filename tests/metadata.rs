@@ -1,0 +1,79 @@
+//! Names in the records, from the `file` metadata source, on the Flannel
+//! topology: both ends of each pod flow, and the nodes of its tunnel, named
+//! by who held each address when the flow's packets were seen; through IP
+//! reuse, the older flow keeps the old pod's name. Needs root.
+
+use std::time::Duration;
+
+use vxflow_testkit::{
+    TempDir,
+    probe::{Record, Vxflow},
+    require_root,
+    topology::{Flannel, Offloads, Options},
+    traffic::udp_train,
+    unique_prefix,
+};
+
+fn entry(address: std::net::IpAddr, name: &str, kind: &str, extra: &str) -> String {
+    format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}")
+}
+
+fn to_port(records: &[Record], port: u16) -> Vec<&Record> {
+    records.iter().filter(|r| r.protocol == "udp" && r.dst_port == Some(port)).collect()
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn file_names_both_ends_and_nodes_through_ip_reuse() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("names"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    let (web, db) = (&n1.pods[0], &n2.pods[0]);
+    let dir = TempDir::new("names");
+    let (names, config) = (dir.join("names.toml"), dir.join("vxflow.toml"));
+    let pod = |ns: &str, node: &str, workload: &str| {
+        format!("namespace = \"{ns}\"\nnode = \"{node}\"\nworkload = \"{workload}\"\n")
+    };
+    let nodes = entry(n1.addr, "node-1", "node", "") + &entry(n2.addr, "node-2", "node", "");
+    let web_entry = entry(web.addr, "web-1", "pod", &pod("shop", "node-1", "Deployment/web"));
+    let with_db = |name: &str| {
+        let db_entry = entry(db.addr, name, "pod", &pod("shop", "node-2", "StatefulSet/db"));
+        format!("{nodes}{web_entry}{db_entry}")
+    };
+    std::fs::write(&names, with_db("db-0")).unwrap();
+    let body = format!(
+        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n[metadata]\nfile = \"{}\"\n",
+        names.display()
+    );
+    std::fs::write(&config, body).unwrap();
+    let mut vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
+    vxflow.wait_for_log("metadata file read", Duration::from_secs(5));
+    assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9601, 40, 100), 40);
+    std::thread::sleep(Duration::from_millis(300));
+    // db-0 is deleted and its address given to a new pod, db-1.
+    std::fs::write(&names, with_db("db-1")).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(vxflow.pid(), libc::SIGHUP) };
+    vxflow.wait_for_log_count("metadata file read", 2, Duration::from_secs(5));
+    assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9602, 40, 100), 40);
+    std::thread::sleep(Duration::from_millis(300));
+    let done = vxflow.stop();
+
+    for (port, db_name) in [(9601, "db-0"), (9602, "db-1")] {
+        let records = to_port(&done.records, port);
+        assert_eq!(records.iter().map(|r| r.packets).sum::<u64>(), 40, "{records:#?}");
+        for r in records {
+            let ends = (r.src_pod.as_deref(), r.dst_pod.as_deref());
+            assert_eq!(ends, (Some("web-1"), Some(db_name)), "port {port}: {r:#?}");
+            assert_eq!((r.src_namespace.as_deref(), r.dst_namespace.as_deref()), (Some("shop"), Some("shop")));
+            assert_eq!((r.src_node.as_deref(), r.dst_node.as_deref()), (Some("node-1"), Some("node-2")));
+            assert_eq!(
+                (r.src_workload.as_deref(), r.dst_workload.as_deref()),
+                (Some("Deployment/web"), Some("StatefulSet/db"))
+            );
+            assert_eq!(r.tunnel.as_deref(), Some("vxlan"));
+            assert_eq!((r.outer_src_node.as_deref(), r.outer_dst_node.as_deref()), (Some("node-1"), Some("node-2")));
+        }
+    }
+}
