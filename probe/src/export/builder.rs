@@ -8,10 +8,25 @@
 use super::{
     fields::Field,
     message::{Encoded, SetWriter},
+    names::RecordNames,
     options::{self, OptionSet, OptionValues},
     shape::Shape,
 };
-use crate::{clock::WallClock, record::FlowRecord};
+use crate::{clock::WallClock, metadata::IpMap, record::FlowRecord};
+
+/// A named shape's template id is its shape's plus this: 1024 to 1045,
+/// clear of the options templates (512 to 515).
+pub const NAMED_TEMPLATE_OFFSET: u16 = 768;
+
+/// The names a named shape carries after its shape's fields.
+const NAME_FIELDS: [Field; 6] = [
+    Field::SourcePodNamespace,
+    Field::SourcePodName,
+    Field::DestinationPodNamespace,
+    Field::DestinationPodName,
+    Field::SourceNodeName,
+    Field::DestinationNodeName,
+];
 
 /// What makes a template-based export protocol what it is.
 pub trait Dialect {
@@ -30,6 +45,9 @@ pub trait Dialect {
     /// Whether the header's sequence number counts data records (IPFIX);
     /// otherwise it counts messages (NetFlow v9).
     const SEQUENCE_COUNTS_RECORDS: bool;
+    /// Whether records can carry names (variable-length strings): IPFIX
+    /// can, NetFlow v9 has no interoperable way to.
+    const CARRIES_NAMES: bool;
 
     /// The observation domain (IPFIX) or source id (v9).
     fn domain(&self) -> u32;
@@ -52,10 +70,17 @@ pub trait Dialect {
         true
     }
 
-    /// Appends `f`'s value for `r`.
-    fn write_field(f: Field, r: &FlowRecord, clock: &WallClock, stamp: &Self::Stamp, out: &mut Vec<u8>) {
+    /// Appends `f`'s value for `r` (with `names`, for a named shape).
+    fn write_field(
+        f: Field,
+        r: &FlowRecord,
+        names: Option<&RecordNames>,
+        clock: &WallClock,
+        stamp: &Self::Stamp,
+        out: &mut Vec<u8>,
+    ) {
         let _ = stamp;
-        f.write(r, clock, out);
+        f.write(r, clock, names, out);
     }
 }
 
@@ -67,12 +92,34 @@ pub enum EncodeError {
     MtuTooSmall { protocol: &'static str, mtu: usize, min: usize },
 }
 
-/// A shape's template, ready to use.
+/// A shape's template, named or not, ready to use.
 struct Layout {
     shape: Shape,
+    named: bool,
+    id: u16,
     fields: Vec<Field>,
+    /// A record's length with every name empty.
     record_len: usize,
     template: Vec<u8>,
+}
+
+impl Layout {
+    fn new<D: Dialect>(shape: Shape, named: bool) -> Self {
+        let mut fields: Vec<Field> = shape.fields().into_iter().filter(|&f| D::carries(f)).collect();
+        let mut id = shape.template_id();
+        if named {
+            fields.extend(NAME_FIELDS);
+            id += NAMED_TEMPLATE_OFFSET;
+        }
+        let template = template_record::<D>(id, &fields);
+        let record_len = fields.iter().map(|&f| f.encoded_len(None)).sum();
+        Self { shape, named, id, fields, record_len, template }
+    }
+
+    /// The length of a record with `names`.
+    fn len_with(&self, names: Option<&RecordNames>) -> usize {
+        self.fields.iter().map(|&f| f.encoded_len(names)).sum()
+    }
 }
 
 /// One exporting process's stream to one collector in dialect `D`.
@@ -90,15 +137,9 @@ impl<D: Dialect> Builder<D> {
     /// # Errors
     /// When `mtu` cannot hold the largest template or record in a message.
     pub fn with_dialect(dialect: D, mtu: usize) -> Result<Self, EncodeError> {
-        let layouts: Vec<Layout> = Shape::ALL
-            .iter()
-            .map(|&shape| {
-                let fields: Vec<Field> = shape.fields().into_iter().filter(|&f| D::carries(f)).collect();
-                let template = template_record::<D>(shape, &fields);
-                let record_len = fields.iter().map(|&f| usize::from(D::field_spec(f).1)).sum();
-                Layout { shape, fields, record_len, template }
-            })
-            .collect();
+        let named: &[bool] = if D::CARRIES_NAMES { &[false, true] } else { &[false] };
+        let layouts: Vec<Layout> =
+            named.iter().flat_map(|&n| Shape::ALL.iter().map(move |&shape| Layout::new::<D>(shape, n))).collect();
         let largest = layouts.iter().map(|l| l.record_len.max(l.template.len())).max().unwrap_or(0);
         let min = SetWriter::new(vec![0; D::HEADER_LEN], D::ALIGN).size_with(D::TEMPLATE_SET, largest);
         if mtu < min {
@@ -119,7 +160,9 @@ impl<D: Dialect> Builder<D> {
 
     /// Encodes `records` into messages stamped `stamp`. With
     /// `with_templates`, every template and options template goes first;
-    /// with `options`, the options records follow.
+    /// with `options`, the options records follow. With `metadata`, a
+    /// record with a known pod or node at either end goes in its shape's
+    /// named template (where the dialect carries names).
     pub(super) fn build(
         &mut self,
         records: &[FlowRecord],
@@ -127,6 +170,7 @@ impl<D: Dialect> Builder<D> {
         stamp: &D::Stamp,
         with_templates: bool,
         options: Option<&OptionValues>,
+        metadata: Option<&IpMap>,
     ) -> Vec<Encoded> {
         let Self { dialect, mtu, sequence, layouts } = self;
         let mut out = Messages { dialect, stamp, sequence, mtu: *mtu, done: Vec::new(), open: None };
@@ -149,16 +193,34 @@ impl<D: Dialect> Builder<D> {
                 }
             }
         }
-        let mut order: Vec<(u16, &FlowRecord)> = records.iter().map(|r| (Shape::of(&r.key).template_id(), r)).collect();
-        order.sort_by_key(|(id, _)| *id);
-        for (set_id, record) in order {
-            let shape = Shape::of(&record.key);
-            let layout =
-                layouts.iter().find(|l| l.shape == shape).unwrap_or_else(|| unreachable!("a layout per shape"));
-            let m = out.room(set_id, layout.record_len);
-            m.sets.append(set_id, |b| {
+        // The largest record a message holds: a named one that would not
+        // fit (names of hundreds of bytes, a small MTU) goes unnamed.
+        let room = out.mtu.saturating_sub(SetWriter::new(vec![0; D::HEADER_LEN], D::ALIGN).size_with(256, 0));
+        let layout_of = |shape: Shape, named: bool| {
+            layouts
+                .iter()
+                .find(|l| l.shape == shape && l.named == named)
+                .unwrap_or_else(|| unreachable!("a layout per shape"))
+        };
+        let mut order: Vec<(&Layout, &FlowRecord, Option<RecordNames>)> = records
+            .iter()
+            .map(|r| {
+                let shape = Shape::of(&r.key);
+                let names = metadata.filter(|_| D::CARRIES_NAMES).and_then(|m| RecordNames::of(m, r));
+                match names {
+                    Some(n) if layout_of(shape, true).len_with(Some(&n)) <= room => {
+                        (layout_of(shape, true), r, Some(n))
+                    }
+                    _ => (layout_of(shape, false), r, None),
+                }
+            })
+            .collect();
+        order.sort_by_key(|(layout, _, _)| layout.id);
+        for (layout, record, names) in order {
+            let m = out.room(layout.id, layout.len_with(names.as_ref()));
+            m.sets.append(layout.id, |b| {
                 for &f in &layout.fields {
-                    D::write_field(f, record, clock, stamp, b);
+                    D::write_field(f, record, names.as_ref(), clock, stamp, b);
                 }
             });
             m.encoded.add_flow(record);
@@ -171,9 +233,9 @@ impl<D: Dialect> Builder<D> {
 /// The template record of `shape` (RFC 7011 3.4.1, RFC 3954 5.2): id, field
 /// count, then each field's type and length, and its enterprise number where
 /// it has one.
-fn template_record<D: Dialect>(shape: Shape, fields: &[Field]) -> Vec<u8> {
+fn template_record<D: Dialect>(id: u16, fields: &[Field]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&shape.template_id().to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&u16::try_from(fields.len()).unwrap_or(u16::MAX).to_be_bytes());
     for &f in fields {
         let (ty, len, pen) = D::field_spec(f);

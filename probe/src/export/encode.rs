@@ -26,6 +26,8 @@ pub struct Batch<'a> {
     /// 1 in this many packets counted, for a format that states it in its
     /// header (v5).
     pub sampling: u32,
+    /// Who held the records' addresses, for a format that carries names.
+    pub metadata: Option<&'a crate::metadata::IpMap>,
 }
 
 /// A batch's messages, and the records the protocol cannot carry.
@@ -67,7 +69,10 @@ pub fn encoder(
 impl Encode for IpfixEncoder {
     fn encode(&mut self, b: &Batch<'_>) -> Encodings {
         let secs = u32::try_from(unix_ms(b.now) / 1000).unwrap_or(u32::MAX);
-        let messages = IpfixEncoder::encode(self, b.records, b.clock, secs, b.templates, b.options);
+        let messages = match b.metadata {
+            Some(m) => IpfixEncoder::encode_named(self, b.records, b.clock, secs, b.templates, b.options, m),
+            None => IpfixEncoder::encode(self, b.records, b.clock, secs, b.templates, b.options),
+        };
         Encodings { messages, not_carried: 0 }
     }
 }

@@ -7,7 +7,28 @@ use vxflow_common::{
     user::Tunnel,
 };
 
+use super::names::RecordNames;
 use crate::{clock::WallClock, record::FlowRecord};
+
+/// The length prefix of a variable-length value of `len` bytes (RFC 7011
+/// section 7): one byte below 255, else 255 and two bytes.
+const fn variable_prefix(len: usize) -> usize {
+    if len < 255 { 1 } else { 3 }
+}
+
+/// Appends `value` with its length before it (RFC 7011 section 7),
+/// truncated to the 65,535 bytes a length can say.
+fn write_variable(value: &[u8], out: &mut Vec<u8>) {
+    let value = &value[..value.len().min(usize::from(u16::MAX))];
+    match u8::try_from(value.len()) {
+        Ok(len) if len < 255 => out.push(len),
+        _ => {
+            out.push(255);
+            out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(value);
+}
 
 /// ntop's private enterprise number; nProbe, ntopng and Wireshark decode its
 /// VXLAN elements.
@@ -16,6 +37,15 @@ pub const NTOP_PEN: u32 = 35632;
 /// VMware's private enterprise number, under which Open vSwitch exports its
 /// tunnel elements (`ofproto/ipfix-enterprise-entities.def`).
 pub const VMWARE_PEN: u32 = 6876;
+
+/// Antrea's private enterprise number (`vmware/go-ipfix`,
+/// `pkg/registry/registry_antrea.csv`), under which its flow exporter
+/// defines pod and node names as strings.
+pub const ANTREA_PEN: u32 = 56506;
+
+/// A template field length that says the value carries its own length
+/// (RFC 7011 section 7).
+pub const VARIABLE_LENGTH: u16 = 65535;
 
 /// Open vSwitch's tunnelType values (`enum dpif_ipfix_tunnel_type`,
 /// `ofproto/ofproto-dpif-ipfix.c`). It has none for IP in IP.
@@ -101,6 +131,14 @@ pub enum Field {
     /// VMware 6876.891 tunnelType, as Open vSwitch exports it: 0x01 VXLAN,
     /// 0x02 GRE, 0x07 Geneve.
     VmwareTunnelType,
+    /// Antrea 56506.100 to .105, variable-length strings (see
+    /// [`super::names`]).
+    SourcePodNamespace,
+    SourcePodName,
+    DestinationPodNamespace,
+    DestinationPodName,
+    SourceNodeName,
+    DestinationNodeName,
 }
 
 impl Field {
@@ -138,6 +176,12 @@ impl Field {
             Field::NtopOuterSrcIpv6 => 396,
             Field::NtopOuterDstIpv6 => 397,
             Field::VmwareTunnelType => 891,
+            Field::SourcePodNamespace => 100,
+            Field::SourcePodName => 101,
+            Field::DestinationPodNamespace => 102,
+            Field::DestinationPodName => 103,
+            Field::SourceNodeName => 104,
+            Field::DestinationNodeName => 105,
         }
     }
 
@@ -154,14 +198,27 @@ impl Field {
             | Field::NtopOuterSrcIpv6
             | Field::NtopOuterDstIpv6 => Some(NTOP_PEN),
             Field::VmwareTunnelType => Some(VMWARE_PEN),
+            Field::SourcePodNamespace
+            | Field::SourcePodName
+            | Field::DestinationPodNamespace
+            | Field::DestinationPodName
+            | Field::SourceNodeName
+            | Field::DestinationNodeName => Some(ANTREA_PEN),
             _ => None,
         }
     }
 
-    /// Encoded length in bytes.
+    /// Encoded length in bytes; [`VARIABLE_LENGTH`] for a value that
+    /// carries its own length.
     #[must_use]
     pub const fn width(self) -> u16 {
         match self {
+            Field::SourcePodNamespace
+            | Field::SourcePodName
+            | Field::DestinationPodNamespace
+            | Field::DestinationPodName
+            | Field::SourceNodeName
+            | Field::DestinationNodeName => VARIABLE_LENGTH,
             Field::ProtocolIdentifier
             | Field::IpClassOfService
             | Field::IpVersion
@@ -195,8 +252,37 @@ impl Field {
         }
     }
 
-    /// Appends this element's value for `r`, exactly `width()` bytes.
-    pub fn write(self, r: &FlowRecord, clock: &WallClock, out: &mut Vec<u8>) {
+    /// The names this element carries, for a variable-length one.
+    fn name(self, n: &RecordNames) -> Option<&str> {
+        Some(match self {
+            Field::SourcePodNamespace => &n.src_namespace,
+            Field::SourcePodName => &n.src_pod,
+            Field::DestinationPodNamespace => &n.dst_namespace,
+            Field::DestinationPodName => &n.dst_pod,
+            Field::SourceNodeName => &n.src_node,
+            Field::DestinationNodeName => &n.dst_node,
+            _ => return None,
+        })
+    }
+
+    /// The bytes this element takes for `names`: its width, or for a
+    /// variable-length one its value with the length before it.
+    #[must_use]
+    pub fn encoded_len(self, names: Option<&RecordNames>) -> usize {
+        match names.and_then(|n| self.name(n)) {
+            Some(s) => variable_prefix(s.len()) + s.len(),
+            None if self.width() == VARIABLE_LENGTH => 1,
+            None => usize::from(self.width()),
+        }
+    }
+
+    /// Appends this element's value for `r` (its names, for a name):
+    /// exactly [`Field::encoded_len`] bytes.
+    pub fn write(self, r: &FlowRecord, clock: &WallClock, names: Option<&RecordNames>, out: &mut Vec<u8>) {
+        if self.width() == VARIABLE_LENGTH {
+            write_variable(names.and_then(|n| self.name(n)).unwrap_or("").as_bytes(), out);
+            return;
+        }
         let k = &r.key;
         let icmp = k.is_icmp();
         let ports = if icmp { (0, 0) } else { (k.src_port, k.dst_port) };
@@ -236,6 +322,12 @@ impl Field {
                 Some(Tunnel::Ipip) => IPPROTO_IPIP,
                 _ => IPPROTO_UDP,
             }),
+            Field::SourcePodNamespace
+            | Field::SourcePodName
+            | Field::DestinationPodNamespace
+            | Field::DestinationPodName
+            | Field::SourceNodeName
+            | Field::DestinationNodeName => unreachable!("written above"),
             Field::VmwareTunnelType => out.push(match k.tunnel() {
                 Some(Tunnel::Vxlan) => OVS_TUNNEL_VXLAN,
                 Some(Tunnel::Gre) => OVS_TUNNEL_GRE,

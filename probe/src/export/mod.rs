@@ -8,6 +8,7 @@ pub mod fields;
 pub mod ipfix;
 pub mod json;
 pub mod message;
+pub mod names;
 pub mod netflow5;
 pub mod netflow9;
 pub mod options;

@@ -94,6 +94,7 @@ impl RecordSink for UdpSink {
             templates: with_templates,
             options: options.as_ref(),
             sampling: ctx.sampling,
+            metadata: Some(ctx.metadata),
         };
         let encoded = self.encoder.encode(&batch);
         let (messages, not_carried) = (encoded.messages, encoded.not_carried);

@@ -11,6 +11,7 @@ use crate::{
         message::Encoded,
         options::{self, OptionValues},
     },
+    metadata::IpMap,
     record::FlowRecord,
 };
 
@@ -42,6 +43,7 @@ impl Dialect for Ipfix {
     /// Data records sent before the message, templates not counted (RFC
     /// 7011 3.1).
     const SEQUENCE_COUNTS_RECORDS: bool = true;
+    const CARRIES_NAMES: bool = true;
 
     fn domain(&self) -> u32 {
         self.domain_id
@@ -98,6 +100,20 @@ impl Builder<Ipfix> {
         with_templates: bool,
         options: Option<&OptionValues>,
     ) -> Vec<Encoded> {
-        self.build(records, clock, &export_secs, with_templates, options)
+        self.build(records, clock, &export_secs, with_templates, options, None)
+    }
+
+    /// [`Builder::<Ipfix>::encode`], naming the records' ends from
+    /// `metadata` (Antrea's elements, in the named templates).
+    pub fn encode_named(
+        &mut self,
+        records: &[FlowRecord],
+        clock: &WallClock,
+        export_secs: u32,
+        with_templates: bool,
+        options: Option<&OptionValues>,
+        metadata: &IpMap,
+    ) -> Vec<Encoded> {
+        self.build(records, clock, &export_secs, with_templates, options, Some(metadata))
     }
 }

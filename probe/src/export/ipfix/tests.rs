@@ -183,3 +183,63 @@ fn options_records_round_trip_with_their_templates() {
     assert_eq!(messages.iter().map(|m| m.options).sum::<u32>(), 5);
     assert_eq!(headers[0].header.sequence_number, 0);
 }
+
+/// Records whose ends a source names go in their shape's named template
+/// (the shape's id + 768) with Antrea's six string elements after the
+/// shape's; a record with no known end stays in its plain template; a
+/// named record too long for the MTU goes unnamed rather than not at all.
+#[test]
+fn named_records_carry_antreas_elements() {
+    use crate::{
+        export::{builder::NAMED_TEMPLATE_OFFSET, fields::ANTREA_PEN, shape::Family},
+        metadata::{IpMap, Owner, OwnerKind},
+    };
+    let mut map = IpMap::new(std::time::Duration::from_mins(2));
+    let pod = |name: &str, node: &str| Owner {
+        kind: OwnerKind::Pod,
+        name: name.into(),
+        namespace: Some("shop".into()),
+        node: Some(node.into()),
+        workload: None,
+        labels: std::collections::BTreeMap::new(),
+    };
+    // testing::record's IPv4 pods: 10.244.0.2 to 10.244.1.3.
+    map.set(&"pod/a".into(), pod("web-1", "node-1"), &["10.244.0.2".parse().unwrap()], 0);
+    let long = "p".repeat(300);
+    map.set(&"pod/b".into(), pod(&long, "node-2"), &["10.244.1.3".parse().unwrap()], 0);
+    let named = record(1, Shape::vxlan(Family::V4, Family::V4), 6, DIRECTION_EGRESS);
+    let plain = record(2, Shape::Plain(Family::V6), 17, DIRECTION_EGRESS);
+    let records = [named.clone(), plain.clone()];
+    let mut enc = IpfixEncoder::new(7, 1400).unwrap();
+    let messages = enc.encode_named(&records, &CLOCK, 1_767_225_700, true, None, &map);
+    let (headers, decoded) = decode(&messages);
+    assert_eq!(decoded.len(), 2);
+    let sets: Vec<u16> = headers
+        .iter()
+        .flat_map(|h| h.flowsets.iter())
+        .filter(|s| matches!(s.body, FlowSetBody::Data(_)))
+        .map(|s| s.header.header_id)
+        .collect();
+    assert_eq!(sets, [257, 258 + NAMED_TEMPLATE_OFFSET], "plain IPv6 unnamed, VXLAN named");
+    let got = decoded.iter().find(|d| packets_of(d) == named.packets).unwrap();
+    let string = |id: u16| {
+        let f = IpfixField::new(id, Some(ANTREA_PEN));
+        got.iter().find(|(g, _)| *g == f).map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    };
+    assert_eq!(string(100).as_deref(), Some("shop"));
+    assert_eq!(string(101).as_deref(), Some("web-1"));
+    assert_eq!(string(102).as_deref(), Some("shop"));
+    assert_eq!(string(103).as_deref(), Some(long.as_str()), "300 bytes: a three-byte length");
+    assert_eq!((string(104).as_deref(), string(105).as_deref()), (Some("node-1"), Some("node-2")));
+    for (id, pen, bytes) in expected(&named) {
+        let value = got.iter().find(|(f, _)| *f == IpfixField::new(id, pen)).unwrap();
+        assert_eq!(value.1, bytes, "{id} beside the names");
+    }
+    // A name the MTU cannot hold: the record goes unnamed.
+    map.set(&"pod/b".into(), pod(&"p".repeat(600), "node-2"), &["10.244.1.3".parse().unwrap()], 0);
+    let mut small = IpfixEncoder::new(7, 512).unwrap();
+    let messages = small.encode_named(&[named], &CLOCK, 1_767_225_700, true, None, &map);
+    let (_, decoded) = decode(&messages);
+    assert_eq!(decoded.len(), 1);
+    assert!(decoded[0].iter().all(|(f, _)| *f != IpfixField::new(101, Some(ANTREA_PEN))));
+}

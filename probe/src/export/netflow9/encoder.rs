@@ -8,8 +8,9 @@ use crate::{
     clock::WallClock,
     export::{
         builder::{Builder, Dialect, EncodeError},
-        fields::{Field, NTOP_PEN, VMWARE_PEN},
+        fields::{Field, NTOP_PEN},
         message::Encoded,
+        names::RecordNames,
         options::{self, OptionValues},
         uptime::Uptime,
     },
@@ -51,6 +52,7 @@ impl Dialect for Netflow9 {
     const OPTIONS: options::Dialect = options::Dialect::Netflow9;
     /// Export packets sent before this one (RFC 3954 5.1).
     const SEQUENCE_COUNTS_RECORDS: bool = false;
+    const CARRIES_NAMES: bool = false;
 
     fn domain(&self) -> u32 {
         self.source_id
@@ -71,9 +73,9 @@ impl Dialect for Netflow9 {
     }
 
     /// NetFlow v9 has no enterprise numbers: ntop's elements have v9 ids
-    /// of their own, VMware's none.
+    /// of their own, VMware's and Antrea's none.
     fn carries(f: Field) -> bool {
-        f.enterprise() != Some(VMWARE_PEN)
+        f.enterprise().is_none_or(|pen| pen == NTOP_PEN)
     }
 
     fn field_spec(f: Field) -> (u16, u16, Option<u32>) {
@@ -86,12 +88,19 @@ impl Dialect for Netflow9 {
         (ty, len, None)
     }
 
-    fn write_field(f: Field, r: &FlowRecord, clock: &WallClock, stamp: &Stamp, out: &mut Vec<u8>) {
+    fn write_field(
+        f: Field,
+        r: &FlowRecord,
+        names: Option<&RecordNames>,
+        clock: &WallClock,
+        stamp: &Stamp,
+        out: &mut Vec<u8>,
+    ) {
         let uptime = |ns| Uptime::since(stamp.epoch_ms, clock.to_unix_ms(ns)).to_be_bytes();
         match f {
             Field::FlowStartMilliseconds => out.extend_from_slice(&uptime(r.start_ns)),
             Field::FlowEndMilliseconds => out.extend_from_slice(&uptime(r.end_ns)),
-            f => f.write(r, clock, out),
+            f => f.write(r, clock, names, out),
         }
     }
 }
@@ -123,6 +132,6 @@ impl Builder<Netflow9> {
             uptime_ms: Uptime::since(epoch_ms, now_ms),
             unix_secs: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
         };
-        self.build(records, clock, &stamp, with_templates, options)
+        self.build(records, clock, &stamp, with_templates, options, None)
     }
 }

@@ -103,6 +103,7 @@ impl TcpSink {
             templates: true,
             options: None,
             sampling: 1,
+            metadata: None,
         };
         let templates = encoder.encode(&batch).messages;
         let shared = Arc::new(Shared {
@@ -203,6 +204,7 @@ impl RecordSink for TcpSink {
             templates: false,
             options: values.as_ref(),
             sampling: ctx.sampling,
+            metadata: Some(ctx.metadata),
         };
         let messages = self.encoder.encode(&batch).messages;
         if options_due {
