@@ -1,12 +1,16 @@
 //! Names in the records, from the `file` metadata source, on the Flannel
 //! topology: both ends of each pod flow, and the nodes of its tunnel, named
 //! by who held each address when the flow's packets were seen; through IP
-//! reuse, the older flow keeps the old pod's name. Needs root.
+//! reuse, the older flow keeps the old pod's name. In the JSON lines, and
+//! in IPFIX to nfcapd (which reads every record, names or not) and to
+//! pmacct's nfacctd (which shows the names through custom primitives).
+//! Needs root.
 
 use std::time::Duration;
 
 use vxflow_testkit::{
     TempDir,
+    collectors::{Nfacctd, Nfcapd},
     probe::{Record, Vxflow},
     require_root,
     topology::{Flannel, Offloads, Options},
@@ -42,8 +46,12 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
         format!("{nodes}{web_entry}{db_entry}")
     };
     std::fs::write(&names, with_db("db-0")).unwrap();
+    let nfcapd = Nfcapd::start(&n1.ns, 9995);
+    let pmacct = Nfacctd::start_named(&n1.ns, 9996);
+    let collectors = "[[collector]]\naddress = \"127.0.0.1:9995\"\nprotocol = \"ipfix\"\n\
+                      [[collector]]\naddress = \"127.0.0.1:9996\"\nprotocol = \"ipfix\"\n";
     let body = format!(
-        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n[metadata]\nfile = \"{}\"\n",
+        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n[metadata]\nfile = \"{}\"\n{collectors}",
         names.display()
     );
     std::fs::write(&config, body).unwrap();
@@ -59,6 +67,8 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9602, 40, 100), 40);
     std::thread::sleep(Duration::from_millis(300));
     let done = vxflow.stop();
+    let collected = nfcapd.stop();
+    let rows = pmacct.stop_rows();
 
     for (port, db_name) in [(9601, "db-0"), (9602, "db-1")] {
         let records = to_port(&done.records, port);
@@ -75,5 +85,28 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
             assert_eq!(r.tunnel.as_deref(), Some("vxlan"));
             assert_eq!((r.outer_src_node.as_deref(), r.outer_dst_node.as_deref()), (Some("node-1"), Some("node-2")));
         }
+    }
+
+    // nfcapd reads every record: the names' elements do not trouble it.
+    assert_eq!(collected.sequence_failures, 0);
+    let mut from_nfdump = collected.flows;
+    from_nfdump.sort();
+    assert_eq!(from_nfdump, done.nfdump_flows(), "nfdump and the JSON records disagree");
+    // pmacct shows the names.
+    for (port, db_name) in [("9601", "db-0"), ("9602", "db-1")] {
+        let row = rows
+            .iter()
+            .find(|r| r.get("DST_PORT").map(String::as_str) == Some(port))
+            .unwrap_or_else(|| panic!("no pmacct row to {port}: {rows:#?}"));
+        let col = |c: &str| row.get(c).map(String::as_str);
+        assert_eq!((col("src_pod"), col("dst_pod")), (Some("web-1"), Some(db_name)), "{row:?}");
+        assert_eq!((col("src_pod_ns"), col("dst_pod_ns")), (Some("shop"), Some("shop")), "{row:?}");
+        assert_eq!((col("src_node"), col("dst_node")), (Some("node-1"), Some("node-2")), "{row:?}");
+        let packets: u64 = rows
+            .iter()
+            .filter(|r| r.get("DST_PORT").map(String::as_str) == Some(port))
+            .map(|r| r["PACKETS"].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(packets, 40, "pmacct's count to {port}");
     }
 }

@@ -14,6 +14,8 @@ use crate::netns::Netns;
 pub struct Nfacctd {
     child: Option<Child>,
     dir: PathBuf,
+    /// The primitives file's directory, for a named nfacctd.
+    extra_dir: Option<PathBuf>,
 }
 
 /// One nfacctd aggregate.
@@ -38,6 +40,36 @@ impl Nfacctd {
     /// As [`Nfacctd::start`], with more configuration lines (`key: value`).
     #[must_use]
     pub fn start_with(ns: &Netns, port: u16, extra: &str) -> Self {
+        Self::start_aggregating(ns, port, "src_host, dst_host, src_port, dst_port, proto, vxlan", extra)
+    }
+
+    /// nfacctd aggregating also by Antrea's name elements, read as
+    /// variable-length strings through `aggregate_primitives`: columns
+    /// `src_pod_ns`, `src_pod`, `dst_pod_ns`, `dst_pod`, `src_node`,
+    /// `dst_node` in [`Nfacctd::stop_rows`] (custom primitives keep their
+    /// case; pmacct's own columns are upper case).
+    #[must_use]
+    pub fn start_named(ns: &Netns, port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}-nfacctd-{port}-primitives", ns.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let primitives = dir.join("primitives.lst");
+        let names = ["src_pod_ns", "src_pod", "dst_pod_ns", "dst_pod", "src_node", "dst_node"];
+        let lines: String = (100..)
+            .zip(names)
+            .map(|(id, name)| format!("name={name} field_type=56506:{id} len=vlen semantics=str\n"))
+            .collect();
+        std::fs::write(&primitives, lines).unwrap();
+        let mut nfacctd = Self::start_aggregating(
+            ns,
+            port,
+            &format!("src_host, dst_host, src_port, dst_port, proto, {}", names.join(", ")),
+            &format!("aggregate_primitives: {}\n", primitives.display()),
+        );
+        nfacctd.extra_dir = Some(dir);
+        nfacctd
+    }
+
+    fn start_aggregating(ns: &Netns, port: u16, aggregate: &str, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("{}-nfacctd-{port}", ns.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -47,7 +79,7 @@ impl Nfacctd {
             &conf,
             format!(
                 "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print[flows]\n\
-                 aggregate[flows]: src_host, dst_host, src_port, dst_port, proto, vxlan\n\
+                 aggregate[flows]: {aggregate}\n\
                  print_output[flows]: csv\nprint_output_file[flows]: {}\nprint_output_file_append[flows]: true\n\
                  print_refresh_time[flows]: 1\n{extra}",
                 csv.display()
@@ -61,7 +93,23 @@ impl Nfacctd {
             .spawn()
             .expect("spawn nfacctd (Debian package pmacct, installed by scripts/setup.sh)");
         wait_for_udp_listener(ns, port, "nfacctd");
-        Self { child: Some(child), dir }
+        Self { child: Some(child), dir, extra_dir: None }
+    }
+
+    /// Stops nfacctd and returns every row written, each as its columns by
+    /// header name.
+    #[must_use]
+    pub fn stop_rows(mut self) -> Vec<std::collections::BTreeMap<String, String>> {
+        let mut child = self.child.take().unwrap();
+        signal_and_wait(&mut child, libc::SIGINT);
+        let csv = std::fs::read_to_string(self.dir.join("flows.csv")).unwrap_or_default();
+        let mut lines = csv.lines();
+        let Some(header) = lines.next() else { return Vec::new() };
+        let cols: Vec<String> = header.split(',').map(str::to_owned).collect();
+        lines
+            .filter(|l| *l != header)
+            .map(|l| cols.iter().cloned().zip(l.split(',').map(str::to_owned)).collect())
+            .collect()
     }
 
     /// Stops nfacctd (SIGINT purges its cache) and returns every aggregate
@@ -111,5 +159,8 @@ impl Drop for Nfacctd {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.extra_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
