@@ -1,6 +1,7 @@
 //! pmacct's nfacctd, its flows read back from its print plugin.
 
 use std::{
+    fmt::Write as _,
     net::IpAddr,
     path::PathBuf,
     process::{Child, Stdio},
@@ -54,10 +55,10 @@ impl Nfacctd {
         std::fs::create_dir_all(&dir).unwrap();
         let primitives = dir.join("primitives.lst");
         let names = ["src_pod_ns", "src_pod", "dst_pod_ns", "dst_pod", "src_node", "dst_node"];
-        let lines: String = (100..)
-            .zip(names)
-            .map(|(id, name)| format!("name={name} field_type=56506:{id} len=vlen semantics=str\n"))
-            .collect();
+        let mut lines = String::new();
+        for (id, name) in (100..).zip(names) {
+            let _ = writeln!(lines, "name={name} field_type=56506:{id} len=vlen semantics=str");
+        }
         std::fs::write(&primitives, lines).unwrap();
         let mut nfacctd = Self::start_aggregating(
             ns,
