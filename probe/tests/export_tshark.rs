@@ -274,7 +274,7 @@ fn tshark_decodes_named_ipfix_records() {
         namespace: Some("shop".into()),
         node: Some("node-1".into()),
         workload: None,
-        labels: std::collections::BTreeMap::new(),
+        labels: vxflow::metadata::ipmap::Labels::default(),
     };
     map.set(&"pod/a".into(), pod("web-1"), &["10.244.0.2".parse().unwrap()], 0);
     map.set(&"pod/b".into(), pod(&"d".repeat(260)), &["10.244.1.3".parse().unwrap()], 0);

@@ -156,15 +156,17 @@ struct EndNames {
 impl EndNames {
     fn of(resolved: &Resolved) -> Self {
         let Resolved::Owner(o) = resolved else { return Self::default() };
+        let text = |t: &Option<crate::metadata::ipmap::Text>| t.as_deref().map(str::to_owned);
         let mut n = Self {
-            namespace: o.namespace.clone(),
+            namespace: text(&o.namespace),
             workload: o.workload.as_ref().map(|w| format!("{}/{}", w.kind, w.name)),
             ..Self::default()
         };
+        let name = Some(o.name.to_string());
         match o.kind {
-            OwnerKind::Pod => (n.pod, n.node) = (Some(o.name.clone()), o.node.clone()),
-            OwnerKind::Node => n.node = Some(o.name.clone()),
-            OwnerKind::Host => (n.host, n.node) = (Some(o.name.clone()), o.node.clone()),
+            OwnerKind::Pod => (n.pod, n.node) = (name, text(&o.node)),
+            OwnerKind::Node => n.node = name,
+            OwnerKind::Host => (n.host, n.node) = (name, text(&o.node)),
         }
         n
     }
@@ -387,7 +389,7 @@ mod tests {
             namespace: (kind == OwnerKind::Pod).then(|| "shop".into()),
             node: (kind == OwnerKind::Pod).then(|| "node-1".into()),
             workload: (kind == OwnerKind::Pod).then(|| Workload { kind: "Deployment".into(), name: "web".into() }),
-            labels: std::collections::BTreeMap::new(),
+            labels: crate::metadata::ipmap::Labels::default(),
         };
         map.set(&"pod/1".into(), owner(OwnerKind::Pod, "web-1"), &["10.244.0.2".parse().unwrap()], 1);
         map.set(&"node/1".into(), owner(OwnerKind::Node, "node-1"), &["192.168.56.11".parse().unwrap()], 1);

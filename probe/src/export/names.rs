@@ -28,10 +28,12 @@ pub struct RecordNames {
 fn end(map: &IpMap, ip: &IpAddr, at: u64) -> Option<(String, String, String)> {
     let Resolved::Owner(o) = map.resolve(ip, at) else { return None };
     match o.kind {
-        OwnerKind::Pod => {
-            Some((o.namespace.clone().unwrap_or_default(), o.name.clone(), o.node.clone().unwrap_or_default()))
-        }
-        OwnerKind::Node => Some((String::new(), String::new(), o.name.clone())),
+        OwnerKind::Pod => Some((
+            o.namespace.as_deref().unwrap_or_default().to_owned(),
+            o.name.to_string(),
+            o.node.as_deref().unwrap_or_default().to_owned(),
+        )),
+        OwnerKind::Node => Some((String::new(), String::new(), o.name.to_string())),
         OwnerKind::Host => None,
     }
 }

@@ -104,7 +104,7 @@ impl Names {
                 None => None,
                 Some(w) => match w.split_once('/') {
                     Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
-                        Some(Workload { kind: kind.to_owned(), name: name.to_owned() })
+                        Some(Workload { kind: kind.into(), name: name.into() })
                     }
                     _ => return Err(bad("workload is not Kind/name")),
                 },
@@ -118,7 +118,14 @@ impl Names {
                 EntryKind::Host => OwnerKind::Host,
             };
             let id: OwnerId = format!("file/{kind:?}/{}/{}", e.namespace.as_deref().unwrap_or(""), e.name).into();
-            let owner = Owner { kind, name: e.name, namespace: e.namespace, node: e.node, workload, labels: e.labels };
+            let owner = Owner {
+                kind,
+                name: e.name.into(),
+                namespace: e.namespace.map(Into::into),
+                node: e.node.map(Into::into),
+                workload,
+                labels: e.labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            };
             if let Ok(ip) = e.address.parse::<IpAddr>() {
                 let (known, ips) = names.owners.entry(id).or_insert_with(|| (owner.clone(), Vec::new()));
                 if *known != owner {
@@ -216,7 +223,7 @@ mod tests {
 
     fn name_at(map: &IpMap, ip: &str, at: u64) -> Option<String> {
         match map.resolve(&ip.parse().unwrap(), at) {
-            Resolved::Owner(o) => Some(o.name.clone()),
+            Resolved::Owner(o) => Some(o.name.to_string()),
             _ => None,
         }
     }
@@ -247,7 +254,7 @@ mod tests {
         let names = Names::parse(Path::new("n.toml"), toml).unwrap();
         assert_eq!(names.owners.len(), 1, "one pod, two addresses");
         let (owner, ips) = names.owners.values().next().unwrap();
-        assert_eq!((owner.workload.as_ref().unwrap().kind.as_str(), ips.len()), ("Deployment", 2));
+        assert_eq!((&*owner.workload.as_ref().unwrap().kind, ips.len()), ("Deployment", 2));
         assert_eq!(names.networks.len(), 1);
         let json = r#"{"host": [{"address": "10.0.0.1", "name": "vm-1", "labels": {"os": "linux"}}]}"#;
         let names = Names::parse(Path::new("n.json"), json).unwrap();

@@ -11,10 +11,19 @@
 //! records carry.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
 };
+
+use smallvec::SmallVec;
+
+/// A name, shared: the many pods of one namespace, node or workload hold
+/// one copy of its name (the map interns them).
+pub type Text = Arc<str>;
+
+/// Labels, key and value, in the order given.
+pub type Labels = Box<[(Text, Text)]>;
 
 /// What an owner is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,19 +39,51 @@ pub enum OwnerKind {
 /// rather than its `ReplicaSet`, where the source says so).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Workload {
-    pub kind: String,
-    pub name: String,
+    pub kind: Text,
+    pub name: Text,
 }
 
 /// Who an address belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub kind: OwnerKind,
-    pub name: String,
-    pub namespace: Option<String>,
-    pub node: Option<String>,
+    pub name: Text,
+    pub namespace: Option<Text>,
+    pub node: Option<Text>,
     pub workload: Option<Workload>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
+/// One copy of each name many owners share (namespaces, nodes, workloads,
+/// label keys and values): at 100,000 pods the map would otherwise hold the
+/// same few hundred strings 100,000 times.
+#[derive(Debug, Default)]
+struct Interner(HashSet<Text>);
+
+impl Interner {
+    fn intern(&mut self, s: &Text) -> Text {
+        if let Some(known) = self.0.get(s) {
+            return known.clone();
+        }
+        self.0.insert(s.clone());
+        s.clone()
+    }
+
+    /// The owner with its shared names interned; its own name is its own.
+    fn owner(&mut self, o: Owner) -> Owner {
+        Owner {
+            namespace: o.namespace.as_ref().map(|s| self.intern(s)),
+            node: o.node.as_ref().map(|s| self.intern(s)),
+            workload: o.workload.as_ref().map(|w| Workload { kind: self.intern(&w.kind), name: self.intern(&w.name) }),
+            labels: o.labels.iter().map(|(k, v)| (self.intern(k), self.intern(v))).collect(),
+            ..o
+        }
+    }
+
+    /// Forgets names no owner uses any more.
+    fn sweep(&mut self) {
+        self.0.retain(|s| Arc::strong_count(s) > 1);
+    }
 }
 
 /// An owner's identity within its source: `pod/<uid>`, `node/<name>`,
@@ -64,6 +105,14 @@ impl Tenure {
     }
 }
 
+/// An owner and the addresses it holds now (none once gone).
+#[derive(Debug)]
+struct Known {
+    owner: Arc<Owner>,
+    /// A pod's one or two addresses, inline.
+    held: SmallVec<[IpAddr; 2]>,
+}
+
 /// What an address resolves to at one time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolved {
@@ -77,11 +126,12 @@ pub enum Resolved {
 /// The map, with the addresses and owners its sources reported.
 #[derive(Debug, Default)]
 pub struct IpMap {
-    owners: HashMap<OwnerId, Arc<Owner>>,
-    /// By address, every tenure still kept, oldest first.
-    tenures: HashMap<IpAddr, Vec<Tenure>>,
-    /// By owner, the addresses it holds now.
-    held: HashMap<OwnerId, Vec<IpAddr>>,
+    /// Every owner a kept tenure names, live or gone.
+    owners: HashMap<OwnerId, Known>,
+    /// By address, every tenure still kept, oldest first: almost always
+    /// one, held inline.
+    tenures: HashMap<IpAddr, SmallVec<[Tenure; 1]>>,
+    names: Interner,
     /// Named networks (the `file` source's), longest prefix first: what an
     /// address no owner held resolves to.
     networks: Vec<(ipnet::IpNet, Arc<Owner>)>,
@@ -106,11 +156,19 @@ impl IpMap {
     /// Returns the addresses another owner held live at the same time
     /// (conflicts, counted).
     pub fn set(&mut self, id: &OwnerId, owner: Owner, ips: &[IpAddr], now: u64) -> Vec<IpAddr> {
-        let changed = self.owners.get(id).is_none_or(|o| **o != owner);
-        if changed {
-            self.owners.insert(id.clone(), Arc::new(owner));
-        }
-        let before = self.held.remove(id).unwrap_or_default();
+        let before = match self.owners.get_mut(id) {
+            Some(known) => {
+                if *known.owner != owner {
+                    known.owner = Arc::new(self.names.owner(owner));
+                }
+                std::mem::take(&mut known.held)
+            }
+            None => {
+                let owner = Arc::new(self.names.owner(owner));
+                self.owners.insert(id.clone(), Known { owner, held: SmallVec::new() });
+                SmallVec::new()
+            }
+        };
         for ip in before.iter().filter(|ip| !ips.contains(ip)) {
             self.end(ip, id, now);
         }
@@ -123,17 +181,20 @@ impl IpMap {
             list.push(Tenure { owner: id.clone(), since: now, until: None });
         }
         self.conflicts += conflicts.len() as u64;
-        let mut now_held = ips.to_vec();
+        let mut now_held: SmallVec<[IpAddr; 2]> = ips.iter().copied().collect();
         now_held.sort_unstable();
         now_held.dedup();
-        self.held.insert(id.clone(), now_held);
+        if let Some(known) = self.owners.get_mut(id) {
+            known.held = now_held;
+        }
         conflicts
     }
 
     /// `id` is gone at `now`: its tenures end; it stays resolvable for what
     /// happened before, until the grace period after `now`.
     pub fn remove(&mut self, id: &OwnerId, now: u64) {
-        for ip in self.held.remove(id).unwrap_or_default() {
+        let held = self.owners.get_mut(id).map(|k| std::mem::take(&mut k.held)).unwrap_or_default();
+        for ip in held {
             self.end(&ip, id, now);
         }
     }
@@ -148,7 +209,7 @@ impl IpMap {
 
     /// The owners `self` knows now, by id, and what each holds.
     pub fn live(&self) -> impl Iterator<Item = (&OwnerId, &[IpAddr])> {
-        self.held.iter().map(|(id, ips)| (id, ips.as_slice()))
+        self.owners.iter().filter(|(_, k)| !k.held.is_empty()).map(|(id, k)| (id, k.held.as_slice()))
     }
 
     /// Drops tenures that ended more than the grace period before `now`,
@@ -159,10 +220,9 @@ impl IpMap {
             list.retain(|t| t.until.is_none_or(|u| u >= keep_after));
             !list.is_empty()
         });
-        let mut referenced: std::collections::HashSet<&OwnerId> = self.held.keys().collect();
-        referenced.extend(self.tenures.values().flatten().map(|t| &t.owner));
-        let referenced: std::collections::HashSet<OwnerId> = referenced.into_iter().cloned().collect();
-        self.owners.retain(|id, _| referenced.contains(id));
+        let referenced: HashSet<OwnerId> = self.tenures.values().flatten().map(|t| t.owner.clone()).collect();
+        self.owners.retain(|id, k| !k.held.is_empty() || referenced.contains(id));
+        self.names.sweep();
     }
 
     /// Replaces the named networks. They hold no history: an address in
@@ -186,12 +246,14 @@ impl IpMap {
         let mut found = list.iter().filter(|t| t.covers(at));
         match (found.next(), found.next()) {
             (None, _) => network(),
-            (Some(t), None) => self.owners.get(&t.owner).map_or(Resolved::Unknown, |o| Resolved::Owner(o.clone())),
-            (Some(a), Some(b)) if a.owner == b.owner => {
-                self.owners.get(&a.owner).map_or(Resolved::Unknown, |o| Resolved::Owner(o.clone()))
-            }
+            (Some(t), None) => self.owner(&t.owner),
+            (Some(a), Some(b)) if a.owner == b.owner => self.owner(&a.owner),
             _ => Resolved::Conflict,
         }
+    }
+
+    fn owner(&self, id: &OwnerId) -> Resolved {
+        self.owners.get(id).map_or(Resolved::Unknown, |k| Resolved::Owner(k.owner.clone()))
     }
 
     /// Addresses another live owner already held when an owner claimed them.
@@ -220,7 +282,7 @@ mod tests {
             namespace: Some("default".into()),
             node: Some("node-1".into()),
             workload: None,
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
         }
     }
 

@@ -201,7 +201,7 @@ fn named_records_carry_antreas_elements() {
         namespace: Some("shop".into()),
         node: Some(node.into()),
         workload: None,
-        labels: std::collections::BTreeMap::new(),
+        labels: crate::metadata::ipmap::Labels::default(),
     };
     // testing::record's IPv4 pods: 10.244.0.2 to 10.244.1.3.
     map.set(&"pod/a".into(), pod("web-1", "node-1"), &["10.244.0.2".parse().unwrap()], 0);
