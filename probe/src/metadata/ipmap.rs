@@ -156,18 +156,15 @@ impl IpMap {
     /// Returns the addresses another owner held live at the same time
     /// (conflicts, counted).
     pub fn set(&mut self, id: &OwnerId, owner: Owner, ips: &[IpAddr], now: u64) -> Vec<IpAddr> {
-        let before = match self.owners.get_mut(id) {
-            Some(known) => {
-                if *known.owner != owner {
-                    known.owner = Arc::new(self.names.owner(owner));
-                }
-                std::mem::take(&mut known.held)
+        let before = if let Some(known) = self.owners.get_mut(id) {
+            if *known.owner != owner {
+                known.owner = Arc::new(self.names.owner(owner));
             }
-            None => {
-                let owner = Arc::new(self.names.owner(owner));
-                self.owners.insert(id.clone(), Known { owner, held: SmallVec::new() });
-                SmallVec::new()
-            }
+            std::mem::take(&mut known.held)
+        } else {
+            let owner = Arc::new(self.names.owner(owner));
+            self.owners.insert(id.clone(), Known { owner, held: SmallVec::new() });
+            SmallVec::new()
         };
         for ip in before.iter().filter(|ip| !ips.contains(ip)) {
             self.end(ip, id, now);
