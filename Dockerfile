@@ -5,7 +5,12 @@
 # kernel 5.15+ with BTF.
 
 FROM rust:1.95-bookworm AS build
-RUN rustup toolchain install nightly --profile minimal --component rust-src \
+# protoc builds the container runtime's CRI API (the k8s-cri crate).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup toolchain install nightly --profile minimal --component rust-src \
  && cargo install bpf-linker@0.10.0 --locked
 WORKDIR /src
 COPY . .

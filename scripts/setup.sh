@@ -2,7 +2,9 @@
 # Installs what building and testing vxflow needs on Debian 12, idempotently:
 # Debian packages (iproute2, iperf3, ethtool, ping, tshark, nfdump, pmacct, softflowd
 # for the peer benchmark, Open vSwitch for its userspace Geneve, clang and
-# libbpf-dev for the C reference classifier of the datapath benchmark, ...), the
+# libbpf-dev for the C reference classifier of the datapath benchmark,
+# protobuf-compiler for the CRI API, containerd, runc, the CNI plugins and
+# busybox-static for the CRI source's tests, ...), the
 # nightly rust-src component, bpf-linker 0.10 (newer releases need a system
 # LLVM that Debian 12 does not have), cargo-deb and hadolint. Needs root for apt.
 set -euo pipefail
@@ -14,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct softflowd tcpdump bpftool procps systemd util-linux strace clang libbpf-dev openvswitch-switch)
+packages=(iproute2 iperf3 ethtool iputils-ping tshark nfdump pmacct softflowd tcpdump bpftool procps systemd util-linux strace clang libbpf-dev openvswitch-switch protobuf-compiler containerd runc containernetworking-plugins busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

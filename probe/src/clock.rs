@@ -63,6 +63,13 @@ impl WallClock {
         UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
+    /// The kernel-clock time of `unix_ns` (nanoseconds since the epoch), 0
+    /// for a time before the kernel clock began.
+    #[must_use]
+    pub fn to_kernel_ns(&self, unix_ns: i128) -> u64 {
+        u64::try_from((unix_ns - self.offset_ns).max(0)).unwrap_or(u64::MAX)
+    }
+
     /// Milliseconds since the Unix epoch (flowStartMilliseconds, IE 152).
     #[must_use]
     pub fn to_unix_ms(&self, kernel_ns: u64) -> u64 {

@@ -108,6 +108,13 @@ pub struct FileConfig {
 pub struct MetadataSection {
     /// A TOML or JSON file naming addresses and networks.
     pub file: Option<PathBuf>,
+    /// The container runtime's CRI socket, to ask for this node's pods.
+    pub cri: Option<PathBuf>,
+    /// How often the runtime is asked (default 2s).
+    #[serde(default, with = "humantime_serde")]
+    pub cri_interval: Option<Duration>,
+    /// This node's name (default: `$NODE_NAME`, else the host name).
+    pub node: Option<String>,
     /// How long a gone pod still names late records (default 2m).
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
@@ -384,6 +391,9 @@ impl FileConfig {
             vni_meaning,
             metadata: MetadataConfig {
                 file: self.metadata.file,
+                cri: self.metadata.cri,
+                cri_interval: self.metadata.cri_interval.unwrap_or(crate::metadata::DEFAULT_CRI_INTERVAL),
+                node: self.metadata.node.unwrap_or_else(node_name),
                 grace: self.metadata.grace.unwrap_or(crate::metadata::DEFAULT_GRACE),
             },
             poll_interval,
@@ -430,6 +440,22 @@ impl FileConfig {
             },
         })
     }
+}
+
+/// This node's name when the configuration gives none: `$NODE_NAME` (the
+/// `DaemonSet` sets it from `spec.nodeName`), else the host name.
+fn node_name() -> String {
+    if let Ok(name) = std::env::var("NODE_NAME")
+        && !name.is_empty()
+    {
+        return name;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer and its length are valid; gethostname writes at
+    // most that many bytes.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if ok { String::from_utf8_lossy(&buf[..len]).into_owned() } else { String::new() }
 }
 
 /// The parser's message with its lines joined, so a log line holds it all.
@@ -483,6 +509,9 @@ impl RuntimeConfig {
         let text = |d: Duration| humantime::format_duration(d).to_string();
         if self.metadata.grace > limits::MAX_TIMEOUT {
             return invalid("metadata.grace", text(self.metadata.grace), "must be at most 7days");
+        }
+        if !(Duration::from_millis(100)..=Duration::from_mins(10)).contains(&self.metadata.cri_interval) {
+            return invalid("metadata.cri_interval", text(self.metadata.cri_interval), "must be from 100ms to 10m");
         }
         for (key, d) in [
             ("cache.active_timeout", c.active_timeout),

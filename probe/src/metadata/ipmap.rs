@@ -156,6 +156,16 @@ impl IpMap {
     /// Returns the addresses another owner held live at the same time
     /// (conflicts, counted).
     pub fn set(&mut self, id: &OwnerId, owner: Owner, ips: &[IpAddr], now: u64) -> Vec<IpAddr> {
+        self.set_since(id, owner, ips, now, now)
+    }
+
+    /// [`IpMap::set`], with addresses it did not hold held from `since`
+    /// (at most `now`): when the source knows the owner began then (a pod
+    /// sandbox's creation time), before it could report it. An owner that
+    /// ended its hold after `since` had given the address up by then (an
+    /// address is assigned only once released): its end moves back.
+    pub fn set_since(&mut self, id: &OwnerId, owner: Owner, ips: &[IpAddr], now: u64, since: u64) -> Vec<IpAddr> {
+        let since = since.min(now);
         let before = if let Some(known) = self.owners.get_mut(id) {
             if *known.owner != owner {
                 known.owner = Arc::new(self.names.owner(owner));
@@ -175,7 +185,12 @@ impl IpMap {
             if list.iter().any(|t| t.until.is_none() && t.owner != *id) {
                 conflicts.push(*ip);
             }
-            list.push(Tenure { owner: id.clone(), since: now, until: None });
+            for t in list.iter_mut().filter(|t| t.owner != *id) {
+                if let Some(until) = &mut t.until {
+                    *until = (*until).min(since.saturating_sub(1)).max(t.since);
+                }
+            }
+            list.push(Tenure { owner: id.clone(), since, until: None });
         }
         self.conflicts += conflicts.len() as u64;
         let mut now_held: SmallVec<[IpAddr; 2]> = ips.iter().copied().collect();
@@ -355,6 +370,22 @@ mod tests {
         assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 0)), Some("lab"), "before the pod held it");
         assert_eq!(name(&m.resolve(&ip("10.2.0.5"), 0)), Some("corp"));
         assert_eq!(m.resolve(&ip("192.168.0.1"), 0), Resolved::Unknown);
+    }
+
+    /// A source that learns of a new owner late says when it began: the
+    /// address is its from then, and the owner before it, whose end was
+    /// seen late too, gave it up by then.
+    #[test]
+    fn a_known_start_time_moves_the_handover_back() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let (old, new): (OwnerId, OwnerId) = ("pod/a".into(), "pod/b".into());
+        m.set(&old, pod("web-1"), &[ip("10.0.0.5")], S);
+        // Both changes seen at 10 s; the new pod began at 7 s.
+        m.remove(&old, 10 * S);
+        assert!(m.set_since(&new, pod("db-1"), &[ip("10.0.0.5")], 10 * S, 7 * S).is_empty());
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 6 * S)), Some("web-1"));
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 8 * S)), Some("db-1"));
+        assert_eq!(m.conflicts(), 0);
     }
 
     /// Setting an owner again with a changed address list ends what it

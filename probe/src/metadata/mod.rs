@@ -1,16 +1,17 @@
 //! Names for the addresses in flow records: which pod, node or named host
 //! held an address when a flow's packets were seen (`ipmap`), fed by the
-//! configured sources (`file`; the container runtime and the Kubernetes
-//! API come next). No source configured: records carry no names, as
-//! before.
+//! configured sources: a file (`file`) and the container runtime (`cri`,
+//! polled by a task of its own; the Kubernetes API comes next). No source
+//! configured: records carry no names, as before.
 
+pub mod cri;
 pub mod file;
 pub mod ipmap;
 
-use std::time::Duration;
+use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
-use self::file::FileSource;
 pub use self::ipmap::{IpMap, Owner, OwnerKind, Resolved};
+use self::{cri::Pod, file::FileSource, ipmap::OwnerId};
 
 /// How often ended tenures past their grace period are dropped.
 const EXPIRE_EVERY_NS: u64 = 10_000_000_000;
@@ -19,14 +20,84 @@ const EXPIRE_EVERY_NS: u64 = 10_000_000_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetadataConfig {
     /// The `file` source's path.
-    pub file: Option<std::path::PathBuf>,
+    pub file: Option<PathBuf>,
+    /// The `cri` source: the runtime's socket, and how often it is asked.
+    pub cri: Option<PathBuf>,
+    pub cri_interval: Duration,
+    /// This node's name, for the pods the runtime runs here.
+    pub node: String,
     /// How long a gone owner still names late records.
     pub grace: Duration,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
-        Self { file: None, grace: DEFAULT_GRACE }
+        Self { file: None, cri: None, cri_interval: DEFAULT_CRI_INTERVAL, node: String::new(), grace: DEFAULT_GRACE }
+    }
+}
+
+/// containerd's CRI socket.
+pub const DEFAULT_CRI_SOCKET: &str = "/run/containerd/containerd.sock";
+/// How often the runtime is asked for its pods.
+pub const DEFAULT_CRI_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the `cri` task has told the map, and the task.
+#[derive(Debug)]
+struct CriFeed {
+    pods: tokio::sync::watch::Receiver<Option<Arc<Vec<Pod>>>>,
+    applied: HashSet<OwnerId>,
+    socket: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CriFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Asks the runtime at `socket` for its pods every `interval`, for as long
+/// as the feed lives: each answer replaces the last. An unreachable or
+/// failing runtime is logged once until it answers again; the last answer
+/// stands meanwhile.
+async fn poll_cri(
+    socket: PathBuf,
+    node: String,
+    interval: Duration,
+    tx: tokio::sync::watch::Sender<Option<Arc<Vec<Pod>>>>,
+) {
+    let mut cri = None;
+    let mut failing = false;
+    loop {
+        if cri.is_none() {
+            match cri::Cri::connect(socket.clone()).await {
+                Ok(c) => cri = Some(c),
+                Err(error) if !failing => {
+                    tracing::warn!(error = %crate::error_chain(&error), "cannot reach the container runtime; retrying");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(c) = &mut cri {
+            match c.pods(&node).await {
+                Ok(pods) => {
+                    if failing || tx.borrow().is_none() {
+                        tracing::info!(socket = %socket.display(), pods = pods.len(), "the container runtime answers");
+                    }
+                    failing = false;
+                    tx.send_replace(Some(Arc::new(pods)));
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(error = %crate::error_chain(&error), "the container runtime failed; retrying");
+                    }
+                    failing = true;
+                    cri = None;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -38,40 +109,75 @@ pub const DEFAULT_GRACE: Duration = Duration::from_mins(2);
 pub struct Metadata {
     map: IpMap,
     file: Option<FileSource>,
+    cri: Option<CriFeed>,
     last_expiry: u64,
 }
 
 impl Metadata {
+    /// The map, and the sources `config` names; the `cri` task is spawned
+    /// on the current tokio runtime.
     #[must_use]
     pub fn new(config: &MetadataConfig) -> Self {
-        Self { map: IpMap::new(config.grace), file: config.file.clone().map(FileSource::new), last_expiry: 0 }
+        let mut m =
+            Self { map: IpMap::new(config.grace), file: config.file.clone().map(FileSource::new), ..Self::default() };
+        m.cri = config.cri.as_ref().map(|socket| spawn_cri(socket, config));
+        m
     }
 
     /// Takes a new configuration: a new file is read at the next refresh,
-    /// and what the old one named ends now (still naming records seen
-    /// before, for the grace period).
+    /// a new runtime socket asked; what a dropped source named ends now
+    /// (still naming records seen before, for the grace period).
     pub fn reconfigure(&mut self, config: &MetadataConfig, now: u64) {
         self.map.set_grace(config.grace);
         if self.file.as_ref().map(FileSource::path) != config.file.as_deref() {
             if self.file.take().is_some() {
-                self.end_file(now);
+                let ids: Vec<_> =
+                    self.map.live().map(|(id, _)| id.clone()).filter(|id| id.starts_with("file/")).collect();
+                for id in ids {
+                    self.map.remove(&id, now);
+                }
+                self.map.set_networks(Vec::new());
             }
             self.file = config.file.clone().map(FileSource::new);
         }
+        if self.cri.as_ref().map(|c| c.socket.as_path()) != config.cri.as_deref() {
+            if let Some(old) = self.cri.take() {
+                for id in &old.applied {
+                    self.map.remove(id, now);
+                }
+            }
+            self.cri = config.cri.as_ref().map(|socket| spawn_cri(socket, config));
+        }
     }
 
-    fn end_file(&mut self, now: u64) {
-        let ids: Vec<_> = self.map.live().map(|(id, _)| id.clone()).filter(|id| id.starts_with("file/")).collect();
-        for id in ids {
-            self.map.remove(&id, now);
+    /// Applies the runtime's latest answer, if a new one came.
+    fn apply_cri(&mut self, now: u64) {
+        let Some(feed) = &mut self.cri else { return };
+        if !feed.pods.has_changed().unwrap_or(false) {
+            return;
         }
-        self.map.set_networks(Vec::new());
+        let Some(pods) = feed.pods.borrow_and_update().clone() else { return };
+        let clock = crate::clock::WallClock::now();
+        let mut applied = HashSet::with_capacity(pods.len());
+        for pod in pods.iter() {
+            let since = clock.to_kernel_ns(i128::from(pod.created_unix_ns));
+            let conflicts = self.map.set_since(&pod.id, pod.owner.clone(), &pod.addresses, now, since);
+            if !conflicts.is_empty() {
+                tracing::warn!(pod = %pod.owner.name, ?conflicts, "addresses another live owner holds: not named");
+            }
+            applied.insert(pod.id.clone());
+        }
+        for gone in feed.applied.difference(&applied) {
+            self.map.remove(gone, now);
+        }
+        feed.applied = applied;
     }
 
     /// Brings the map up to date at `now`: the file re-read if it changed
     /// (or when `force`, as on SIGHUP), expired tenures dropped. Problems
     /// are logged; the map keeps what it had.
     pub fn refresh(&mut self, now: u64, force: bool) {
+        self.apply_cri(now);
         if let Some(file) = &mut self.file {
             match file.refresh(&mut self.map, now, force) {
                 Ok(Some((owners, networks))) => tracing::info!(
@@ -99,4 +205,10 @@ impl Metadata {
     pub fn map(&self) -> &IpMap {
         &self.map
     }
+}
+
+fn spawn_cri(socket: &std::path::Path, config: &MetadataConfig) -> CriFeed {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let task = tokio::spawn(poll_cri(socket.to_owned(), config.node.clone(), config.cri_interval, tx));
+    CriFeed { pods: rx, applied: HashSet::new(), socket: socket.to_owned(), task }
 }
