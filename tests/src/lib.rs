@@ -13,6 +13,7 @@
 pub mod cmd;
 pub mod collectors;
 pub mod configgen;
+pub mod containerd;
 pub mod hostile_frames;
 pub mod metrics;
 pub mod netns;
