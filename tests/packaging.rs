@@ -61,6 +61,13 @@ fn the_daemonset_grants_what_the_unit_grants_and_mounts_what_vxflow_uses() {
     let config_map = volume(mount("/etc/vxflow"))["configMap"]["name"].as_str().unwrap().to_owned();
     assert_eq!(of_kind(&docs, "ConfigMap")["metadata"]["name"].as_str(), Some(config_map.as_str()));
     assert!(volume(mount("/run/vxflow"))["emptyDir"].as_hash().is_some(), "the control socket's directory");
+    // The container runtime's socket, for the cri metadata source, and the
+    // node's name for its pods.
+    let cri = volume(mount("/run/containerd/containerd.sock"));
+    assert_eq!(cri["hostPath"]["type"].as_str(), Some("Socket"));
+    let env = c["env"].as_vec().unwrap();
+    let node = env.iter().find(|e| e["name"].as_str() == Some("NODE_NAME")).expect("NODE_NAME");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("spec.nodeName"));
     assert_eq!(strings(&c["args"]), ["run", "--config", "/etc/vxflow/vxflow.toml"]);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
 }
