@@ -66,6 +66,16 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     vxflow.wait_for_log_count("metadata file read", 2, Duration::from_secs(5));
     assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9602, 40, 100), 40);
     std::thread::sleep(Duration::from_millis(300));
+    // `vxflow ctl pods`: db's address held by db-0, then by db-1.
+    let pods = vxflow.ctl(&["pods"]);
+    let holders: Vec<(String, bool)> = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ip"] == db.addr.to_string())
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["until"].is_null()))
+        .collect();
+    assert_eq!(holders, [("db-0".to_owned(), false), ("db-1".to_owned(), true)], "{pods}");
     let done = vxflow.stop();
     let collected = nfcapd.stop();
     let rows = pmacct.stop_rows();

@@ -174,6 +174,10 @@ pub enum CtlCommand {
     },
     /// End every cached flow now and export it (flowEndReason 4, forced end).
     ExpireAll,
+    /// The names the metadata sources gave addresses: each address with its
+    /// pod (or node, or host), namespace, node, source, and since and until
+    /// when it held it.
+    Pods,
 }
 
 impl RunArgs {

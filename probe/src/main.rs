@@ -47,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CtlCommand::Stats => Request::Stats,
                 CtlCommand::Flows { limit } => Request::Flows { limit },
                 CtlCommand::ExpireAll => Request::ExpireAll,
+                CtlCommand::Pods => Request::Pods,
             };
             let response = vxflow::control::client::query(&args.socket, &request)?;
             if args.json {

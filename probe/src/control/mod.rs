@@ -25,6 +25,8 @@ pub enum Request {
     Flows { limit: usize },
     /// End every cached flow now and export it (flowEndReason 4).
     ExpireAll,
+    /// The names the metadata sources gave addresses, and when.
+    Pods,
 }
 
 /// What the daemon answers.
@@ -39,7 +41,26 @@ pub enum Response {
     Expired {
         records: usize,
     },
+    Pods(Vec<PodEntry>),
     Error(String),
+}
+
+/// One address's owner and its hold, as `vxflow ctl pods` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodEntry {
+    pub ip: std::net::IpAddr,
+    /// `pod`, `node` or `host`.
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub node: Option<String>,
+    pub workload: Option<String>,
+    /// `file` or `cri`: the source that named it.
+    pub source: String,
+    /// RFC 3339, UTC.
+    pub since: String,
+    /// When it ended; `None` while it holds the address.
+    pub until: Option<String>,
 }
 
 /// A request on its way to the drain loop, with where the answer goes.
@@ -72,7 +93,7 @@ mod tests {
 
     #[test]
     fn requests_and_answers_round_trip_as_json_lines() {
-        for r in [Request::Stats, Request::Flows { limit: 7 }, Request::ExpireAll] {
+        for r in [Request::Stats, Request::Flows { limit: 7 }, Request::ExpireAll, Request::Pods] {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);

@@ -29,6 +29,24 @@ fn raw_text(response: &Response) -> String {
         Response::Flows(flows) if flows.is_empty() => "no flows in the cache\n".into(),
         Response::Flows(flows) => flows.iter().map(flow_line).collect(),
         Response::Expired { records } => format!("expired every cached flow: {records} records exported\n"),
+        Response::Pods(pods) if pods.is_empty() => "no names: no metadata source, or none named anything yet\n".into(),
+        Response::Pods(pods) => pods
+            .iter()
+            .map(|p| {
+                let or = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+                format!(
+                    "{:<39} {:<5} {:<40} {:<20} {:<20} {:<4} {} .. {}\n",
+                    p.ip,
+                    p.kind,
+                    p.name,
+                    or(&p.namespace),
+                    or(&p.node),
+                    p.source,
+                    p.since,
+                    p.until.as_deref().unwrap_or("now")
+                )
+            })
+            .collect(),
         Response::Error(why) => format!("error: {why}\n"),
     }
 }

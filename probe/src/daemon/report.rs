@@ -133,6 +133,29 @@ impl Daemon {
                 }
                 Response::Flows(out)
             }
+            Request::Pods => {
+                let clock = WallClock::now();
+                let ts = |ns| humantime::format_rfc3339_millis(clock.to_system_time(ns)).to_string();
+                let mut pods: Vec<crate::control::PodEntry> = self
+                    .pipeline
+                    .metadata
+                    .map()
+                    .entries()
+                    .map(|(ip, id, owner, since, until)| crate::control::PodEntry {
+                        ip,
+                        kind: owner.map_or("-", |o| o.kind.name()).to_owned(),
+                        name: owner.map_or_else(String::new, |o| o.name.to_string()),
+                        namespace: owner.and_then(|o| o.namespace.as_deref().map(str::to_owned)),
+                        node: owner.and_then(|o| o.node.as_deref().map(str::to_owned)),
+                        workload: owner.and_then(|o| o.workload.as_ref().map(|w| format!("{}/{}", w.kind, w.name))),
+                        source: if id.starts_with("file/") { "file" } else { "cri" }.to_owned(),
+                        since: ts(since),
+                        until: until.map(ts),
+                    })
+                    .collect();
+                pods.sort_by(|a, b| (a.ip, &a.since).cmp(&(b.ip, &b.since)));
+                Response::Pods(pods)
+            }
             Request::ExpireAll => match self.pipeline.expire_all() {
                 Ok(records) => {
                     tracing::info!(records, "every cached flow expired on request (vxflow ctl expire-all)");

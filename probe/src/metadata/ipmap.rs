@@ -35,6 +35,18 @@ pub enum OwnerKind {
     Host,
 }
 
+impl OwnerKind {
+    /// Lower-case name, as `vxflow ctl pods` gives it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            OwnerKind::Pod => "pod",
+            OwnerKind::Node => "node",
+            OwnerKind::Host => "host",
+        }
+    }
+}
+
 /// A workload owning a pod: the top of its owner chain (a Deployment
 /// rather than its `ReplicaSet`, where the source says so).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -262,6 +274,15 @@ impl IpMap {
             (Some(a), Some(b)) if a.owner == b.owner => self.owner(&a.owner),
             _ => Resolved::Conflict,
         }
+    }
+
+    /// Every address with each owner it had, oldest first, for `vxflow ctl
+    /// pods`: the address, the owner's id and description, and its hold
+    /// (`until` none while it lasts).
+    pub fn entries(&self) -> impl Iterator<Item = (IpAddr, &OwnerId, Option<&Owner>, u64, Option<u64>)> {
+        self.tenures.iter().flat_map(move |(ip, list)| {
+            list.iter().map(move |t| (*ip, &t.owner, self.owners.get(&t.owner).map(|k| &*k.owner), t.since, t.until))
+        })
     }
 
     fn owner(&self, id: &OwnerId) -> Resolved {
