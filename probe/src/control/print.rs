@@ -30,25 +30,31 @@ fn raw_text(response: &Response) -> String {
         Response::Flows(flows) => flows.iter().map(flow_line).collect(),
         Response::Expired { records } => format!("expired every cached flow: {records} records exported\n"),
         Response::Pods(pods) if pods.is_empty() => "no names: no metadata source, or none named anything yet\n".into(),
-        Response::Pods(pods) => pods
-            .iter()
-            .map(|p| {
-                let or = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-                format!(
-                    "{:<39} {:<5} {:<40} {:<20} {:<20} {:<4} {} .. {}\n",
-                    p.ip,
-                    p.kind,
-                    p.name,
-                    or(&p.namespace),
-                    or(&p.node),
-                    p.source,
-                    p.since,
-                    p.until.as_deref().unwrap_or("now")
-                )
-            })
-            .collect(),
+        Response::Pods(pods) => pods_text(pods),
         Response::Error(why) => format!("error: {why}\n"),
     }
+}
+
+/// One line an address and owner: the owner, its namespace and node, the
+/// source, and since and until when it held the address.
+fn pods_text(pods: &[crate::control::PodEntry]) -> String {
+    let mut o = String::new();
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for p in pods {
+        let until = p.until.as_deref().unwrap_or("now");
+        let _ = writeln!(
+            o,
+            "{:<39} {:<5} {:<40} {:<20} {:<20} {:<4} {} .. {until}",
+            p.ip,
+            p.kind,
+            p.name,
+            or(&p.namespace),
+            or(&p.node),
+            p.source,
+            p.since
+        );
+    }
+    o
 }
 
 #[expect(clippy::many_single_char_names, reason = "one short name per section keeps the lines readable")]
