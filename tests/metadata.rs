@@ -51,7 +51,7 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     let collectors = "[[collector]]\naddress = \"127.0.0.1:9995\"\nprotocol = \"ipfix\"\n\
                       [[collector]]\naddress = \"127.0.0.1:9996\"\nprotocol = \"ipfix\"\n";
     let body = format!(
-        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n[metadata]\nfile = \"{}\"\n{collectors}",
+        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n[metadata]\nfile = \"{}\"\npod_metrics = true\npod_metrics_max = 2\n{collectors}",
         names.display()
     );
     std::fs::write(&config, body).unwrap();
@@ -66,6 +66,20 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     vxflow.wait_for_log_count("metadata file read", 2, Duration::from_secs(5));
     assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9602, 40, 100), 40);
     std::thread::sleep(Duration::from_millis(300));
+    // Per-pod metrics, from the records (expired now), two pods at most:
+    // web-1 and db-0 have series of their own; db-1, the third, counts
+    // under other.
+    let expired = vxflow.ctl(&["expire-all"]);
+    assert!(expired["expired"]["records"].as_u64().is_some_and(|n| n > 0), "{expired}");
+    let (status, body) = vxflow_testkit::netns::http_get(&n1.ns, "127.0.0.1:9739".parse().unwrap(), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let m = vxflow_testkit::metrics::Scrape::parse(&body);
+    let packets = |ns: &str, pod: &str, dir: &str| {
+        m.value("vxflow_pod_packets_total", &[("namespace", ns), ("pod", pod), ("direction", dir)])
+    };
+    assert_eq!(packets("shop", "web-1", "sent"), 80);
+    assert_eq!(packets("shop", "db-0", "received"), 40);
+    assert_eq!(packets("other", "other", "received"), 40, "db-1, past the bound");
     // `vxflow ctl pods`: db's address held by db-0, then by db-1.
     let pods = vxflow.ctl(&["pods"]);
     let holders: Vec<(String, bool)> = pods["pods"]

@@ -115,6 +115,10 @@ pub struct MetadataSection {
     pub cri_interval: Option<Duration>,
     /// This node's name (default: `$NODE_NAME`, else the host name).
     pub node: Option<String>,
+    /// Per-pod metrics (default false), for at most this many pods
+    /// (default 1000; the rest under pod="other").
+    pub pod_metrics: Option<bool>,
+    pub pod_metrics_max: Option<usize>,
     /// How long a gone pod still names late records (default 2m).
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
@@ -389,13 +393,7 @@ impl FileConfig {
             watch,
             tunnels,
             vni_meaning,
-            metadata: MetadataConfig {
-                file: self.metadata.file,
-                cri: self.metadata.cri,
-                cri_interval: self.metadata.cri_interval.unwrap_or(crate::metadata::DEFAULT_CRI_INTERVAL),
-                node: self.metadata.node.unwrap_or_else(node_name),
-                grace: self.metadata.grace.unwrap_or(crate::metadata::DEFAULT_GRACE),
-            },
+            metadata: self.metadata.resolve(),
             poll_interval,
             cache,
             load,
@@ -439,6 +437,21 @@ impl FileConfig {
                 why: "also in vxlan_ports: a port carries one kind of tunnel",
             },
         })
+    }
+}
+
+impl MetadataSection {
+    fn resolve(self) -> MetadataConfig {
+        use crate::metadata::{DEFAULT_CRI_INTERVAL, DEFAULT_GRACE, DEFAULT_POD_METRICS_MAX};
+        MetadataConfig {
+            file: self.file,
+            cri: self.cri,
+            cri_interval: self.cri_interval.unwrap_or(DEFAULT_CRI_INTERVAL),
+            node: self.node.unwrap_or_else(node_name),
+            grace: self.grace.unwrap_or(DEFAULT_GRACE),
+            pod_metrics: self.pod_metrics.unwrap_or(false),
+            pod_metrics_max: self.pod_metrics_max.unwrap_or(DEFAULT_POD_METRICS_MAX),
+        }
     }
 }
 
@@ -509,6 +522,13 @@ impl RuntimeConfig {
         let text = |d: Duration| humantime::format_duration(d).to_string();
         if self.metadata.grace > limits::MAX_TIMEOUT {
             return invalid("metadata.grace", text(self.metadata.grace), "must be at most 7days");
+        }
+        if !(1..=100_000).contains(&self.metadata.pod_metrics_max) {
+            return invalid(
+                "metadata.pod_metrics_max",
+                self.metadata.pod_metrics_max.to_string(),
+                "must be from 1 to 100000: each pod is a few series",
+            );
         }
         if !(Duration::from_millis(100)..=Duration::from_mins(10)).contains(&self.metadata.cri_interval) {
             return invalid("metadata.cri_interval", text(self.metadata.cri_interval), "must be from 100ms to 10m");

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Inner packets, inner IP bytes and cached flows per tunnel type and id.
     #[serde(default)]
     pub tunnels: Vec<TunnelTraffic>,
+    /// Per-pod traffic (`metadata.pod_metrics`), the rest under `other`.
+    #[serde(default)]
+    pub pods: Vec<PodTraffic>,
     pub flows: FlowCounts,
     /// Every datapath counter by name (`seen_packets`, `lost_packets`, ...).
     pub datapath: BTreeMap<String, u64>,
@@ -62,6 +65,20 @@ pub struct TunnelDeviceInfo {
     pub id: Option<u32>,
     /// The UDP port (VXLAN, Geneve), 0 otherwise.
     pub port: u16,
+}
+
+/// One pod's traffic in the records: TCP connections it took part in that
+/// opened (SYN) and closed (FIN, RST), and what it sent and received.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodTraffic {
+    pub namespace: String,
+    pub pod: String,
+    pub tcp_opened: u64,
+    pub tcp_closed: u64,
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub received_packets: u64,
+    pub received_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

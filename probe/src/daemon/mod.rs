@@ -194,6 +194,10 @@ impl Daemon {
         // The table's ports until the first rescan adds the devices'.
         pipeline.vni_meanings = config.vni_meaning.resolve(std::iter::empty(), false);
         pipeline.metadata = crate::metadata::Metadata::new(&config.metadata);
+        pipeline.pod_stats = config
+            .metadata
+            .pod_metrics
+            .then(|| crate::metadata::pod_stats::PodStats::new(config.metadata.pod_metrics_max));
         let interfaces = interfaces::InterfaceState::new(&config.load.tunnels);
         Ok(Self { source, config, datapath, pipeline, notifier, started: std::time::Instant::now(), interfaces })
     }

@@ -10,7 +10,7 @@ use crate::{
     drain::{DeltaSource, FlowDelta},
     export::{ExportContext, Outputs, RecordSink as _, options::Losses},
     ifaces::NameCache,
-    metadata::Metadata,
+    metadata::{Metadata, pod_stats::PodStats},
     pressure::PressureWatch,
     record::FlowRecord,
     tunnel_ids::VniMeanings,
@@ -47,6 +47,8 @@ pub(super) struct Pipeline<S: DeltaSource> {
     pub vni_meanings: VniMeanings,
     /// Names for the records' addresses.
     pub metadata: Metadata,
+    /// Per-pod traffic, when the metrics ask for it.
+    pub pod_stats: Option<PodStats>,
 }
 
 impl<S: DeltaSource> Pipeline<S> {
@@ -67,6 +69,7 @@ impl<S: DeltaSource> Pipeline<S> {
             sampling: 1,
             vni_meanings: VniMeanings::default(),
             metadata: Metadata::default(),
+            pod_stats: None,
         }
     }
 
@@ -124,10 +127,11 @@ impl<S: DeltaSource> Pipeline<S> {
     /// [`Pipeline::export`]. Returns how many records the call made, and
     /// the first output error.
     fn pass(&mut self, call: impl FnOnce(&mut FlowCache, &mut Chunked<'_>)) -> (usize, Result<(), DaemonError>) {
-        let Self { cache, outputs, names, records, ignored, sampling, vni_meanings, metadata, .. } = self;
+        let Self { cache, outputs, names, records, ignored, sampling, vni_meanings, metadata, pod_stats, .. } = self;
         let mut out = Chunked {
             records,
             outputs,
+            pod_stats: pod_stats.as_mut(),
             ctx: ExportContext {
                 clock: WallClock::now(),
                 names,
@@ -176,6 +180,9 @@ impl<S: DeltaSource> Pipeline<S> {
     /// Hands this cycle's records to every output; called even with none,
     /// so UDP collectors get their template refresh on time.
     fn export(&mut self, last: bool) -> Result<(), DaemonError> {
+        if let Some(stats) = &mut self.pod_stats {
+            stats.add(&self.records, self.metadata.map());
+        }
         let mut ctx = ExportContext {
             clock: WallClock::now(),
             names: &mut self.names,
@@ -208,6 +215,7 @@ impl<S: DeltaSource> Pipeline<S> {
 struct Chunked<'a> {
     records: &'a mut Vec<FlowRecord>,
     outputs: &'a mut Outputs,
+    pod_stats: Option<&'a mut PodStats>,
     ctx: ExportContext<'a>,
     /// Records already handed to the outputs.
     handed: usize,
@@ -218,6 +226,9 @@ impl RecordOut for Chunked<'_> {
     fn put(&mut self, record: FlowRecord) {
         self.records.push(record);
         if self.records.len() >= EXPORT_CHUNK {
+            if let Some(stats) = &mut self.pod_stats {
+                stats.add(self.records, self.ctx.metadata);
+            }
             if let Err(e) = self.outputs.write(self.records, &mut self.ctx) {
                 self.error.get_or_insert(e);
             }

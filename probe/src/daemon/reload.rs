@@ -109,6 +109,15 @@ impl Daemon {
         // The metadata file is read again on every SIGHUP, changed or not.
         let now = crate::clock::kernel_ns();
         self.pipeline.metadata.reconfigure(&new.metadata, now);
+        if (new.metadata.pod_metrics, new.metadata.pod_metrics_max)
+            != (old.metadata.pod_metrics, old.metadata.pod_metrics_max)
+        {
+            // Counts start again under the new bound.
+            self.pipeline.pod_stats = new
+                .metadata
+                .pod_metrics
+                .then(|| crate::metadata::pod_stats::PodStats::new(new.metadata.pod_metrics_max));
+        }
         self.pipeline.metadata.refresh(now, true);
         if new.load.sampling != old.load.sampling {
             // Records exported from here on say the new rate, including

@@ -88,6 +88,7 @@ impl Daemon {
             tunnel_interfaces: self.interfaces.tunnel_interfaces.values().cloned().collect(),
             interfaces,
             tunnels,
+            pods: p.pod_stats.as_ref().map(crate::metadata::pod_stats::PodStats::rows).unwrap_or_default(),
             flows,
             datapath: Counter::ALL.iter().map(|&c| (c.name().to_owned(), counters.get(c))).collect(),
             collectors,

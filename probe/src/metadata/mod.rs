@@ -7,6 +7,7 @@
 pub mod cri;
 pub mod file;
 pub mod ipmap;
+pub mod pod_stats;
 
 use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
@@ -28,13 +29,27 @@ pub struct MetadataConfig {
     pub node: String,
     /// How long a gone owner still names late records.
     pub grace: Duration,
+    /// Per-pod metrics, and how many pods may have series of their own.
+    pub pod_metrics: bool,
+    pub pod_metrics_max: usize,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
-        Self { file: None, cri: None, cri_interval: DEFAULT_CRI_INTERVAL, node: String::new(), grace: DEFAULT_GRACE }
+        Self {
+            file: None,
+            cri: None,
+            cri_interval: DEFAULT_CRI_INTERVAL,
+            node: String::new(),
+            grace: DEFAULT_GRACE,
+            pod_metrics: false,
+            pod_metrics_max: DEFAULT_POD_METRICS_MAX,
+        }
     }
 }
+
+/// Pods with series of their own in the per-pod metrics, by default.
+pub const DEFAULT_POD_METRICS_MAX: usize = 1000;
 
 /// containerd's CRI socket.
 pub const DEFAULT_CRI_SOCKET: &str = "/run/containerd/containerd.sock";

@@ -165,6 +165,40 @@ fn traffic(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
     let tunnel_flows: Vec<_> = by_tunnel(|t| t.active_flows).into_iter().map(|(l, v)| (l, f(v))).collect();
     w.gauge("vxflow_tunnel_active_flows", "Tunnelled flows in the flow cache per tunnel type and id", &tunnel_flows)?;
 
+    let pod = |p: &crate::snapshot::PodTraffic| vec![("namespace", p.namespace.clone()), ("pod", p.pod.clone())];
+    let by_pod = |pick: fn(&crate::snapshot::PodTraffic) -> u64| -> Vec<(Labels<'_>, u64)> {
+        s.pods.iter().map(|p| (pod(p), pick(p))).collect()
+    };
+    let each_way = |sent: fn(&crate::snapshot::PodTraffic) -> u64,
+                    received: fn(&crate::snapshot::PodTraffic) -> u64| {
+        s.pods
+            .iter()
+            .flat_map(|p| {
+                let mut out = pod(p);
+                out.push(("direction", "sent".to_owned()));
+                let mut back = pod(p);
+                back.push(("direction", "received".to_owned()));
+                [(out, sent(p)), (back, received(p))]
+            })
+            .collect::<Vec<_>>()
+    };
+    w.counter(
+        "vxflow_pod_tcp_opened",
+        "TCP connections a pod took part in that opened (its flow with SYN), per namespace and pod",
+        &by_pod(|p| p.tcp_opened),
+    )?;
+    w.counter("vxflow_pod_tcp_closed", "Its flows with FIN or RST, per namespace and pod", &by_pod(|p| p.tcp_closed))?;
+    w.counter(
+        "vxflow_pod_packets",
+        "Packets a pod sent and received, per namespace, pod and direction",
+        &each_way(|p| p.sent_packets, |p| p.received_packets),
+    )?;
+    w.counter(
+        "vxflow_pod_bytes",
+        "IP bytes a pod sent and received, per namespace, pod and direction",
+        &each_way(|p| p.sent_bytes, |p| p.received_bytes),
+    )?;
+
     Ok(())
 }
 
