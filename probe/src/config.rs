@@ -283,8 +283,8 @@ impl FileConfig {
     /// When the file cannot be read or is not valid TOML for this schema; the
     /// message names the line and the key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            read_config_file(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = crate::regular_file::read_bounded(path, MAX_CONFIG_BYTES, "a config file")
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
     }
 
@@ -478,29 +478,6 @@ fn one_line(message: &str) -> String {
 
 /// Largest config file read (a config is a few KiB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Reads a config file, refusing what is not a regular file (a FIFO would
-/// block start and reload forever, a device never ends) and what is larger
-/// than [`MAX_CONFIG_BYTES`].
-fn read_config_file(path: &Path) -> std::io::Result<String> {
-    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
-    // writer before the type can be checked.
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} bytes, more than a config file's limit of {MAX_CONFIG_BYTES}", meta.len()),
-        ));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    Ok(text)
-}
 
 impl RuntimeConfig {
     /// The outputs this configuration names.

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pressure;
 pub mod record;
+pub mod regular_file;
 pub mod snapshot;
 pub mod tunnel_ids;
 

@@ -73,6 +73,13 @@ pub struct TunnelDeviceInfo {
 pub struct PodTraffic {
     pub namespace: String,
     pub pod: String,
+    #[serde(flatten)]
+    pub counts: PodCounts,
+}
+
+/// What one pod (or `other`) counted.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodCounts {
     pub tcp_opened: u64,
     pub tcp_closed: u64,
     pub sent_packets: u64,

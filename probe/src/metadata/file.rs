@@ -176,7 +176,8 @@ impl FileSource {
         if !force && self.stamp == Some(stamp) {
             return Ok(None);
         }
-        let text = read_bounded(&self.path).map_err(read_err)?;
+        let text =
+            crate::regular_file::read_bounded(&self.path, MAX_FILE_BYTES, "a metadata file").map_err(read_err)?;
         let names = Names::parse(&self.path, &text)?;
         self.stamp = Some(stamp);
         let counts = (names.owners.len(), names.networks.len());
@@ -192,26 +193,6 @@ impl FileSource {
         map.set_networks(names.networks);
         Ok(Some(counts))
     }
-}
-
-/// The file's text, refusing what is not a regular file (a FIFO would
-/// block the daemon) and what is larger than [`MAX_FILE_BYTES`].
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} bytes, more than the limit of {MAX_FILE_BYTES}", meta.len()),
-        ));
-    }
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    Ok(text)
 }
 
 #[cfg(test)]

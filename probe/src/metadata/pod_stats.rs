@@ -9,7 +9,10 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use super::{IpMap, OwnerKind, Resolved, ipmap::Text};
-use crate::{record::FlowRecord, snapshot::PodTraffic};
+use crate::{
+    record::FlowRecord,
+    snapshot::{PodCounts as Counts, PodTraffic},
+};
 
 /// A pod whose records stopped this long ago may give its series up.
 const IDLE_NS: u64 = 600_000_000_000;
@@ -20,17 +23,6 @@ const SCAN_EVERY_NS: u64 = 1_000_000_000;
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
-
-/// One pod's counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub tcp_opened: u64,
-    pub tcp_closed: u64,
-    pub sent_packets: u64,
-    pub sent_bytes: u64,
-    pub received_packets: u64,
-    pub received_bytes: u64,
-}
 
 impl Counts {
     fn fold(&mut self, o: &Counts) {
@@ -128,12 +120,7 @@ impl PodStats {
         let row = |namespace: &str, pod: &str, c: &Counts| PodTraffic {
             namespace: namespace.to_owned(),
             pod: pod.to_owned(),
-            tcp_opened: c.tcp_opened,
-            tcp_closed: c.tcp_closed,
-            sent_packets: c.sent_packets,
-            sent_bytes: c.sent_bytes,
-            received_packets: c.received_packets,
-            received_bytes: c.received_bytes,
+            counts: *c,
         };
         let mut rows: Vec<PodTraffic> = self.pods.iter().map(|((ns, pod), e)| row(ns, pod, &e.counts)).collect();
         rows.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
@@ -202,9 +189,10 @@ mod tests {
         );
         let rows = stats.rows();
         let get = |pod: &str| rows.iter().find(|r| r.pod == pod).unwrap();
-        assert_eq!((get("a").tcp_opened, get("a").sent_packets, get("a").received_packets), (1, 5, 4 + 1 + 7));
-        assert_eq!((get("b").tcp_opened, get("b").tcp_closed, get("b").received_packets), (1, 1, 5));
-        assert_eq!((get("other").tcp_closed, get("other").sent_packets), (1, 1), "c, past the bound");
+        let (a, b, other) = (get("a").counts, get("b").counts, get("other").counts);
+        assert_eq!((a.tcp_opened, a.sent_packets, a.received_packets), (1, 5, 4 + 1 + 7));
+        assert_eq!((b.tcp_opened, b.tcp_closed, b.received_packets), (1, 1, 5));
+        assert_eq!((other.tcp_closed, other.sent_packets), (1, 1), "c, past the bound");
         assert_eq!(rows.len(), 3);
     }
 }

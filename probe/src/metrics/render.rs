@@ -185,18 +185,22 @@ fn traffic(w: &mut Family<'_, '_>, s: &Snapshot) -> std::fmt::Result {
     w.counter(
         "vxflow_pod_tcp_opened",
         "TCP connections a pod took part in that opened (its flow with SYN), per namespace and pod",
-        &by_pod(|p| p.tcp_opened),
+        &by_pod(|p| p.counts.tcp_opened),
     )?;
-    w.counter("vxflow_pod_tcp_closed", "Its flows with FIN or RST, per namespace and pod", &by_pod(|p| p.tcp_closed))?;
+    w.counter(
+        "vxflow_pod_tcp_closed",
+        "Its flows with FIN or RST, per namespace and pod",
+        &by_pod(|p| p.counts.tcp_closed),
+    )?;
     w.counter(
         "vxflow_pod_packets",
         "Packets a pod sent and received, per namespace, pod and direction",
-        &each_way(|p| p.sent_packets, |p| p.received_packets),
+        &each_way(|p| p.counts.sent_packets, |p| p.counts.received_packets),
     )?;
     w.counter(
         "vxflow_pod_bytes",
         "IP bytes a pod sent and received, per namespace, pod and direction",
-        &each_way(|p| p.sent_bytes, |p| p.received_bytes),
+        &each_way(|p| p.counts.sent_bytes, |p| p.counts.received_bytes),
     )?;
 
     Ok(())

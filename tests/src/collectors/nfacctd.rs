@@ -116,37 +116,20 @@ impl Nfacctd {
     /// Stops nfacctd (SIGINT purges its cache) and returns every aggregate
     /// row written, in order.
     #[must_use]
-    pub fn stop(mut self) -> Vec<PmacctFlow> {
-        let mut child = self.child.take().unwrap();
-        signal_and_wait(&mut child, libc::SIGINT);
-        let csv = std::fs::read_to_string(self.dir.join("flows.csv")).unwrap_or_default();
-        let mut lines = csv.lines();
-        let Some(header) = lines.next() else { return Vec::new() };
-        let cols: Vec<&str> = header.split(',').collect();
-        let col = |name: &str| cols.iter().position(|c| *c == name).unwrap_or_else(|| panic!("{name} in {header}"));
-        let (sa, da, sp, dp, pr, vx, pk, by) = (
-            col("SRC_IP"),
-            col("DST_IP"),
-            col("SRC_PORT"),
-            col("DST_PORT"),
-            col("PROTOCOL"),
-            col("VXLAN"),
-            col("PACKETS"),
-            col("BYTES"),
-        );
-        lines
-            .filter(|l| !l.starts_with("SRC_IP"))
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
+    pub fn stop(self) -> Vec<PmacctFlow> {
+        self.stop_rows()
+            .iter()
+            .map(|row| {
+                let col = |name: &str| row.get(name).unwrap_or_else(|| panic!("{name} in {row:?}"));
                 PmacctFlow {
-                    src: f[sa].parse().unwrap(),
-                    dst: f[da].parse().unwrap(),
-                    src_port: f[sp].parse().unwrap(),
-                    dst_port: f[dp].parse().unwrap(),
-                    protocol: f[pr].to_owned(),
-                    vni: f[vx].parse().unwrap(),
-                    packets: f[pk].parse().unwrap(),
-                    bytes: f[by].parse().unwrap(),
+                    src: col("SRC_IP").parse().unwrap(),
+                    dst: col("DST_IP").parse().unwrap(),
+                    src_port: col("SRC_PORT").parse().unwrap(),
+                    dst_port: col("DST_PORT").parse().unwrap(),
+                    protocol: col("PROTOCOL").clone(),
+                    vni: col("VXLAN").parse().unwrap(),
+                    packets: col("PACKETS").parse().unwrap(),
+                    bytes: col("BYTES").parse().unwrap(),
                 }
             })
             .collect()
