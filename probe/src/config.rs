@@ -122,6 +122,23 @@ pub struct MetadataSection {
     /// How long a gone pod still names late records (default 2m).
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
+    /// The Kubernetes API (`[metadata.kubernetes]`, present: watched).
+    pub kubernetes: Option<KubernetesSection>,
+}
+
+/// `[metadata.kubernetes]`: Pods and Nodes from the API server.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSection {
+    /// A kubeconfig (default: `$KUBECONFIG`, `~/.kube/config`, else the
+    /// in-cluster service account).
+    pub kubeconfig: Option<PathBuf>,
+    /// Narrow the pods watched: a field selector (`spec.nodeName=node-1`)
+    /// and a label selector (`app=web`); default: every pod.
+    pub field_selector: Option<String>,
+    pub label_selector: Option<String>,
+    /// Watch Nodes too (default true): node addresses and pod CIDRs.
+    pub nodes: Option<bool>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -442,7 +459,9 @@ impl FileConfig {
 
 impl MetadataSection {
     fn resolve(self) -> MetadataConfig {
-        use crate::metadata::{DEFAULT_CRI_INTERVAL, DEFAULT_GRACE, DEFAULT_POD_METRICS_MAX};
+        use crate::metadata::{
+            DEFAULT_CRI_INTERVAL, DEFAULT_GRACE, DEFAULT_POD_METRICS_MAX, kubernetes::KubernetesConfig,
+        };
         MetadataConfig {
             file: self.file,
             cri: self.cri,
@@ -451,6 +470,12 @@ impl MetadataSection {
             grace: self.grace.unwrap_or(DEFAULT_GRACE),
             pod_metrics: self.pod_metrics.unwrap_or(false),
             pod_metrics_max: self.pod_metrics_max.unwrap_or(DEFAULT_POD_METRICS_MAX),
+            kubernetes: self.kubernetes.map(|k| KubernetesConfig {
+                kubeconfig: k.kubeconfig,
+                field_selector: k.field_selector.filter(|s| !s.is_empty()),
+                label_selector: k.label_selector.filter(|s| !s.is_empty()),
+                nodes: k.nodes.unwrap_or(true),
+            }),
         }
     }
 }
@@ -506,6 +531,18 @@ impl RuntimeConfig {
                 self.metadata.pod_metrics_max.to_string(),
                 "must be from 1 to 100000: each pod is a few series",
             );
+        }
+        if let Some(k) = &self.metadata.kubernetes {
+            for (key, selector) in [
+                ("metadata.kubernetes.field_selector", &k.field_selector),
+                ("metadata.kubernetes.label_selector", &k.label_selector),
+            ] {
+                if let Some(s) = selector
+                    && (s.len() > 4096 || s.chars().any(char::is_control))
+                {
+                    return invalid(key, s.escape_debug().to_string(), "must be one line of at most 4096 bytes");
+                }
+            }
         }
         if !(Duration::from_millis(100)..=Duration::from_mins(10)).contains(&self.metadata.cri_interval) {
             return invalid("metadata.cri_interval", text(self.metadata.cri_interval), "must be from 100ms to 10m");

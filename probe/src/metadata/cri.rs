@@ -6,7 +6,7 @@
 //!
 //! A host-network pod's address is its node's: it names no address here.
 
-use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
@@ -15,7 +15,10 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::ipmap::{Owner, OwnerId, OwnerKind, Workload};
+use super::{
+    claim::Claim,
+    ipmap::{Owner, OwnerKind, Workload},
+};
 
 /// How long one call to the runtime may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,16 +39,6 @@ pub enum CriError {
     },
     #[error("the container runtime's {call} took more than {CALL_TIMEOUT:?}")]
     Timeout { call: &'static str },
-}
-
-/// One pod sandbox as the map takes it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Pod {
-    pub id: OwnerId,
-    pub owner: Owner,
-    pub addresses: Vec<IpAddr>,
-    /// When the sandbox was created, nanoseconds since the epoch.
-    pub created_unix_ns: i64,
 }
 
 /// A connection to the runtime's CRI socket.
@@ -77,7 +70,7 @@ impl Cri {
     ///
     /// # Errors
     /// When a call fails or takes too long.
-    pub async fn pods(&mut self, node: &str) -> Result<Vec<Pod>, CriError> {
+    pub async fn pods(&mut self, node: &str) -> Result<Vec<Claim>, CriError> {
         let ready = PodSandboxFilter {
             state: Some(PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 }),
             ..PodSandboxFilter::default()
@@ -125,9 +118,13 @@ impl Cri {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             };
-            // A sandbox re-created for the same pod is a new owner.
-            let id = if meta.uid.is_empty() { sandbox.id } else { format!("{}/{}", meta.uid, meta.attempt) };
-            pods.push(Pod { id: format!("pod/{id}").into(), owner, addresses, created_unix_ns: sandbox.created_at });
+            // The pod's UID, as the API server names it too: the two
+            // sources then agree on one pod rather than conflict.
+            let id = if meta.uid.is_empty() { sandbox.id } else { meta.uid };
+            pods.push(Claim {
+                since_unix_ns: Some(i128::from(sandbox.created_at)),
+                ..Claim::new(format!("pod/{id}@cri").into(), owner, addresses)
+            });
         }
         Ok(pods)
     }

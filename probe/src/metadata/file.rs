@@ -17,14 +17,17 @@
 //! change keep the old name.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use serde::Deserialize;
 
-use super::ipmap::{IpMap, Owner, OwnerId, OwnerKind, Workload};
+use super::{
+    claim::{Claim, Claimed},
+    ipmap::{IpMap, Owner, OwnerId, OwnerKind, Workload},
+};
 
 /// Largest metadata file read: about 100,000 entries.
 const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -117,7 +120,7 @@ impl Names {
                 EntryKind::Node => OwnerKind::Node,
                 EntryKind::Host => OwnerKind::Host,
             };
-            let id: OwnerId = format!("file/{kind:?}/{}/{}", e.namespace.as_deref().unwrap_or(""), e.name).into();
+            let id: OwnerId = format!("file/{kind:?}/{}/{}@file", e.namespace.as_deref().unwrap_or(""), e.name).into();
             let owner = Owner {
                 kind,
                 name: e.name.into(),
@@ -148,18 +151,23 @@ pub struct FileSource {
     path: PathBuf,
     /// What the file was (modified time, length, inode) when last read.
     stamp: Option<(std::time::SystemTime, u64, u64)>,
-    applied: HashSet<OwnerId>,
+    claimed: Claimed,
 }
 
 impl FileSource {
     #[must_use]
     pub fn new(path: PathBuf) -> Self {
-        Self { path, stamp: None, applied: HashSet::new() }
+        Self { path, stamp: None, claimed: Claimed::default() }
     }
 
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file is no longer a source: what it named is gone at `now`.
+    pub fn clear(&mut self, map: &mut IpMap, now: u64) {
+        self.claimed.clear(map, now);
     }
 
     /// Reads the file again if it changed (or `force`), and makes the map
@@ -181,16 +189,12 @@ impl FileSource {
         let names = Names::parse(&self.path, &text)?;
         self.stamp = Some(stamp);
         let counts = (names.owners.len(), names.networks.len());
-        let mut applied = HashSet::new();
-        for (id, (owner, ips)) in names.owners {
-            map.set(&id, owner, &ips, now);
-            applied.insert(id);
-        }
-        for gone in self.applied.difference(&applied) {
-            map.remove(gone, now);
-        }
-        self.applied = applied;
-        map.set_networks(names.networks);
+        let owners = names.owners.into_iter().map(|(id, (owner, ips))| Claim::new(id, owner, ips));
+        let networks = names.networks.into_iter().map(|(net, owner)| Claim {
+            networks: vec![net],
+            ..Claim::new(format!("file/network/{net}@file").into(), owner, Vec::new())
+        });
+        self.claimed.replace_all(map, owners.chain(networks), now);
         Ok(Some(counts))
     }
 }

@@ -7,14 +7,21 @@
 //! live owners of one address are a conflict: counted, and never resolved
 //! to either.
 //!
+//! Several sources may name one owner (the runtime and the API server both
+//! know a pod): an owner's id ends in `@source`, and ids that differ only
+//! there are one subject, never a conflict with itself.
+//!
 //! Times are the kernel's monotonic clock in nanoseconds, the clock flow
 //! records carry.
 
 use std::{
-    collections::{HashMap, HashSet},
+    cmp::Reverse,
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
 };
+
+use ipnet::IpNet;
 
 use smallvec::SmallVec;
 
@@ -98,9 +105,14 @@ impl Interner {
     }
 }
 
-/// An owner's identity within its source: `pod/<uid>`, `node/<name>`,
-/// `file/<entry>`. Stable for the owner's life; a new pod is a new id.
+/// An owner's identity: `pod/<uid>@cri`, `node/<name>@kubernetes`,
+/// `file/<entry>@file`. Stable for the owner's life; a new pod is a new id.
 pub type OwnerId = Arc<str>;
+
+/// What `id` names whichever source said it: the id without its `@source`.
+fn subject(id: &str) -> &str {
+    id.rsplit_once('@').map_or(id, |(s, _)| s)
+}
 
 /// One owner's hold on one address: from `since` to `until` (still held
 /// when `None`).
@@ -123,6 +135,59 @@ struct Known {
     owner: Arc<Owner>,
     /// A pod's one or two addresses, inline.
     held: SmallVec<[IpAddr; 2]>,
+    /// On its way out (a terminating pod): it gives an address up as soon
+    /// as another owner claims it, rather than conflict.
+    releasing: bool,
+}
+
+/// Named networks: what an address no owner held resolves to. By prefix
+/// length, longest first, each an exact table of networks, so a lookup is
+/// one hash probe per length in use (a cluster's podCIDRs share one or
+/// two), not a scan of every node's network.
+#[derive(Debug, Default)]
+struct Networks {
+    by_length: BTreeMap<Reverse<u8>, HashMap<IpNet, (OwnerId, Arc<Owner>)>>,
+    of_owner: HashMap<OwnerId, SmallVec<[IpNet; 2]>>,
+}
+
+impl Networks {
+    fn set(&mut self, id: &OwnerId, owner: &Arc<Owner>, nets: &[IpNet]) {
+        self.remove(id);
+        if nets.is_empty() {
+            return;
+        }
+        for net in nets {
+            let net = net.trunc();
+            self.by_length.entry(Reverse(net.prefix_len())).or_default().insert(net, (id.clone(), owner.clone()));
+        }
+        self.of_owner.insert(id.clone(), nets.iter().map(IpNet::trunc).collect());
+    }
+
+    fn remove(&mut self, id: &OwnerId) {
+        for net in self.of_owner.remove(id).unwrap_or_default() {
+            let len = Reverse(net.prefix_len());
+            if let Some(table) = self.by_length.get_mut(&len) {
+                // Another owner may have named the same network since.
+                if table.get(&net).is_some_and(|(holder, _)| holder == id) {
+                    table.remove(&net);
+                }
+                if table.is_empty() {
+                    self.by_length.remove(&len);
+                }
+            }
+        }
+    }
+
+    fn find(&self, ip: &IpAddr) -> Option<&Arc<Owner>> {
+        self.by_length.iter().find_map(|(Reverse(len), table)| {
+            let net = IpNet::new(*ip, *len).ok()?.trunc();
+            table.get(&net).map(|(_, owner)| owner)
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.by_length.values().map(HashMap::len).sum()
+    }
 }
 
 /// What an address resolves to at one time.
@@ -144,9 +209,9 @@ pub struct IpMap {
     /// one, held inline.
     tenures: HashMap<IpAddr, SmallVec<[Tenure; 1]>>,
     names: Interner,
-    /// Named networks (the `file` source's), longest prefix first: what an
-    /// address no owner held resolves to.
-    networks: Vec<(ipnet::IpNet, Arc<Owner>)>,
+    /// Named networks (the `file` source's, nodes' pod CIDRs): what an
+    /// address no owner held resolves to. They hold no history.
+    networks: Networks,
     /// How long an ended tenure is kept for late records.
     grace_ns: u64,
     conflicts: u64,
@@ -185,7 +250,7 @@ impl IpMap {
             std::mem::take(&mut known.held)
         } else {
             let owner = Arc::new(self.names.owner(owner));
-            self.owners.insert(id.clone(), Known { owner, held: SmallVec::new() });
+            self.owners.insert(id.clone(), Known { owner, held: SmallVec::new(), releasing: false });
             SmallVec::new()
         };
         for ip in before.iter().filter(|ip| !ips.contains(ip)) {
@@ -194,16 +259,22 @@ impl IpMap {
         let mut conflicts = Vec::new();
         for ip in ips.iter().filter(|ip| !before.contains(ip)) {
             let list = self.tenures.entry(*ip).or_default();
-            if list.iter().any(|t| t.until.is_none() && t.owner != *id) {
-                conflicts.push(*ip);
-            }
-            for t in list.iter_mut().filter(|t| t.owner != *id) {
-                if let Some(until) = &mut t.until {
-                    *until = (*until).min(since.saturating_sub(1)).max(t.since);
+            let mut conflict = false;
+            for t in list.iter_mut().filter(|t| subject(&t.owner) != subject(id)) {
+                let releasing = self.owners.get(&t.owner).is_some_and(|k| k.releasing);
+                match &mut t.until {
+                    // An owner on its way out had let the address go.
+                    None if releasing => t.until = Some(since.saturating_sub(1).max(t.since)),
+                    None => conflict = true,
+                    Some(until) => *until = (*until).min(since.saturating_sub(1)).max(t.since),
                 }
+            }
+            if conflict {
+                conflicts.push(*ip);
             }
             list.push(Tenure { owner: id.clone(), since, until: None });
         }
+
         self.conflicts += conflicts.len() as u64;
         let mut now_held: SmallVec<[IpAddr; 2]> = ips.iter().copied().collect();
         now_held.sort_unstable();
@@ -214,9 +285,27 @@ impl IpMap {
         conflicts
     }
 
+    /// Whether `id` is on its way out (a terminating pod): then another
+    /// owner's claim to one of its addresses ends its hold rather than
+    /// conflicting with it.
+    pub fn set_releasing(&mut self, id: &OwnerId, releasing: bool) {
+        if let Some(known) = self.owners.get_mut(id) {
+            known.releasing = releasing;
+        }
+    }
+
+    /// `id` names exactly `nets` from now on (none: no network); each
+    /// resolves to `owner` whenever no owner held the address itself.
+    pub fn set_networks(&mut self, id: &OwnerId, owner: Owner, nets: &[IpNet]) {
+        let owner = Arc::new(self.names.owner(owner));
+        self.networks.set(id, &owner, nets);
+    }
+
     /// `id` is gone at `now`: its tenures end; it stays resolvable for what
-    /// happened before, until the grace period after `now`.
+    /// happened before, until the grace period after `now`. Its networks,
+    /// which hold no history, go now.
     pub fn remove(&mut self, id: &OwnerId, now: u64) {
+        self.networks.remove(id);
         let held = self.owners.get_mut(id).map(|k| std::mem::take(&mut k.held)).unwrap_or_default();
         for ip in held {
             self.end(&ip, id, now);
@@ -249,31 +338,19 @@ impl IpMap {
         self.names.sweep();
     }
 
-    /// Replaces the named networks. They hold no history: an address in
-    /// one resolves to its name whenever no owner held the address itself.
-    pub fn set_networks(&mut self, mut networks: Vec<(ipnet::IpNet, Owner)>) {
-        networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
-        self.networks = networks.into_iter().map(|(net, owner)| (net, Arc::new(owner))).collect();
-    }
-
-    /// Who held `ip` at `at`: the one owner whose tenure covers it, else the
-    /// longest named network holding it.
+    /// Who held `ip` at `at`: the one owner whose tenure covers it (one
+    /// subject, whichever sources named it), else the longest named network
+    /// holding it.
     #[must_use]
     pub fn resolve(&self, ip: &IpAddr, at: u64) -> Resolved {
-        let network = || {
-            self.networks
-                .iter()
-                .find(|(net, _)| net.contains(ip))
-                .map_or(Resolved::Unknown, |(_, o)| Resolved::Owner(o.clone()))
-        };
+        let network = || self.networks.find(ip).map_or(Resolved::Unknown, |o| Resolved::Owner(o.clone()));
         let Some(list) = self.tenures.get(ip) else { return network() };
         let mut found = list.iter().filter(|t| t.covers(at));
-        match (found.next(), found.next()) {
-            (None, _) => network(),
-            (Some(t), None) => self.owner(&t.owner),
-            (Some(a), Some(b)) if a.owner == b.owner => self.owner(&a.owner),
-            _ => Resolved::Conflict,
+        let Some(first) = found.next() else { return network() };
+        if found.any(|t| subject(&t.owner) != subject(&first.owner)) {
+            return Resolved::Conflict;
         }
+        self.owner(&first.owner)
     }
 
     /// Every address with each owner it had, oldest first, for `vxflow ctl
@@ -293,6 +370,12 @@ impl IpMap {
     #[must_use]
     pub fn conflicts(&self) -> u64 {
         self.conflicts
+    }
+
+    /// Named networks.
+    #[must_use]
+    pub fn networks(&self) -> usize {
+        self.networks.len()
     }
 
     /// Owners known, live or within their grace period.
@@ -381,16 +464,68 @@ mod tests {
     fn networks_name_what_no_owner_holds() {
         let mut m = IpMap::new(std::time::Duration::from_mins(2));
         let host = |n: &str| Owner { kind: OwnerKind::Host, ..pod(n) };
-        m.set_networks(vec![
-            ("10.0.0.0/8".parse().unwrap(), host("corp")),
-            ("10.1.0.0/16".parse().unwrap(), host("lab")),
-        ]);
+        m.set_networks(&"file/corp".into(), host("corp"), &["10.0.0.0/8".parse().unwrap()]);
+        m.set_networks(&"file/lab".into(), host("lab"), &["10.1.0.0/16".parse().unwrap()]);
         let id: OwnerId = "pod/a".into();
         m.set(&id, pod("web-1"), &[ip("10.1.0.5")], S);
         assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 2 * S)), Some("web-1"));
         assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 0)), Some("lab"), "before the pod held it");
         assert_eq!(name(&m.resolve(&ip("10.2.0.5"), 0)), Some("corp"));
         assert_eq!(m.resolve(&ip("192.168.0.1"), 0), Resolved::Unknown);
+        m.remove(&"file/lab".into(), 3 * S);
+        assert_eq!(name(&m.resolve(&ip("10.1.0.6"), 0)), Some("corp"), "a removed network goes at once");
+        assert_eq!(m.networks(), 1);
+    }
+
+    /// The runtime and the API server naming one pod agree; its id differs
+    /// only in the source.
+    #[test]
+    fn two_sources_naming_one_pod_are_no_conflict() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let (cri, api): (OwnerId, OwnerId) = ("pod/u1@cri".into(), "pod/u1@kubernetes".into());
+        m.set(&cri, pod("web-1"), &[ip("10.0.0.5")], S);
+        assert!(m.set(&api, pod("web-1"), &[ip("10.0.0.5")], 2 * S).is_empty());
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 3 * S)), Some("web-1"));
+        assert_eq!(m.conflicts(), 0);
+        let other: OwnerId = "pod/u2@kubernetes".into();
+        assert_eq!(m.set(&other, pod("web-2"), &[ip("10.0.0.5")], 4 * S), [ip("10.0.0.5")]);
+        assert_eq!(m.resolve(&ip("10.0.0.5"), 5 * S), Resolved::Conflict);
+    }
+
+    /// A terminating pod still lists its address; a new pod given it is
+    /// its owner from its start, no conflict.
+    #[test]
+    fn a_releasing_owner_gives_way() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let (old, new): (OwnerId, OwnerId) = ("pod/a@kubernetes".into(), "pod/b@kubernetes".into());
+        m.set(&old, pod("web-1"), &[ip("10.0.0.5")], S);
+        m.set_releasing(&old, true);
+        assert!(m.set_since(&new, pod("web-2"), &[ip("10.0.0.5")], 10 * S, 8 * S).is_empty());
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 7 * S)), Some("web-1"));
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 9 * S)), Some("web-2"));
+        m.remove(&old, 12 * S);
+        assert_eq!(name(&m.resolve(&ip("10.0.0.5"), 13 * S)), Some("web-2"));
+        assert_eq!(m.conflicts(), 0);
+    }
+
+    /// Networks of one prefix length are found by one probe each length;
+    /// the longest wins, across lengths and families.
+    #[test]
+    fn networks_by_length_and_family() {
+        let mut m = IpMap::new(std::time::Duration::from_mins(2));
+        let node = |n: &str| Owner { kind: OwnerKind::Node, ..pod(n) };
+        for i in 0..200u32 {
+            let net: IpNet = format!("10.244.{i}.0/24").parse().unwrap();
+            let v6: IpNet = format!("fd00:10:244:{i:x}::/64").parse().unwrap();
+            m.set_networks(&format!("node/n{i}@kubernetes").into(), node(&format!("n{i}")), &[net, v6]);
+        }
+        assert_eq!(m.networks(), 400);
+        assert_eq!(name(&m.resolve(&ip("10.244.77.9"), 0)), Some("n77"));
+        assert_eq!(name(&m.resolve(&ip("fd00:10:244:4d::9"), 0)), Some("n77"));
+        assert_eq!(m.resolve(&ip("10.245.0.1"), 0), Resolved::Unknown);
+        m.set_networks(&"node/n77@kubernetes".into(), node("n77"), &[]);
+        assert_eq!(m.resolve(&ip("10.244.77.9"), 0), Resolved::Unknown);
+        assert_eq!(m.networks(), 398);
     }
 
     /// A source that learns of a new owner late says when it began: the

@@ -1,18 +1,26 @@
 //! Names for the addresses in flow records: which pod, node or named host
 //! held an address when a flow's packets were seen (`ipmap`), fed by the
-//! configured sources: a file (`file`) and the container runtime (`cri`,
-//! polled by a task of its own; the Kubernetes API comes next). No source
-//! configured: records carry no names, as before.
+//! configured sources, each optional and any together: a file (`file`),
+//! the container runtime (`cri`, polled by a task of its own) and the
+//! Kubernetes API (`kubernetes`, watched by a task of its own). Each source
+//! reports owners as claims (`claim`). No source configured: records carry
+//! no names, as before.
 
+pub mod claim;
 pub mod cri;
 pub mod file;
 pub mod ipmap;
+pub mod kubernetes;
 pub mod pod_stats;
 
-use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use self::ipmap::{IpMap, Owner, OwnerKind, Resolved};
-use self::{cri::Pod, file::FileSource, ipmap::OwnerId};
+use self::{
+    claim::{Claim, Claimed},
+    file::FileSource,
+    kubernetes::{KubernetesConfig, KubernetesFeed},
+};
 
 /// How often ended tenures past their grace period are dropped.
 const EXPIRE_EVERY_NS: u64 = 10_000_000_000;
@@ -25,6 +33,8 @@ pub struct MetadataConfig {
     /// The `cri` source: the runtime's socket, and how often it is asked.
     pub cri: Option<PathBuf>,
     pub cri_interval: Duration,
+    /// The `kubernetes` source.
+    pub kubernetes: Option<KubernetesConfig>,
     /// This node's name, for the pods the runtime runs here.
     pub node: String,
     /// How long a gone owner still names late records.
@@ -40,6 +50,7 @@ impl Default for MetadataConfig {
             file: None,
             cri: None,
             cri_interval: DEFAULT_CRI_INTERVAL,
+            kubernetes: None,
             node: String::new(),
             grace: DEFAULT_GRACE,
             pod_metrics: false,
@@ -59,8 +70,8 @@ pub const DEFAULT_CRI_INTERVAL: Duration = Duration::from_secs(2);
 /// What the `cri` task has told the map, and the task.
 #[derive(Debug)]
 struct CriFeed {
-    pods: tokio::sync::watch::Receiver<Option<Arc<Vec<Pod>>>>,
-    applied: HashSet<OwnerId>,
+    pods: tokio::sync::watch::Receiver<Option<Arc<Vec<Claim>>>>,
+    claimed: Claimed,
     socket: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
@@ -79,7 +90,7 @@ async fn poll_cri(
     socket: PathBuf,
     node: String,
     interval: Duration,
-    tx: tokio::sync::watch::Sender<Option<Arc<Vec<Pod>>>>,
+    tx: tokio::sync::watch::Sender<Option<Arc<Vec<Claim>>>>,
 ) {
     let mut cri = None;
     let mut failing = false;
@@ -125,6 +136,7 @@ pub struct Metadata {
     map: IpMap,
     file: Option<FileSource>,
     cri: Option<CriFeed>,
+    kubernetes: Option<KubernetesFeed>,
     last_expiry: u64,
 }
 
@@ -136,6 +148,7 @@ impl Metadata {
         let mut m =
             Self { map: IpMap::new(config.grace), file: config.file.clone().map(FileSource::new), ..Self::default() };
         m.cri = config.cri.as_ref().map(|socket| spawn_cri(socket, config));
+        m.kubernetes = config.kubernetes.as_ref().map(KubernetesFeed::spawn);
         m
     }
 
@@ -145,23 +158,22 @@ impl Metadata {
     pub fn reconfigure(&mut self, config: &MetadataConfig, now: u64) {
         self.map.set_grace(config.grace);
         if self.file.as_ref().map(FileSource::path) != config.file.as_deref() {
-            if self.file.take().is_some() {
-                let ids: Vec<_> =
-                    self.map.live().map(|(id, _)| id.clone()).filter(|id| id.starts_with("file/")).collect();
-                for id in ids {
-                    self.map.remove(&id, now);
-                }
-                self.map.set_networks(Vec::new());
+            if let Some(mut old) = self.file.take() {
+                old.clear(&mut self.map, now);
             }
             self.file = config.file.clone().map(FileSource::new);
         }
         if self.cri.as_ref().map(|c| c.socket.as_path()) != config.cri.as_deref() {
-            if let Some(old) = self.cri.take() {
-                for id in &old.applied {
-                    self.map.remove(id, now);
-                }
+            if let Some(mut old) = self.cri.take() {
+                old.claimed.clear(&mut self.map, now);
             }
             self.cri = config.cri.as_ref().map(|socket| spawn_cri(socket, config));
+        }
+        if self.kubernetes.as_ref().map(|k| &k.config) != config.kubernetes.as_ref() {
+            if let Some(mut old) = self.kubernetes.take() {
+                old.clear(&mut self.map, now);
+            }
+            self.kubernetes = config.kubernetes.as_ref().map(KubernetesFeed::spawn);
         }
     }
 
@@ -172,20 +184,7 @@ impl Metadata {
             return;
         }
         let Some(pods) = feed.pods.borrow_and_update().clone() else { return };
-        let clock = crate::clock::WallClock::now();
-        let mut applied = HashSet::with_capacity(pods.len());
-        for pod in pods.iter() {
-            let since = clock.to_kernel_ns(i128::from(pod.created_unix_ns));
-            let conflicts = self.map.set_since(&pod.id, pod.owner.clone(), &pod.addresses, now, since);
-            if !conflicts.is_empty() {
-                tracing::warn!(pod = %pod.owner.name, ?conflicts, "addresses another live owner holds: not named");
-            }
-            applied.insert(pod.id.clone());
-        }
-        for gone in feed.applied.difference(&applied) {
-            self.map.remove(gone, now);
-        }
-        feed.applied = applied;
+        feed.claimed.replace_all(&mut self.map, pods.iter().cloned(), now);
     }
 
     /// Brings the map up to date at `now`: the file re-read if it changed
@@ -193,6 +192,9 @@ impl Metadata {
     /// are logged; the map keeps what it had.
     pub fn refresh(&mut self, now: u64, force: bool) {
         self.apply_cri(now);
+        if let Some(k) = &mut self.kubernetes {
+            k.apply(&mut self.map, now);
+        }
         if let Some(file) = &mut self.file {
             match file.refresh(&mut self.map, now, force) {
                 Ok(Some((owners, networks))) => tracing::info!(
@@ -225,5 +227,5 @@ impl Metadata {
 fn spawn_cri(socket: &std::path::Path, config: &MetadataConfig) -> CriFeed {
     let (tx, rx) = tokio::sync::watch::channel(None);
     let task = tokio::spawn(poll_cri(socket.to_owned(), config.node.clone(), config.cri_interval, tx));
-    CriFeed { pods: rx, applied: HashSet::new(), socket: socket.to_owned(), task }
+    CriFeed { pods: rx, claimed: Claimed::default(), socket: socket.to_owned(), task }
 }
