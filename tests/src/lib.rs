@@ -10,6 +10,7 @@
     reason = "a test kit: panicking with a clear message is how it reports a failed step"
 )]
 
+pub mod apiserver;
 pub mod cmd;
 pub mod collectors;
 pub mod configgen;

@@ -122,7 +122,9 @@ pub async fn run(config: KubernetesConfig, tx: mpsc::Sender<Change>) {
             }
         }
     };
-    let mut pods = watcher::Config::default().any_semantic();
+    // Lists come in pages of 500 (kube's default, as client-go's), so a
+    // cluster of 100,000 pods is never one response held whole.
+    let mut pods = watcher::Config::default();
     if let Some(f) = &config.field_selector {
         pods = pods.fields(f);
     }
@@ -131,9 +133,9 @@ pub async fn run(config: KubernetesConfig, tx: mpsc::Sender<Change>) {
     }
     let pod_watch = watch(Api::<PodObject>::all(client.clone()), pods, Kind::Pods, tx.clone(), |p| (p.id(), p.claim()));
     if config.nodes {
-        let nodes = watcher::Config::default().any_semantic();
-        let node_watch =
-            watch(Api::<NodeObject>::all(client), nodes, Kind::Nodes, tx, |n: &NodeObject| (n.id(), n.claim()));
+        let node_watch = watch(Api::<NodeObject>::all(client), watcher::Config::default(), Kind::Nodes, tx, |n| {
+            (n.id(), n.claim())
+        });
         tokio::join!(pod_watch, node_watch);
     } else {
         pod_watch.await;
