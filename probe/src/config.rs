@@ -532,6 +532,13 @@ impl RuntimeConfig {
                 "must be from 1 to 100000: each pod is a few series",
             );
         }
+        if self.metadata.node.len() > 253 || self.metadata.node.chars().any(char::is_control) {
+            return invalid(
+                "metadata.node",
+                self.metadata.node.escape_debug().to_string(),
+                "must be a node name: one line of at most 253 bytes",
+            );
+        }
         if let Some(k) = &self.metadata.kubernetes {
             for (key, selector) in [
                 ("metadata.kubernetes.field_selector", &k.field_selector),
@@ -655,6 +662,37 @@ mod tests {
         let tunnels = TunnelOverrides { geneve_ports: vec![8472, 6081], ..TunnelOverrides::default() };
         let c = c.resolve(&Overrides { tunnels, ..Overrides::default() }).unwrap();
         assert_eq!((c.load.tunnels.vxlan_ports(), c.load.tunnels.geneve_ports()), (&[4789][..], &[6081, 8472][..]));
+    }
+
+    /// `[metadata.kubernetes]`: present means watched, nodes by default;
+    /// an empty selector is none; a selector or node name of more than
+    /// one line is refused, naming the key.
+    #[test]
+    fn the_kubernetes_source_and_its_limits() {
+        let resolve = |text: &str| {
+            FileConfig::parse(text).and_then(|f| f.resolve(&Overrides::default()).map_err(|e| e.to_string()))
+        };
+        let c = resolve("interfaces = [\"eth0\"]\n").unwrap();
+        assert_eq!(c.metadata.kubernetes, None);
+        let c = resolve("interfaces = [\"eth0\"]\n[metadata.kubernetes]\n").unwrap();
+        let k = c.metadata.kubernetes.unwrap();
+        assert!(k.nodes && k.kubeconfig.is_none() && k.field_selector.is_none());
+        let c = resolve(
+            "interfaces = [\"eth0\"]\n[metadata.kubernetes]\nkubeconfig = \"/etc/vxflow/kubeconfig\"\n\
+             field_selector = \"spec.nodeName=node-1\"\nlabel_selector = \"\"\nnodes = false\n",
+        )
+        .unwrap();
+        let k = c.metadata.kubernetes.unwrap();
+        assert_eq!(k.field_selector.as_deref(), Some("spec.nodeName=node-1"));
+        assert_eq!((k.label_selector, k.nodes), (None, false));
+        let err = resolve("interfaces = [\"eth0\"]\n[metadata.kubernetes]\nlabel_selector = \"a\\nb\"\n").unwrap_err();
+        assert!(err.contains("metadata.kubernetes.label_selector") && !err.contains('\n'), "{err}");
+        let long =
+            format!("interfaces = [\"eth0\"]\n[metadata.kubernetes]\nfield_selector = \"{}\"\n", "x".repeat(4097));
+        assert!(resolve(&long).unwrap_err().contains("field_selector"));
+        let err = resolve("interfaces = [\"eth0\"]\n[metadata]\nnode = \"a\\u0007\"\n").unwrap_err();
+        assert!(err.contains("metadata.node"), "{err}");
+        assert!(resolve("interfaces = [\"eth0\"]\n[metadata.kubernetes]\nwatch = true\n").is_err());
     }
 
     #[test]

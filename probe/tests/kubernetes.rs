@@ -226,7 +226,11 @@ fn an_absent_api_server_or_a_bad_kubeconfig_holds_nothing_up() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     for path in [unreachable, garbage, fifo, dir.join("missing"), dir.join("")] {
         let config = MetadataConfig {
-            kubernetes: Some(KubernetesConfig { kubeconfig: Some(path.clone()), nodes: true, ..KubernetesConfig::default() }),
+            kubernetes: Some(KubernetesConfig {
+                kubeconfig: Some(path.clone()),
+                nodes: true,
+                ..KubernetesConfig::default()
+            }),
             ..MetadataConfig::default()
         };
         runtime().block_on(async {

@@ -141,6 +141,60 @@ fn collector(u: &mut Unstructured<'_>) -> Result<Vec<(String, String)>> {
     Ok(c)
 }
 
+/// Paths a metadata source might be pointed at: absent, a directory, a
+/// device that never ends, a FIFO's kind, empty, not UTF-8 friendly.
+const PATHS: &[&str] =
+    &["/nonexistent", "/", "/dev/zero", "/dev/stdin", "/proc/self/mem", "", "/etc/hostname", "a\u{0}b"];
+
+/// `[metadata]` and `[metadata.kubernetes]` as anyone writes them: wrong
+/// types, values past their limits, paths that are not files, selectors
+/// with control characters or of 5,000 bytes.
+fn metadata(u: &mut Unstructured<'_>) -> Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let mut m = Vec::new();
+    for key in ["file", "cri"] {
+        if u.ratio(1, 4)? {
+            m.push((key.to_owned(), quoted(pick(u, PATHS)?)));
+        }
+    }
+    for key in ["cri_interval", "grace"] {
+        if u.ratio(1, 4)? {
+            m.push((key.to_owned(), duration(u)?));
+        }
+    }
+    if u.ratio(1, 5)? {
+        m.push(("pod_metrics".into(), pick(u, &["true", "false", "\"yes\"", "1"])?.to_owned()));
+    }
+    if u.ratio(1, 4)? {
+        m.push(("pod_metrics_max".into(), integer(u)?));
+    }
+    if u.ratio(1, 6)? {
+        m.push(("node".into(), quoted(pick(u, &["node-1", "", "a\nb"])?)));
+    }
+    if u.ratio(1, 20)? {
+        m.push(("kubernetes".into(), pick(u, &["true", "\"yes\"", "{}"])?.to_owned()));
+    }
+    let mut k = Vec::new();
+    if u.ratio(1, 4)? {
+        if u.ratio(1, 2)? {
+            k.push(("kubeconfig".to_owned(), quoted(pick(u, PATHS)?)));
+        }
+        for key in ["field_selector", "label_selector"] {
+            if u.ratio(1, 3)? {
+                let long = "x".repeat(5000);
+                let value = pick(u, &["spec.nodeName=node-1", "app=web", "", "a\nb", "\u{7}", "=,=!", long.as_str()])?;
+                k.push((key.to_owned(), quoted(value)));
+            }
+        }
+        if u.ratio(1, 3)? {
+            k.push(("nodes".into(), pick(u, &["true", "false", "0"])?.to_owned()));
+        }
+        if u.ratio(1, 10)? {
+            k.push(("watch_everything".into(), "true".into()));
+        }
+    }
+    Ok((m, k))
+}
+
 /// Values a careful operator writes, key by key.
 mod sane {
     use arbitrary::{Result, Unstructured};
@@ -170,6 +224,43 @@ mod sane {
 
     pub fn timeout(u: &mut Unstructured<'_>) -> Result<String> {
         Ok(format!("{:?}", *u.choose(&["5s", "15s", "1m", "2h", "7days"])?))
+    }
+
+    /// `[metadata]` and `[metadata.kubernetes]`: sources that are absent
+    /// here (the daemon retries them in the background), valid values.
+    pub fn metadata(u: &mut Unstructured<'_>) -> Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+        let mut m = Vec::new();
+        if u.ratio(1, 3)? {
+            m.push(("file".to_owned(), "\"/nonexistent/vxflow-names.toml\"".to_owned()));
+        }
+        if u.ratio(1, 3)? {
+            m.push(("cri".into(), "\"/nonexistent/containerd.sock\"".into()));
+            m.push(("cri_interval".into(), format!("{:?}", *u.choose(&["100ms", "2s", "10m"])?)));
+        }
+        if u.ratio(1, 3)? {
+            m.push(("grace".into(), format!("{:?}", *u.choose(&["0s", "2m", "7days"])?)));
+        }
+        if u.ratio(1, 4)? {
+            m.push(("pod_metrics".into(), "true".into()));
+            m.push(("pod_metrics_max".into(), int(u, 1, 100_000)?));
+        }
+        if u.ratio(1, 4)? {
+            m.push(("node".into(), "\"node-1\"".into()));
+        }
+        let mut k = Vec::new();
+        if u.ratio(1, 3)? {
+            k.push(("kubeconfig".to_owned(), "\"/nonexistent/kubeconfig\"".to_owned()));
+            if u.ratio(1, 2)? {
+                k.push(("field_selector".into(), "\"spec.nodeName=node-1\"".into()));
+            }
+            if u.ratio(1, 2)? {
+                k.push(("label_selector".into(), "\"app in (web, db)\"".into()));
+            }
+            if u.ratio(1, 2)? {
+                k.push(("nodes".into(), (*u.choose(&["true", "false"])?).to_owned()));
+            }
+        }
+        Ok((m, k))
     }
 
     pub fn poll(u: &mut Unstructured<'_>) -> Result<String> {
@@ -267,6 +358,7 @@ impl GenConfig {
         for _ in 0..u.int_in_range(0..=3)? {
             collectors.push(sane::collector(u)?);
         }
+        let (metadata, kubernetes) = sane::metadata(u)?;
         Ok(Self {
             top,
             sections: vec![
@@ -275,6 +367,8 @@ impl GenConfig {
                 ("export", export),
                 ("metrics", metrics),
                 ("vni_meaning", vni_meaning),
+                ("metadata", metadata),
+                ("metadata.kubernetes", kubernetes),
             ],
             collectors,
         })
@@ -358,6 +452,7 @@ impl<'a> Arbitrary<'a> for GenConfig {
         for _ in 0..n {
             collectors.push(collector(u)?);
         }
+        let (metadata, kubernetes) = metadata(u)?;
         Ok(Self {
             top,
             sections: vec![
@@ -366,6 +461,8 @@ impl<'a> Arbitrary<'a> for GenConfig {
                 ("export", export),
                 ("metrics", metrics),
                 ("vni_meaning", vni_meaning),
+                ("metadata", metadata),
+                ("metadata.kubernetes", kubernetes),
             ],
             collectors,
         })

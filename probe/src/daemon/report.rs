@@ -149,7 +149,7 @@ impl Daemon {
                         namespace: owner.and_then(|o| o.namespace.as_deref().map(str::to_owned)),
                         node: owner.and_then(|o| o.node.as_deref().map(str::to_owned)),
                         workload: owner.and_then(|o| o.workload.as_ref().map(|w| format!("{}/{}", w.kind, w.name))),
-                        source: if id.starts_with("file/") { "file" } else { "cri" }.to_owned(),
+                        source: crate::metadata::ipmap::source(id).to_owned(),
                         since: ts(since),
                         until: until.map(ts),
                     })

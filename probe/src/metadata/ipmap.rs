@@ -114,6 +114,12 @@ fn subject(id: &str) -> &str {
     id.rsplit_once('@').map_or(id, |(s, _)| s)
 }
 
+/// The source that named `id`: `cri`, `kubernetes`, `file`.
+#[must_use]
+pub fn source(id: &str) -> &str {
+    id.rsplit_once('@').map_or("", |(_, s)| s)
+}
+
 /// One owner's hold on one address: from `since` to `until` (still held
 /// when `None`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -133,9 +133,8 @@ pub async fn run(config: KubernetesConfig, tx: mpsc::Sender<Change>) {
     }
     let pod_watch = watch(Api::<PodObject>::all(client.clone()), pods, Kind::Pods, tx.clone(), |p| (p.id(), p.claim()));
     if config.nodes {
-        let node_watch = watch(Api::<NodeObject>::all(client), watcher::Config::default(), Kind::Nodes, tx, |n| {
-            (n.id(), n.claim())
-        });
+        let node_watch =
+            watch(Api::<NodeObject>::all(client), watcher::Config::default(), Kind::Nodes, tx, |n| (n.id(), n.claim()));
         tokio::join!(pod_watch, node_watch);
     } else {
         pod_watch.await;
