@@ -14,7 +14,11 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn manifest() -> Vec<Yaml> {
-    let text = std::fs::read_to_string(repo("deploy/kubernetes/vxflow.yaml")).unwrap();
+    yaml("deploy/kubernetes/vxflow.yaml")
+}
+
+fn yaml(path: &str) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(repo(path)).unwrap();
     YamlLoader::load_from_str(&text).unwrap()
 }
 
@@ -70,6 +74,38 @@ fn the_daemonset_grants_what_the_unit_grants_and_mounts_what_vxflow_uses() {
     assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("spec.nodeName"));
     assert_eq!(strings(&c["args"]), ["run", "--config", "/etc/vxflow/vxflow.toml"]);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+}
+
+/// The service account the `DaemonSet` runs as may list and watch pods and
+/// nodes cluster-wide, the two things the kubernetes source asks, and
+/// nothing more.
+#[test]
+fn the_rbac_objects_grant_list_and_watch_on_pods_and_nodes_only() {
+    let docs = manifest();
+    let ds = of_kind(&docs, "DaemonSet");
+    let account = ds["spec"]["template"]["spec"]["serviceAccountName"].as_str().expect("serviceAccountName");
+    let namespace = ds["metadata"]["namespace"].as_str().unwrap();
+    let rbac = yaml("deploy/kubernetes/rbac.yaml");
+    let sa = of_kind(&rbac, "ServiceAccount");
+    assert_eq!(
+        (sa["metadata"]["name"].as_str(), sa["metadata"]["namespace"].as_str()),
+        (Some(account), Some(namespace))
+    );
+    let role = of_kind(&rbac, "ClusterRole");
+    let rules = role["rules"].as_vec().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(strings(&rules[0]["apiGroups"]), [""], "the core group");
+    assert_eq!(strings(&rules[0]["resources"]), ["pods", "nodes"]);
+    assert_eq!(strings(&rules[0]["verbs"]), ["list", "watch"]);
+    let binding = of_kind(&rbac, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"].as_str(), Some("ClusterRole"));
+    assert_eq!(binding["roleRef"]["name"].as_str(), role["metadata"]["name"].as_str());
+    let subjects = binding["subjects"].as_vec().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0]["kind"].as_str(), Some("ServiceAccount"));
+    assert_eq!((subjects[0]["name"].as_str(), subjects[0]["namespace"].as_str()), (Some(account), Some(namespace)));
+    let toml = of_kind(&docs, "ConfigMap")["data"]["vxflow.toml"].as_str().unwrap();
+    assert!(toml.lines().any(|l| l.trim() == "[metadata.kubernetes]"), "the ConfigMap does not watch the API");
 }
 
 #[test]
