@@ -134,3 +134,147 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
         assert_eq!(packets, 40, "pmacct's count to {port}");
     }
 }
+
+/// A pod as the API server lists it (the fields the source reads, and a
+/// few it skips), ready since `ready`.
+fn api_pod(
+    name: &str,
+    uid: &str,
+    node: &str,
+    ip: std::net::IpAddr,
+    owner: (&str, &str),
+    ready: &str,
+) -> serde_json::Value {
+    let mut labels = serde_json::json!({"app": name.split('-').next().unwrap()});
+    if owner.0 == "ReplicaSet" {
+        labels["pod-template-hash"] = owner.1.rsplit('-').next().unwrap().into();
+    }
+    serde_json::json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "shop", "uid": uid, "resourceVersion": "1",
+                     "creationTimestamp": ready, "labels": labels,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "o",
+                                          "controller": true}]},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "app"}]},
+        "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+                   "conditions": [{"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": ready}]}
+    })
+}
+
+fn with_version(mut object: serde_json::Value, rv: u32) -> serde_json::Value {
+    object["metadata"]["resourceVersion"] = rv.to_string().into();
+    object
+}
+
+/// The `kubernetes` source end to end: `vxflow run` on node-1 watches the
+/// test kit's API server (in node-1's namespace) through a kubeconfig, and
+/// names both pods and both nodes in every record; db-0 terminates and its
+/// address goes to db-1 through watch events, and each flow keeps its own.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {
+    use vxflow_testkit::apiserver::{ApiServer, format_time};
+    require_root();
+    let topo = Flannel::build(&unique_prefix("kapi"), Options::default());
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    let (web, db) = (&n1.pods[0], &n2.pods[0]);
+    let dir = TempDir::new("kapi");
+    let api = ApiServer::start_in(&n1.ns);
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "node-token");
+    let now = || {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        format_time(i64::try_from(t).unwrap())
+    };
+    let earlier = format_time(
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+            - 30,
+    );
+    let web_pod =
+        api_pod("web-7c9d8b6f5-k2x9q", "uid-web", "node-1", web.addr, ("ReplicaSet", "web-7c9d8b6f5"), &earlier);
+    let db0 = api_pod("db-0", "uid-db-0", "node-2", db.addr, ("StatefulSet", "db"), &earlier);
+    let pods = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                                  "items": [web_pod, db0]});
+    let node = |name: &str, ip: std::net::IpAddr| {
+        serde_json::json!({"metadata": {"name": name, "uid": name, "resourceVersion": "5", "creationTimestamp": earlier},
+                           "status": {"addresses": [{"type": "InternalIP", "address": ip.to_string()}]}})
+    };
+    let nodes = serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                                   "items": [node("node-1", n1.addr), node("node-2", n2.addr)]});
+    api.list("pods", &pods.to_string());
+    api.list("nodes", &nodes.to_string());
+    let watch = api.watch("pods");
+    let _nodes_watch = api.watch("nodes");
+
+    let config = dir.join("vxflow.toml");
+    let body = format!(
+        "interfaces = [\"eth0\"]\n[kernel]\npoll_interval = \"100ms\"\n[cache]\ninactive_timeout = \"60s\"\n\
+         [metadata.kubernetes]\nkubeconfig = \"{}\"\n",
+        kubeconfig.display()
+    );
+    std::fs::write(&config, body).unwrap();
+    let mut vxflow = Vxflow::start(&n1.ns, &["--config", config.to_str().unwrap(), "--json", "-"]);
+    vxflow.wait_for_log_count("listed from the Kubernetes API", 2, Duration::from_secs(15));
+    let holders = |vxflow: &Vxflow| -> Vec<(String, bool)> {
+        let pods = vxflow.ctl(&["pods"]);
+        pods["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["ip"] == db.addr.to_string() && p["source"] == "kubernetes")
+            .map(|p| (p["name"].as_str().unwrap().to_owned(), p["until"].is_null()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while holders(&vxflow).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "db-0 never reached the map");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9601, 40, 100), 40);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // db-0 terminates; db-1 is given its address; db-0 goes.
+    let mut terminating =
+        with_version(api_pod("db-0", "uid-db-0", "node-2", db.addr, ("StatefulSet", "db"), &earlier), 11);
+    terminating["metadata"]["deletionTimestamp"] = now().into();
+    watch.send(&serde_json::json!({"type": "MODIFIED", "object": terminating}).to_string());
+    let db1 = with_version(api_pod("db-1", "uid-db-1", "node-2", db.addr, ("StatefulSet", "db"), &now()), 12);
+    watch.send(&serde_json::json!({"type": "ADDED", "object": db1}).to_string());
+    watch.send(&serde_json::json!({"type": "DELETED", "object": with_version(terminating, 13)}).to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while holders(&vxflow) != [("db-0".to_owned(), false), ("db-1".to_owned(), true)] {
+        assert!(std::time::Instant::now() < deadline, "the handover never reached the map: {:?}", holders(&vxflow));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9602, 40, 100), 40);
+    std::thread::sleep(Duration::from_millis(300));
+    let done = vxflow.stop();
+
+    for (port, db_name) in [(9601, "db-0"), (9602, "db-1")] {
+        let records = to_port(&done.records, port);
+        assert_eq!(records.iter().map(|r| r.packets).sum::<u64>(), 40, "{records:#?}");
+        for r in records {
+            assert_eq!(
+                (r.src_pod.as_deref(), r.dst_pod.as_deref()),
+                (Some("web-7c9d8b6f5-k2x9q"), Some(db_name)),
+                "{r:#?}"
+            );
+            assert_eq!((r.src_namespace.as_deref(), r.dst_namespace.as_deref()), (Some("shop"), Some("shop")));
+            assert_eq!((r.src_node.as_deref(), r.dst_node.as_deref()), (Some("node-1"), Some("node-2")));
+            assert_eq!(
+                (r.src_workload.as_deref(), r.dst_workload.as_deref()),
+                (Some("Deployment/web"), Some("StatefulSet/db"))
+            );
+            assert_eq!((r.outer_src_node.as_deref(), r.outer_dst_node.as_deref()), (Some("node-1"), Some("node-2")));
+        }
+    }
+    assert!(!done.stderr.contains("not named while both do"), "a conflict was logged:\n{}", done.stderr);
+    let requests = api.requests();
+    assert!(requests.iter().all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer node-token")));
+    assert_eq!(
+        requests.iter().filter(|r| r.resource == "pods" && !r.is_watch()).count(),
+        1,
+        "one list, then the watch"
+    );
+}

@@ -86,7 +86,25 @@ impl ApiServer {
     /// Listens on a free loopback port.
     #[must_use]
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Listens on a free port of `ns`'s loopback, for a vxflow running there.
+    #[must_use]
+    pub fn start_in(ns: &crate::netns::Netns) -> Self {
+        let name = ns.name().to_owned();
+        // A socket stays in the namespace it was made in; the thread that
+        // made it may go.
+        let listener = std::thread::spawn(move || {
+            crate::netns::enter(&name);
+            TcpListener::bind("127.0.0.1:0").unwrap()
+        })
+        .join()
+        .unwrap();
+        Self::serve(listener)
+    }
+
+    fn serve(listener: TcpListener) -> Self {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
@@ -185,7 +203,7 @@ pub fn watch_error(code: u16, reason: &str, message: &str) -> String {
 
 fn serve(conn: TcpStream, state: &Arc<(Mutex<State>, Condvar)>, stop: &AtomicBool) {
     conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {
@@ -345,6 +363,7 @@ pub fn shift_times(text: &str, by_secs: i64) -> String {
 
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ`.
 #[must_use]
+#[expect(clippy::many_single_char_names, reason = "the civil-date algorithm's own names")]
 pub fn parse_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
@@ -364,7 +383,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-fn format_time(t: i64) -> String {
+/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch.
+#[must_use]
+#[expect(clippy::many_single_char_names, reason = "the civil-date algorithm's own names")]
+pub fn format_time(t: i64) -> String {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -141,6 +141,9 @@ fn collector(u: &mut Unstructured<'_>) -> Result<Vec<(String, String)>> {
     Ok(c)
 }
 
+/// A section's keys and values, in order.
+type Entries = Vec<(String, String)>;
+
 /// Paths a metadata source might be pointed at: absent, a directory, a
 /// device that never ends, a FIFO's kind, empty, not UTF-8 friendly.
 const PATHS: &[&str] =
@@ -149,7 +152,7 @@ const PATHS: &[&str] =
 /// `[metadata]` and `[metadata.kubernetes]` as anyone writes them: wrong
 /// types, values past their limits, paths that are not files, selectors
 /// with control characters or of 5,000 bytes.
-fn metadata(u: &mut Unstructured<'_>) -> Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+fn metadata(u: &mut Unstructured<'_>) -> Result<(Entries, Entries)> {
     let mut m = Vec::new();
     for key in ["file", "cri"] {
         if u.ratio(1, 4)? {
@@ -199,6 +202,8 @@ fn metadata(u: &mut Unstructured<'_>) -> Result<(Vec<(String, String)>, Vec<(Str
 mod sane {
     use arbitrary::{Result, Unstructured};
 
+    use super::Entries;
+
     pub fn names(u: &mut Unstructured<'_>) -> Result<String> {
         let include = *u.choose(&["auto", "v0", "eth*", "*", "flannel.1"])?;
         let exclude = if u.ratio(1, 3)? { ", \"!veth*\"" } else { "" };
@@ -228,7 +233,7 @@ mod sane {
 
     /// `[metadata]` and `[metadata.kubernetes]`: sources that are absent
     /// here (the daemon retries them in the background), valid values.
-    pub fn metadata(u: &mut Unstructured<'_>) -> Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+    pub fn metadata(u: &mut Unstructured<'_>) -> Result<(Entries, Entries)> {
         let mut m = Vec::new();
         if u.ratio(1, 3)? {
             m.push(("file".to_owned(), "\"/nonexistent/vxflow-names.toml\"".to_owned()));

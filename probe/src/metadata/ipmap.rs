@@ -146,13 +146,16 @@ struct Known {
     releasing: bool,
 }
 
+/// A network's owner: its id (to remove it by) and description.
+type Named = (OwnerId, Arc<Owner>);
+
 /// Named networks: what an address no owner held resolves to. By prefix
 /// length, longest first, each an exact table of networks, so a lookup is
 /// one hash probe per length in use (a cluster's podCIDRs share one or
 /// two), not a scan of every node's network.
 #[derive(Debug, Default)]
 struct Networks {
-    by_length: BTreeMap<Reverse<u8>, HashMap<IpNet, (OwnerId, Arc<Owner>)>>,
+    by_length: BTreeMap<Reverse<u8>, HashMap<IpNet, Named>>,
     of_owner: HashMap<OwnerId, SmallVec<[IpNet; 2]>>,
 }
 

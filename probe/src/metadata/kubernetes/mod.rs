@@ -118,7 +118,7 @@ pub async fn run(config: KubernetesConfig, tx: mpsc::Sender<Change>) {
             Err(error) => {
                 tracing::warn!(error = %crate::error_chain(&error), retry_in = ?backoff, "no Kubernetes API client");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+                backoff = (backoff * 2).min(std::time::Duration::from_mins(1));
             }
         }
     };

@@ -366,8 +366,8 @@ mod tests {
         assert_eq!(base(serde_json::json!({})).since_unix_ns, None, "no condition dates it");
         let no_uid = pod(serde_json::json!({"metadata": {"name": "p"}}));
         assert!(no_uid.claim().is_none());
-        let bare = pod(serde_json::json!({"metadata": {"name": "p", "uid": "u"}, "spec": null, "status": null}));
-        assert!(bare.claim().unwrap().addresses.is_empty());
+        let nulls = pod(serde_json::json!({"metadata": {"name": "p", "uid": "u"}, "spec": null, "status": null}));
+        assert!(nulls.claim().unwrap().addresses.is_empty());
     }
 
     fn json_merge(a: &mut serde_json::Value, b: serde_json::Value) {
