@@ -31,6 +31,9 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
+/// Puts something at a path.
+type Make = dyn Fn(&Path);
+
 /// A good file names 10.0.0.7; then the path is replaced by each bad thing
 /// in turn: every refresh returns at once, and the name stays.
 #[test]
@@ -45,11 +48,11 @@ fn a_bad_metadata_file_is_refused_and_the_names_stay() {
     md.refresh(kernel_ns(), false);
     assert_eq!(named(&md, "10.0.0.7").as_deref(), Some("billing"));
 
-    let replace = |make: &dyn Fn(&Path)| {
+    let replace = |make: &Make| {
         let _ = std::fs::remove_file(&path);
         make(&path);
     };
-    let cases: [(&str, &dyn Fn(&Path)); 5] = [
+    let cases: [(&str, &Make); 5] = [
         ("a FIFO", &|p| mkfifo(p)),
         ("a symlink to /dev/zero", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
         ("16 MiB and a byte", &|p| {
