@@ -1,6 +1,7 @@
-//! The `kubernetes` metadata source against recorded API server responses
-//! (`fixtures/kubernetes/`: lists, watch streams with resource versions, a
-//! bookmark, `410 Gone`, a relist, a pod deleted and its address reused),
+//! The `kubernetes` metadata source against API server responses written
+//! in the server's own shapes (`fixtures/kubernetes/`: lists, watch streams
+//! with resource versions, a bookmark, `410 Gone`, a relist, a pod deleted
+//! and its address reused),
 //! served over HTTP by the test kit's stand-in API server and read through
 //! kube's client and watcher, as in a cluster: the test only queues answers
 //! and reads the names the map gives. No API server can run on this
