@@ -397,16 +397,25 @@ fn cache_figures() {
 /// three labels of the lengths Kubernetes gives them, and one IPv4 address:
 /// heap bytes per pod, and the time to resolve an address.
 fn metadata_figures() {
-    use vxflow::metadata::{IpMap, Owner, OwnerKind, ipmap::Workload};
+    use vxflow::metadata::{
+        IpMap, Owner, OwnerKind,
+        claim::{Claim, Claimed},
+        ipmap::Workload,
+    };
     const PODS: u32 = 100_000;
+    const NODES: u32 = 2000;
     let before = heap_bytes();
     let mut map = IpMap::new(Duration::from_mins(2));
-    for i in 0..PODS {
+    // As the kubernetes source holds them: pods by UID through its claimed
+    // set, and the nodes, each with an address and a /24 pod CIDR.
+    let (mut pods, mut nodes) = (Claimed::default(), Claimed::default());
+    let node_name = |n: u32| format!("node-{n:04}.cluster.local");
+    let pod_claims = (0..PODS).map(|i| {
         let owner = Owner {
             kind: OwnerKind::Pod,
             name: format!("web-{:08x}-{i:05}", i.wrapping_mul(2_654_435_761)).into(),
             namespace: Some(format!("team-{:03}", i % 500).into()),
-            node: Some(format!("node-{:04}.cluster.local", i % 2000).into()),
+            node: Some(node_name(i % NODES).into()),
             workload: Some(Workload { kind: "Deployment".into(), name: format!("web-{:04}", i % 5000).into() }),
             labels: [
                 ("app".into(), format!("web-{:04}", i % 5000).into()),
@@ -416,10 +425,32 @@ fn metadata_figures() {
             .into(),
         };
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-        map.set(&format!("pod/{i:032x}").into(), owner, &[ip.into()], 1);
-    }
+        let uid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", i, i % 65_536, i % 4096, i % 4096, u64::from(i) * 7);
+        Claim::new(format!("pod/{uid}@kubernetes").into(), owner, vec![ip.into()])
+    });
+    pods.replace_all(&mut map, pod_claims, 1);
+    let node_claims = (0..NODES).map(|n| {
+        let owner = Owner {
+            kind: OwnerKind::Node,
+            name: node_name(n).into(),
+            namespace: None,
+            node: Some(node_name(n).into()),
+            workload: None,
+            labels: Box::default(),
+        };
+        let ip = std::net::Ipv4Addr::from(0xc0a8_0000 + n);
+        let cidr = ipnet::IpNet::new(std::net::Ipv4Addr::from(0x0b00_0000 + (n << 8)).into(), 24).unwrap();
+        Claim {
+            networks: vec![cidr],
+            ..Claim::new(format!("node/{}@kubernetes", node_name(n)).into(), owner, vec![ip.into()])
+        }
+    });
+    nodes.replace_all(&mut map, node_claims, 1);
     let per_pod = (heap_bytes() - before) / u64::from(PODS);
-    println!("metadata: {per_pod} B of heap per pod at {PODS} pods (names, workload, three labels, one address)");
+    println!(
+        "metadata: {per_pod} B of heap per pod at {PODS} pods on {NODES} nodes, as the kubernetes source holds them \
+         (names, workload, three labels, one address; the nodes' addresses and pod CIDRs counted in)"
+    );
     let started = std::time::Instant::now();
     let mut found = 0u32;
     for i in 0..PODS {
@@ -432,6 +463,20 @@ fn metadata_figures() {
     }
     assert_eq!(found, PODS);
     println!("metadata: {:.0} ns to resolve an address", started.elapsed().as_secs_f64() * 1e9 / f64::from(PODS));
+    // Addresses no pod holds, found in a node's pod CIDR.
+    let started = std::time::Instant::now();
+    let mut in_cidr = 0u32;
+    for i in 0..PODS {
+        let ip = std::net::Ipv4Addr::from(0x0b00_0000 + ((i % NODES) << 8) + 7);
+        if matches!(map.resolve(&ip.into(), 2), vxflow::metadata::Resolved::Owner(_)) {
+            in_cidr += 1;
+        }
+    }
+    assert_eq!(in_cidr, PODS);
+    println!(
+        "metadata: {:.0} ns to resolve an address by its node's pod CIDR ({NODES} CIDRs)",
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(PODS)
+    );
 }
 
 fn main() {
