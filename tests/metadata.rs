@@ -117,6 +117,25 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     from_nfdump.sort();
     assert_eq!(from_nfdump, done.nfdump_flows(), "nfdump and the JSON records disagree");
     // pmacct shows the names.
+    for row in &rows {
+        let col = |c: &str| row.get(c).map_or("-", String::as_str);
+        eprintln!(
+            "pmacct: {} {} -> {} {} {} src_pod_ns={} src_pod={} dst_pod_ns={} dst_pod={} src_node={} dst_node={} packets={} bytes={}",
+            col("SRC_IP"),
+            col("SRC_PORT"),
+            col("DST_IP"),
+            col("DST_PORT"),
+            col("PROTOCOL"),
+            col("src_pod_ns"),
+            col("src_pod"),
+            col("dst_pod_ns"),
+            col("dst_pod"),
+            col("src_node"),
+            col("dst_node"),
+            col("PACKETS"),
+            col("BYTES")
+        );
+    }
     for (port, db_name) in [("9601", "db-0"), ("9602", "db-1")] {
         let row = rows
             .iter()
