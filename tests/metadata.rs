@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vxflow_testkit::{
     TempDir,
-    collectors::{Nfacctd, Nfcapd},
+    collectors::{Capture, Nfacctd, Nfcapd},
     probe::{Record, Vxflow},
     require_root,
     topology::{Flannel, Offloads, Options},
@@ -47,6 +47,7 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     };
     std::fs::write(&names, with_db("db-0")).unwrap();
     let nfcapd = Nfcapd::start(&n1.ns, 9995);
+    let capture = Capture::start(&n1.ns, "lo", "udp dst port 9995");
     let pmacct = Nfacctd::start_named(&n1.ns, 9996);
     let collectors = "[[collector]]\naddress = \"127.0.0.1:9995\"\nprotocol = \"ipfix\"\n\
                       [[collector]]\naddress = \"127.0.0.1:9996\"\nprotocol = \"ipfix\"\n";
@@ -92,6 +93,7 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     assert_eq!(holders, [("db-0".to_owned(), false), ("db-1".to_owned(), true)], "{pods}");
     let done = vxflow.stop();
     let collected = nfcapd.stop();
+    let pcap = capture.stop();
     let rows = pmacct.stop_rows();
 
     for (port, db_name) in [(9601, "db-0"), (9602, "db-1")] {
@@ -116,6 +118,20 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     let mut from_nfdump = collected.flows;
     from_nfdump.sort();
     assert_eq!(from_nfdump, done.nfdump_flows(), "nfdump and the JSON records disagree");
+    // tshark decodes every message, the named template's included, with
+    // nothing malformed; it knows no Antrea elements and shows their bytes,
+    // which spell the names.
+    let out = vxflow_testkit::cmd::run(&["tshark", "-r", pcap.path(), "-V", "-d", "udp.port==9995,cflow"]);
+    for bad in ["Malformed", "Expert Info (Error"] {
+        assert!(!out.contains(bad), "tshark reports {bad}");
+    }
+    assert!(out.contains("Template Id: 1026"), "no named VXLAN record (template 1026) in the capture");
+    let hex = out.replace(' ', ":");
+    for name in ["web-1", "db-0", "db-1", "shop", "node-1", "node-2"] {
+        let bytes: Vec<String> = name.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(hex.contains(&bytes.join(":")), "tshark does not show {name}");
+    }
+
     // pmacct shows the names.
     for row in &rows {
         let col = |c: &str| row.get(c).map_or("-", String::as_str);
