@@ -118,10 +118,15 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     let mut from_nfdump = collected.flows;
     from_nfdump.sort();
     assert_eq!(from_nfdump, done.nfdump_flows(), "nfdump and the JSON records disagree");
-    // tshark decodes every message, the named template's included, with
-    // nothing malformed; it knows no Antrea elements and shows their bytes,
-    // which spell the names.
-    let out = vxflow_testkit::cmd::run(&["tshark", "-r", pcap.path(), "-V", "-d", "udp.port==9995,cflow"]);
+    check_tshark_names(pcap.path());
+    check_pmacct_names(&rows);
+}
+
+/// tshark decodes every message, the named template's included, with
+/// nothing malformed; it knows no Antrea elements and shows their bytes,
+/// which spell the names.
+fn check_tshark_names(pcap: &str) {
+    let out = vxflow_testkit::cmd::run(&["tshark", "-r", pcap, "-V", "-d", "udp.port==9995,cflow"]);
     for bad in ["Malformed", "Expert Info (Error"] {
         assert!(!out.contains(bad), "tshark reports {bad}");
     }
@@ -131,9 +136,12 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
         let bytes: Vec<String> = name.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(hex.contains(&bytes.join(":")), "tshark does not show {name}");
     }
+}
 
-    // pmacct shows the names.
-    for row in &rows {
+/// pmacct shows the names through its custom primitives, and counts each
+/// flow's 40 packets.
+fn check_pmacct_names(rows: &[std::collections::BTreeMap<String, String>]) {
+    for row in rows {
         let col = |c: &str| row.get(c).map_or("-", String::as_str);
         eprintln!(
             "pmacct: {} {} -> {} {} {} src_pod_ns={} src_pod={} dst_pod_ns={} dst_pod={} src_node={} dst_node={} packets={} bytes={}",
