@@ -46,12 +46,17 @@ fn run(topo: &OvsTunnel, want: &Want) {
     // eth0 is an OVS port: no route leaves by it for `auto` to find, so
     // it is named as the interface where tunnels arrive.
     let args = ["-i", "eth0", "--tunnel-interface", "eth0", "--poll-interval", "100ms", "--collector", &collector];
+    // eth0's counters around vxflow's start and stop, and inside them:
+    // what crossed while vxflow attached or detached (an IPv6 underlay's
+    // MLD report comes when it will) is in the outer count only.
+    let outside = n1.ns.counters("eth0");
     let vxflow = Vxflow::start(&n1.ns, &[&args[..], &["--json", "-"]].concat());
     let before = n1.ns.counters("eth0");
     traffic::ping(&n1.ns, n2.pod, PINGS, PING_BYTES);
     std::thread::sleep(Duration::from_millis(300));
     let truth = n1.ns.counters("eth0").since(&before);
     let done = vxflow.stop();
+    let around = n1.ns.counters("eth0").since(&outside);
     let collected = nfcapd.stop();
     let pcap = capture.stop();
 
@@ -75,12 +80,23 @@ fn run(topo: &OvsTunnel, want: &Want) {
         let IpAddr::V6(src) = r.src_addr else { panic!("plain IPv4 on the underlay: {r:#?}") };
         assert!(src.is_unicast_link_local() && r.protocol == "ipv6-icmp", "not underlay signalling: {r:#?}");
     }
-    // All of it exactly eth0's counters.
+    // All of it exactly eth0's counters: between the inner and the outer
+    // count, which are one when nothing crossed during start or stop (the
+    // pods' echoes, checked exactly above, are all inside).
     assert_eq!(done.counter("non_ip_packets"), 0);
     let all: u64 = done.records.iter().map(|r| r.packets).sum();
     let wire: u64 = done.records.iter().map(Record::wire_ip_bytes).sum();
-    assert_eq!(all, truth.rx_packets + truth.tx_packets, "records against eth0 {truth:?}");
-    assert_eq!(wire, truth.rx_bytes + truth.tx_bytes - ETH * all, "wire IP bytes against eth0 {truth:?}");
+    let (least, most) = (truth.rx_packets + truth.tx_packets, around.rx_packets + around.tx_packets);
+    assert!((least..=most).contains(&all), "records {all} against eth0 {truth:?} inside, {around:?} around");
+    let least_bytes = (truth.rx_bytes + truth.tx_bytes).saturating_sub(ETH * least);
+    let most_bytes = (around.rx_bytes + around.tx_bytes).saturating_sub(ETH * most);
+    if least == most {
+        assert_eq!(wire, least_bytes, "wire IP bytes against eth0 {truth:?}");
+    } else {
+        let extra = most - least;
+        eprintln!("{extra} packets crossed eth0 while vxflow started or stopped; bounds checked");
+        assert!((least_bytes..=most_bytes).contains(&wire), "wire IP bytes {wire} against eth0 {truth:?} / {around:?}");
+    }
     assert_eq!(done.counter("lost_packets"), 0);
 
     // nfcapd holds the same flows.
