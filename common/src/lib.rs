@@ -5,6 +5,7 @@
 //! enum, and has its size pinned by a `const` assertion.
 #![no_std]
 
+pub mod classify;
 pub mod counter;
 pub mod flow;
 pub mod ports;

@@ -12,16 +12,19 @@ use aya_ebpf::{
 };
 use vxflow_common::{
     Counter, Counters, DatapathStats, ExportTuple, FlowKey, NON_IP_CPUS, NonIpSlot,
-    flow::{DIRECTION_EGRESS, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    classify::{
+        Counted, NON_IP, SLOW, VLAN_TOO_DEEP, Wire, counted, layers,
+        parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
+    },
+    flow::DIRECTION_EGRESS,
     ports::PortBit,
 };
 
 use crate::{
     bytes::ethertype,
-    frame::{PLAIN, TUNNEL, TUNNEL_INNER_NOT_IP, frame_linear, vxflow_frame_skb},
-    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, Layer, NON_IP_FRAMES, SAMPLING, SCRATCH},
-    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, NON_IP, SLOW, VLAN_TOO_DEEP},
-    wire::{Wire, wire},
+    frame::{frame_linear, vxflow_frame_skb},
+    maps::{COUNTERS, EXPORT_PORTS, EXPORT_TUPLES, FALLBACK, FLOW_GEN, NON_IP_FRAMES, SAMPLING, SCRATCH},
+    packet::Tc,
 };
 
 /// This CPU's counters for the current packet.
@@ -39,29 +42,6 @@ impl Tally<'_> {
 /// `-EEXIST` from `bpf_map_update_elem` with `BPF_NOEXIST`: another CPU
 /// inserted the same key first.
 const EEXIST: i32 = 17;
-
-/// What an accounted packet adds to its flow.
-struct Parsed {
-    wire: Wire,
-    tcp_flags: u64,
-    /// `1 << Counter` bits of the annotation counters it adds to.
-    notes: u32,
-}
-
-impl Parsed {
-    /// A flow entry holding just this packet, seen at `now`.
-    #[inline(always)]
-    fn stats(&self, now: u64) -> DatapathStats {
-        DatapathStats {
-            packets: self.wire.packets,
-            bytes: self.wire.bytes,
-            outer_bytes: self.wire.outer_bytes,
-            first_seen_jiffies: now,
-            last_seen_jiffies: now,
-            tcp_flags: self.tcp_flags,
-        }
-    }
-}
 
 /// Entry point shared by both directions.
 #[inline(always)]
@@ -88,26 +68,9 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
     // SAFETY: this CPU's slot, written by the parse; no other reference
     // to it is live.
     let scratch = unsafe { &*scratch };
-    let layers = match status {
-        PLAIN => {
-            let outer = scratch.outer;
-            Ok(Layers { counted: outer, outer: Layer::default(), tunnelled: false, notes: outer.notes })
-        }
-        TUNNEL => {
-            let (outer, inner) = (scratch.outer, scratch.inner);
-            // The outer layer's note is its tunnel type's counter.
-            Ok(Layers { counted: inner, outer, tunnelled: true, notes: outer.notes | inner.notes })
-        }
-        TUNNEL_INNER_NOT_IP => Ok(Layers {
-            counted: scratch.outer,
-            outer: Layer::default(),
-            tunnelled: false,
-            notes: Counter::TunnelInnerNotIp.bit(),
-        }),
-        other => Err(other),
-    };
+    let layers = layers(status, scratch);
     let key = &scratch.key;
-    match layers.map(|layers| counted(ctx, key, &layers)) {
+    match layers.map(|layers| counted(&Tc(ctx), key, &layers)) {
         Ok(p) if is_own_export(key) => {
             tally.add(Counter::SelfExport, p.wire.packets);
             tally.add(Counter::Seen, p.wire.packets);
@@ -124,7 +87,7 @@ pub fn on_packet(ctx: &TcContext, direction: u8) {
                     return;
                 }
                 // Flags and times only: the counts stay an unbiased sample.
-                Parsed { wire: Wire { packets: 0, bytes: 0, outer_bytes: 0 }, notes: 0, ..p }
+                Counted { wire: Wire { packets: 0, bytes: 0, outer_bytes: 0 }, notes: 0, ..p }
             } else {
                 p
             };
@@ -186,37 +149,6 @@ fn surely_not_ip(ctx: &TcContext) -> bool {
     ethertype(ctx).is_some_and(|t| !matches!(t, ETH_P_IP | ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD))
 }
 
-/// The layers a packet was parsed into.
-struct Layers {
-    /// The layer whose tuple is the flow's (the inner one for a tunnel).
-    counted: Layer,
-    /// The tunnel's outer layer, all zero without a tunnel. Not an
-    /// `Option`: LLVM may move values of a `None`'s undefined payload
-    /// between registers, which the verifier rejects as reading an
-    /// uninitialized register.
-    outer: Layer,
-    tunnelled: bool,
-    notes: u32,
-}
-
-#[inline(always)]
-fn counted(ctx: &TcContext, key: &FlowKey, layers: &Layers) -> Parsed {
-    let wire = wire(ctx, &layers.counted, layers.tunnelled.then_some(&layers.outer));
-    let mut notes = layers.notes;
-    if key.flags != 0 {
-        for (flag, counter) in [
-            (KEY_FLAG_FRAGMENT, Counter::Fragment),
-            (KEY_FLAG_L4_TRUNCATED, Counter::L4Truncated),
-            (KEY_FLAG_EXT_LIMIT, Counter::Ipv6ExtLimit),
-        ] {
-            if key.flags & flag != 0 {
-                notes |= counter.bit();
-            }
-        }
-    }
-    Parsed { wire, tcp_flags: u64::from(layers.counted.tcp_flags), notes }
-}
-
 /// Whether the packet is one of the exporter's own sockets' in the
 /// direction userspace listed it for: the port bitmap rules out almost every
 /// packet before the exact lookup. Listed tuples go out from a local port
@@ -244,7 +176,7 @@ fn is_own_export(key: &FlowKey) -> bool {
 }
 
 #[inline(always)]
-fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
+fn account(key: &FlowKey, p: &Counted, tally: &mut Tally<'_>) {
     // Jiffies: the verifier inlines bpf_jiffies64 as one load, where
     // bpf_ktime_get_coarse_ns is a call into the kernel (about 11 ns a
     // packet with return-thunk mitigations). Userspace maps a jiffy to the
@@ -286,7 +218,7 @@ fn account(key: &FlowKey, p: &Parsed, tally: &mut Tally<'_>) {
 /// one entry is shared by every CPU; `last_seen_jiffies` is a plain store (last
 /// writer wins, off by at most the time between two CPUs' clock reads).
 #[inline(always)]
-fn add(stats: *mut DatapathStats, p: &Parsed, now: u64) {
+fn add(stats: *mut DatapathStats, p: &Counted, now: u64) {
     // SAFETY: `stats` comes from a successful hash-map lookup in this program
     // run; the entry cannot be freed before the program returns (RCU).
     unsafe {
@@ -306,7 +238,7 @@ fn add(stats: *mut DatapathStats, p: &Parsed, now: u64) {
 /// The flow map is full: hand the packet to userspace through the ring, or,
 /// if the ring is full too, count it as lost.
 #[inline(always)]
-fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
+fn fallback(key: &FlowKey, p: &Counted, now: u64, tally: &mut Tally<'_>) {
     match FALLBACK.reserve(0) {
         Some(mut entry) => {
             // Written field by field into the reservation: building the
@@ -329,7 +261,7 @@ fn fallback(key: &FlowKey, p: &Parsed, now: u64, tally: &mut Tally<'_>) {
 /// notes' bits). The branches rejoin at once, so the verifier prunes each
 /// instead of multiplying paths.
 #[inline(always)]
-fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
+fn count_notes(p: &Counted, tally: &mut Tally<'_>) {
     if p.notes == 0 {
         return;
     }
@@ -345,7 +277,7 @@ fn count_notes(p: &Parsed, tally: &mut Tally<'_>) {
 }
 
 #[inline(always)]
-fn lost(p: &Parsed, tally: &mut Tally<'_>) {
+fn lost(p: &Counted, tally: &mut Tally<'_>) {
     tally.add(Counter::Lost, p.wire.packets);
     tally.add(Counter::LostBytes, p.wire.bytes);
 }

@@ -1,49 +1,18 @@
-//! How the parser reads packet bytes. [`Linear`] reads a linear skb in
-//! place (direct packet access: one bounds check per header, then a load
-//! per field); [`Skb`] copies each header through `bpf_skb_load_bytes`,
-//! which also reaches the paged part of a non-linear skb (a GSO/GRO
-//! super-packet, or a frame the NIC split into header and pages). The
-//! parser is written once, generic over [`Bytes`].
-//!
-//! A header is read field by field, as integers, rather than copied into a
-//! header struct: the header types are alignment-1 byte arrays, so a copy
-//! went through the stack and every field came back a byte at a time
-//! (about 80 instructions for an IPv4 header, twice for a tunnel).
+//! How the classifier (`vxflow_common::classify`, written once against
+//! its `Bytes` trait) reads an skb's bytes. [`Linear`] reads a linear skb
+//! in place (direct packet access: one bounds check per header, then a
+//! load per field); [`Skb`] copies each header through
+//! `bpf_skb_load_bytes`, which also reaches the paged part of a non-linear
+//! skb (a GSO/GRO super-packet, or a frame the NIC split into header and
+//! pages).
 
 use core::mem::offset_of;
 
 use aya_ebpf::programs::TcContext;
 use network_types::eth::EthHdr;
+use vxflow_common::classify::{Bytes, CopiedSpan, Span};
 
-/// A source of packet bytes at offsets from the start of the frame.
-pub trait Bytes<'a>: Sized {
-    /// `N` bytes of the packet, checked to be there.
-    type Span<const N: usize>: Span<N>;
-
-    /// A reader of the skb, if this kind can read it.
-    fn open(ctx: &'a TcContext) -> Option<Self>;
-
-    /// The `N` bytes at `off`, or `None` when they are not all in what
-    /// this reader can see.
-    fn span<const N: usize>(&self, off: usize) -> Option<Self::Span<N>>;
-
-    /// Whether the parser walks IPv6 extension headers with this reader,
-    /// or leaves such packets to [`Skb`].
-    const WALKS_IPV6_EXTENSIONS: bool;
-}
-
-/// Fields of an `N`-byte header, at offsets `I` checked against `N` when
-/// the parser is compiled. Multi-byte fields are loaded whole.
-pub trait Span<const N: usize> {
-    fn u8<const I: usize>(&self) -> u8;
-    /// A big-endian 16-bit field.
-    fn be16<const I: usize>(&self) -> u16;
-    /// Four bytes as they lie in the packet (an IPv4 address): stored back
-    /// to memory, they are the same bytes.
-    fn raw32<const I: usize>(&self) -> u32;
-    /// Eight bytes as they lie in the packet (half an IPv6 address).
-    fn raw64<const I: usize>(&self) -> u64;
-}
+use crate::packet::Tc;
 
 /// A linear skb: every byte is in `[data, data_end)`, so a read past
 /// `data_end` is past the packet, as for `bpf_skb_load_bytes`.
@@ -52,17 +21,18 @@ pub struct Linear {
     end: usize,
 }
 
-impl Bytes<'_> for Linear {
+impl<'a> Bytes<'a> for Linear {
+    type Packet = Tc<'a>;
     type Span<const N: usize> = LinearSpan<N>;
 
     /// The skb read in place, if it is linear. The context is read with
     /// volatile loads so that each open gives the verifier fresh packet
     /// pointers (see `frame`), not a register LLVM kept.
     #[inline(always)]
-    fn open(ctx: &TcContext) -> Option<Self> {
+    fn open(packet: &'a Tc<'a>) -> Option<Self> {
         // SAFETY: reading context fields the kernel exposes to sched_cls.
         let (data, end, len) = unsafe {
-            let skb = ctx.skb.skb;
+            let skb = packet.0.skb.skb;
             (
                 core::ptr::read_volatile(&raw const (*skb).data) as usize,
                 core::ptr::read_volatile(&raw const (*skb).data_end) as usize,
@@ -129,54 +99,20 @@ impl<const N: usize> Span<N> for LinearSpan<N> {
 pub struct Skb<'a>(pub &'a TcContext);
 
 impl<'a> Bytes<'a> for Skb<'a> {
-    type Span<const N: usize> = SkbSpan<N>;
+    type Packet = Tc<'a>;
+    type Span<const N: usize> = CopiedSpan<N>;
 
     #[inline(always)]
-    fn open(ctx: &'a TcContext) -> Option<Self> {
-        Some(Self(ctx))
+    fn open(packet: &'a Tc<'a>) -> Option<Self> {
+        Some(Self(packet.0))
     }
 
     #[inline(always)]
-    fn span<const N: usize>(&self, off: usize) -> Option<SkbSpan<N>> {
-        self.0.load::<[u8; N]>(off).ok().map(SkbSpan)
+    fn span<const N: usize>(&self, off: usize) -> Option<CopiedSpan<N>> {
+        self.0.load::<[u8; N]>(off).ok().map(CopiedSpan)
     }
 
     const WALKS_IPV6_EXTENSIONS: bool = true;
-}
-
-/// `N` bytes copied out of the skb.
-pub struct SkbSpan<const N: usize>([u8; N]);
-
-impl<const N: usize> SkbSpan<N> {
-    #[inline(always)]
-    fn bytes<const I: usize, const W: usize>(&self) -> [u8; W] {
-        const { assert!(I + W <= N) };
-        let mut out = [0; W];
-        out.copy_from_slice(&self.0[I..I + W]);
-        out
-    }
-}
-
-impl<const N: usize> Span<N> for SkbSpan<N> {
-    #[inline(always)]
-    fn u8<const I: usize>(&self) -> u8 {
-        self.bytes::<I, 1>()[0]
-    }
-
-    #[inline(always)]
-    fn be16<const I: usize>(&self) -> u16 {
-        u16::from_be_bytes(self.bytes::<I, 2>())
-    }
-
-    #[inline(always)]
-    fn raw32<const I: usize>(&self) -> u32 {
-        u32::from_ne_bytes(self.bytes::<I, 4>())
-    }
-
-    #[inline(always)]
-    fn raw64<const I: usize>(&self) -> u64 {
-        u64::from_ne_bytes(self.bytes::<I, 8>())
-    }
 }
 
 /// One `N`-byte load from packet address `p`, whatever its alignment: BPF's

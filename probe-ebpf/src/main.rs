@@ -12,9 +12,7 @@ mod account;
 mod bytes;
 mod frame;
 mod maps;
-mod parse;
-mod tunnel;
-mod wire;
+mod packet;
 
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC,

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod pressure;
 pub mod record;
 pub mod regular_file;
+pub mod replay;
 pub mod snapshot;
 pub mod tunnel_ids;
 

@@ -632,3 +632,116 @@ fn sampling_counts_one_in_n_and_keeps_tcp_control_flags() {
     assert_eq!(after.get(Counter::Accounted) - before.get(Counter::Accounted), 500);
     assert_eq!(after.get(Counter::Unsampled), before.get(Counter::Unsampled));
 }
+
+/// A frame's name, bytes and GSO metadata.
+type Named = (String, Vec<u8>, Option<(u32, u32)>);
+
+/// One parser: the host build of the classifier (`vxflow replay`'s) and the
+/// loaded kernel programs give the same key, counts and counters for every
+/// fixture and every frame of the hostile suite (cut at every byte, lying
+/// lengths, forged and nested tunnels, random bytes). Frames the kernel's
+/// test run refuses (an IP header cut inside its fixed part) are sent
+/// through a veth to the programs instead, as a NIC would deliver them.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn the_host_build_agrees_with_the_kernel_on_every_frame() {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    require_root();
+    let mut frames: Vec<Named> = packets::cases().into_iter().map(|c| (c.name, c.frame, c.gso)).collect();
+    frames.extend(vxflow_testkit::hostile_frames::frames(0xd1ff).into_iter().map(|(n, f)| (n, f, None)));
+    let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
+    datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
+    let prog = datapath.program(Direction::Ingress).unwrap();
+    let (mut failures, mut refused) = (Vec::new(), Vec::new());
+    for (name, frame, gso) in &frames {
+        let before = maps.counters().unwrap();
+        let mut ctx = [0u8; 192];
+        if let Some((segs, size)) = gso {
+            ctx[164..168].copy_from_slice(&segs.to_ne_bytes());
+            ctx[176..180].copy_from_slice(&size.to_ne_bytes());
+        }
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: gso.is_some().then_some(&ctx[..]),
+            ..TestRunOptions::default()
+        };
+        if prog.test_run(opts).is_err() {
+            refused.push((name.clone(), frame.clone()));
+            continue;
+        }
+        if let Err(e) = agree(&mut maps, &before, frame, *gso, TEST_RUN_IFINDEX) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    let run = frames.len() - refused.len();
+    // The rest through a veth, in a namespace of their own.
+    let ns = Netns::new(&unique_prefix("agree"));
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.ip("link add agr0 type veth peer name agr1");
+    ns.ip("link set agr0 up");
+    ns.ip("link set agr1 up");
+    let injected = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter_thread();
+            let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
+            datapath.attach("agr1").unwrap();
+            let agr1 = vxflow::ifaces::index_of("agr1").unwrap().unwrap();
+            datapath.set_tunnel_interfaces(&BTreeSet::from([agr1])).unwrap();
+            let sender = RawSender::new("agr0");
+            let mut failures = Vec::new();
+            for (name, frame) in &refused {
+                let before = maps.counters().unwrap();
+                sender.send(frame);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while maps.counters().unwrap().get(Counter::Seen) == before.get(Counter::Seen) {
+                    assert!(Instant::now() < deadline, "{name}: frame never reached the program");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if let Err(e) = agree(&mut maps, &before, frame, None, agr1) {
+                    failures.push(format!("{name} (injected): {e}"));
+                }
+            }
+            failures
+        })
+        .join()
+        .unwrap()
+    });
+    failures.extend(injected);
+    eprintln!("{} frames compared: {run} by test run, {} injected", frames.len(), refused.len());
+    assert!(frames.len() > 3000, "{}", frames.len());
+    assert!(failures.is_empty(), "{} of {} frames differ:\n{}", failures.len(), frames.len(), failures.join("\n\n"));
+}
+
+/// Whether what the kernel made of `frame` (drained from `maps`, counters
+/// since `before`) is what the host build makes of it.
+fn agree(
+    maps: &mut impl DeltaSource,
+    before: &CounterSnapshot,
+    frame: &[u8],
+    gso: Option<(u32, u32)>,
+    ifindex: u32,
+) -> Result<(), String> {
+    use vxflow::replay::classify::{Captured, Classified, Settings, classify};
+    let mut deltas = Vec::new();
+    maps.drain(&mut deltas).unwrap();
+    let mut kernel = diff(before, &maps.counters().unwrap());
+    kernel.remove(Counter::SlowParse.name());
+    let settings = Settings::new(&options(1, 1).tunnels, true);
+    let packet = Captured { frame, vlan: None, ifindex, gso: gso.unwrap_or((0, 0)), settings: &settings };
+    let host = classify(&packet, DIRECTION_INGRESS);
+    let mut host_counters = BTreeMap::new();
+    host.tally(|c, n| *host_counters.entry(c.name()).or_insert(0) += n);
+    let host_flows: Vec<_> = match host {
+        Classified::Flow(key, c) => vec![(key, c.wire.packets, c.wire.bytes, c.wire.outer_bytes, c.tcp_flags)],
+        Classified::NoFlow { .. } => Vec::new(),
+    };
+    let kernel_flows: Vec<_> = deltas
+        .iter()
+        .map(|d| (d.key, d.stats.packets, d.stats.bytes, d.stats.outer_bytes, d.stats.tcp_flags))
+        .collect();
+    if host_flows == kernel_flows && host_counters == kernel {
+        Ok(())
+    } else {
+        Err(format!("\n kernel {kernel_flows:?} {kernel:?}\n host   {host_flows:?} {host_counters:?}"))
+    }
+}

@@ -111,13 +111,13 @@ impl TunnelDecoding {
     }
 
     /// Each port with its `ENCAP_*` kind, as the port-kind map holds them.
-    fn port_kinds(&self) -> Vec<(u16, u8)> {
+    pub fn port_kinds(&self) -> Vec<(u16, u8)> {
         let vxlan = self.vxlan_ports.iter().map(|&p| (p, ENCAP_VXLAN));
         vxlan.chain(self.geneve_ports.iter().map(|&p| (p, ENCAP_GENEVE))).collect()
     }
 
     /// The `IP_TUNNELS_OFF` word: a bit set for each IP tunnel not decoded.
-    fn ip_tunnels_off(&self) -> u32 {
+    pub fn ip_tunnels_off(&self) -> u32 {
         (if self.ipip { 0 } else { 1 << ENCAP_IPIP }) | (if self.gre { 0 } else { 1 << ENCAP_GRE })
     }
 }

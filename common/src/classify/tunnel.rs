@@ -1,8 +1,9 @@
 //! Tunnel headers on the outermost layer: which tunnel a packet carries,
 //! its id, and where its payload starts. VXLAN and Geneve by UDP
-//! destination port (`UDP_TUNNEL_PORTS`), IP in IP and GRE by IP protocol,
-//! each only on an interface where a tunnel this node terminates can arrive
-//! (`TUNNEL_IFACES`); elsewhere a tunnel header is pod data.
+//! destination port, IP in IP and GRE by IP protocol, each only on an
+//! interface where a tunnel this node terminates can arrive (the packet's
+//! [`Packet`] settings: in the kernel, `UDP_TUNNEL_PORTS`, `IP_TUNNELS_OFF`
+//! and `TUNNEL_IFACES`); elsewhere a tunnel header is pod data.
 //!
 //! Every tunnel writes the same few `Layer` fields, and `frame` reads them
 //! back from map memory, so the inner parse is checked by the verifier
@@ -10,19 +11,16 @@
 
 use core::mem::offset_of;
 
-use aya_ebpf::programs::TcContext;
 use network_types::{udp::UdpHdr, vxlan::VxlanHdr};
-use vxflow_common::{
-    Counter, TUNNEL_SLOT_SHARED,
-    flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_NONE, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
-    ports::PortKind,
-    tunnel_slot,
-};
 
-use crate::{
-    bytes::{Bytes, Span as _},
-    maps::{IP_TUNNELS_OFF, Layer, TUNNEL_IFACES, TUNNEL_SLOTS, UDP_TUNNEL_PORTS},
+use super::{
+    layer::Layer,
+    packet::{Bytes, Packet, Span as _},
     parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IpLayer},
+};
+use crate::{
+    Counter,
+    flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_NONE, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
 };
 
 /// Transparent Ethernet bridging: the payload is an Ethernet frame (Geneve's
@@ -65,19 +63,17 @@ struct Found {
 /// fragment; `dst_port` its UDP destination port) and writes what it finds
 /// to `out`: the tunnel's fields, or a note of why there is none.
 #[inline(always)]
-pub fn find_tunnel<'a, B: Bytes<'a>>(ctx: &TcContext, b: &B, ip: &IpLayer, dst_port: u16, out: &mut Layer) {
+pub fn find_tunnel<'a, B: Bytes<'a>>(packet: &B::Packet, b: &B, ip: &IpLayer, dst_port: u16, out: &mut Layer) {
     let tunnel = match ip.protocol {
-        IPPROTO_UDP => udp_tunnel(dst_port),
-        IPPROTO_IPIP | IPPROTO_IPV6 => ip_tunnel(ENCAP_IPIP),
-        IPPROTO_GRE => ip_tunnel(ENCAP_GRE),
+        IPPROTO_UDP => packet.udp_tunnel(dst_port),
+        IPPROTO_IPIP | IPPROTO_IPV6 => ip_tunnel(packet, ENCAP_IPIP),
+        IPPROTO_GRE => ip_tunnel(packet, ENCAP_GRE),
         _ => ENCAP_NONE,
     };
     if tunnel == ENCAP_NONE {
         return;
     }
-    // SAFETY: reading a context field the kernel exposes to sched_cls.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    if !tunnel_trusted(ifindex) {
+    if !packet.tunnel_trusted() {
         out.notes = Counter::TunnelUntrusted.bit();
         return;
     }
@@ -115,35 +111,18 @@ pub fn find_tunnel<'a, B: Bytes<'a>>(ctx: &TcContext, b: &B, ip: &IpLayer, dst_p
 /// port `dst_port`) is itself a tunnel vxflow would decode on the outer
 /// layer.
 #[inline(always)]
-pub fn is_nested_tunnel(protocol: u8, dst_port: u16) -> bool {
+pub fn is_nested_tunnel(packet: &impl Packet, protocol: u8, dst_port: u16) -> bool {
     match protocol {
         IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_GRE => true,
-        IPPROTO_UDP => udp_tunnel(dst_port) != ENCAP_NONE,
+        IPPROTO_UDP => packet.udp_tunnel(dst_port) != ENCAP_NONE,
         _ => false,
     }
-}
-
-/// The tunnel UDP destination port `port` carries, `ENCAP_NONE` for none.
-#[inline(always)]
-fn udp_tunnel(port: u16) -> u8 {
-    let at = PortKind::of(port);
-    UDP_TUNNEL_PORTS.get(at.word).map_or(ENCAP_NONE, |w| at.in_word(*w))
 }
 
 /// `tunnel` (`ENCAP_IPIP` or `ENCAP_GRE`) if its decoding is on.
 #[inline(always)]
-fn ip_tunnel(tunnel: u8) -> u8 {
-    let off = IP_TUNNELS_OFF.get(0).copied().unwrap_or(0);
-    if off & (1 << tunnel) == 0 { tunnel } else { ENCAP_NONE }
-}
-
-#[inline(always)]
-fn tunnel_trusted(ifindex: u32) -> bool {
-    match TUNNEL_SLOTS.get(tunnel_slot(ifindex)) {
-        Some(&slot) if slot == ifindex => true,
-        Some(&TUNNEL_SLOT_SHARED) => TUNNEL_IFACES.get_ptr(ifindex).is_some(),
-        _ => false,
-    }
+fn ip_tunnel(packet: &impl Packet, tunnel: u8) -> u8 {
+    if packet.ip_tunnel_on(tunnel) { tunnel } else { ENCAP_NONE }
 }
 
 /// The payload type a Geneve or GRE protocol type names, or why it is not

@@ -7,7 +7,15 @@
 
 use core::mem::offset_of;
 
-use aya_ebpf::programs::TcContext;
+use super::{
+    layer::Layer,
+    packet::{Bytes, Packet as _, Span as _},
+    tunnel::{find_tunnel, is_nested_tunnel},
+};
+use crate::{
+    Counter, FlowKey,
+    flow::{ENCAP_NONE, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+};
 use network_types::{
     eth::EthHdr,
     icmp::Icmpv4Hdr,
@@ -15,16 +23,6 @@ use network_types::{
     tcp::TcpHdr,
     udp::UdpHdr,
     vlan::VlanHdr,
-};
-use vxflow_common::{
-    Counter, FlowKey,
-    flow::{ENCAP_NONE, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
-};
-
-use crate::{
-    bytes::{Bytes, Span as _},
-    maps::Layer,
-    tunnel::{find_tunnel, is_nested_tunnel},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -85,7 +83,7 @@ pub const SLOW: Status = -4;
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "inlined into its two callers, which pass constants for most")]
 pub fn parse_layer<'a, B: Bytes<'a>>(
-    ctx: &'a TcContext,
+    packet: &'a B::Packet,
     b: &B,
     off: usize,
     ip_ethertype: u16,
@@ -98,13 +96,11 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
     let mut vlan_id = 0u16;
     let mut stripped = false;
     if !inner {
-        // SAFETY: reading context fields the kernel exposes to sched_cls.
-        let (vlan_present, vlan_tci) = unsafe { ((*ctx.skb.skb).vlan_present, (*ctx.skb.skb).vlan_tci) };
         // The receive path strips the outermost tag into skb->vlan_tci
         // before TC ingress (skb_vlan_untag in __netif_receive_skb_core);
         // egress may carry it there too when the device offloads tagging.
-        if vlan_present != 0 {
-            vlan_id = (vlan_tci & 0x0fff) as u16;
+        if let Some(tci) = packet.offloaded_vlan() {
+            vlan_id = tci & 0x0fff;
             stripped = true;
         }
     }
@@ -117,7 +113,7 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
         begin(key);
         key.vlan_id = vlan_id;
     }
-    let ip = parse_ip(b, ctx.len() as usize, l3_off, ethertype, key)?;
+    let ip = parse_ip(b, packet.frame_len(), l3_off, ethertype, key)?;
     key.protocol = ip.protocol;
     let l4 = parse_l4(b, &ip);
     set_l4(key, &ip, &l4);
@@ -139,11 +135,11 @@ pub fn parse_layer<'a, B: Bytes<'a>>(
     if inner {
         // One level of tunnel: a tunnel in the tunnel is the plain flow it
         // looks like, noted.
-        if whole && is_nested_tunnel(ip.protocol, l4.dst_port) {
+        if whole && is_nested_tunnel(packet, ip.protocol, l4.dst_port) {
             out.notes = Counter::NestedTunnel.bit();
         }
     } else if whole {
-        find_tunnel(ctx, b, &ip, l4.dst_port, out);
+        find_tunnel(packet, b, &ip, l4.dst_port, out);
     }
     Ok(())
 }

@@ -1,11 +1,10 @@
 //! What a parsed packet counts on the wire: a GSO/GRO super-packet stands
 //! for its segments, and each segment repeats the headers.
 
-use aya_ebpf::programs::TcContext;
-
-use crate::maps::Layer;
+use super::{layer::Layer, packet::Packet};
 
 /// Packets and bytes of one skb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wire {
     pub packets: u64,
     /// IP bytes of the counted layer (the inner one for a tunnel).
@@ -17,11 +16,9 @@ pub struct Wire {
 /// The wire counts of the packet whose counted layer is `counted`, inside
 /// `outer` for a tunnel.
 #[inline(always)]
-pub fn wire(ctx: &TcContext, counted: &Layer, outer: Option<&Layer>) -> Wire {
-    // SAFETY: `skb` is the context pointer the kernel passed in; gso_* are
-    // readable by sched_cls programs since 5.7.
-    let (gso_segs, gso_size) = unsafe { ((*ctx.skb.skb).gso_segs, (*ctx.skb.skb).gso_size) };
-    let skb_len = ctx.len() as usize;
+pub fn wire(packet: &impl Packet, counted: &Layer, outer: Option<&Layer>) -> Wire {
+    let (gso_segs, gso_size) = packet.gso();
+    let skb_len = packet.frame_len();
     let hdr_end = counted.hdr_end as usize;
     let packets = segments(gso_segs, gso_size, skb_len, hdr_end);
     let bytes = wire_bytes(counted, packets, skb_len, hdr_end);
