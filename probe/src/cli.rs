@@ -35,6 +35,13 @@ pub enum Command {
     ///
     /// Example: vxflow ctl stats; vxflow ctl flows --limit 20; vxflow ctl expire-all
     Ctl(CtlArgs),
+    /// Turn packet captures (pcap, pcapng; Ethernet, Linux cooked, raw IP)
+    /// into the flow records `run` would have made of the same packets, at
+    /// the packets' own times, through the kernel programs' own parser.
+    /// Needs no root.
+    ///
+    /// Example: tcpdump -i eth0 -w - | vxflow replay - --json -
+    Replay(Box<ReplayArgs>),
     /// Parse and validate a config file, print the resolved settings, exit.
     CheckConfig {
         /// The TOML file to check.
@@ -148,6 +155,79 @@ pub struct RunArgs {
     /// Open no control socket.
     #[arg(long, conflicts_with = "control_socket")]
     pub no_control: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Captures to replay, together in time order; "-" reads one from
+    /// standard input (tcpdump -w - | vxflow replay -).
+    #[arg(required = true, value_name = "FILE")]
+    pub captures: Vec<PathBuf>,
+    /// TOML config file for the timeouts, tunnels and outputs (its
+    /// interfaces, metrics and control socket are not used); flags override.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub tunnels: TunnelArgs,
+    /// Count tunnel headers as the plain node-to-node flows they are, as
+    /// on an interface where tunnels are not trusted. By default they are
+    /// decoded, as on a node's underlay.
+    #[arg(long)]
+    pub untrusted_tunnels: bool,
+    /// as-fast (the default), realtime, or a factor of the captured pace
+    /// (10x). Records and their times are the same at every speed.
+    #[arg(long, value_name = "SPEED", default_value = "as-fast")]
+    pub speed: crate::replay::Speed,
+    /// Export a long-lived flow's counts after this long of packet time [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub active_timeout: Option<Duration>,
+    /// End a flow after this long of packet time without a packet [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub inactive_timeout: Option<Duration>,
+    /// End a TCP flow this long after FIN both ways or RST [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub tcp_end_timeout: Option<Duration>,
+    /// Most flows in the cache [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
+    /// Packet time gathered before the cache takes it, as the kernel's map
+    /// is drained every poll interval [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+    /// Send records to a collector, as for run; repeat for several.
+    #[arg(long = "collector", value_name = "SCHEME://HOST:PORT")]
+    pub collectors: Vec<CollectorSection>,
+    /// Also write JSON lines to FILE, or to stdout with "-" (the default when
+    /// no collector is given).
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+}
+
+impl ReplayArgs {
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            // Not watched: a replay reads captures. Named so a config
+            // without interfaces validates.
+            interfaces: vec!["auto".into()],
+            tunnels: TunnelOverrides {
+                vxlan_ports: self.tunnels.vxlan_ports.clone(),
+                geneve_ports: self.tunnels.geneve_ports.clone(),
+                no_ipip: self.tunnels.no_ipip,
+                no_gre: self.tunnels.no_gre,
+            },
+            active_timeout: self.active_timeout,
+            inactive_timeout: self.inactive_timeout,
+            tcp_end_timeout: self.tcp_end_timeout,
+            max_flows: self.max_flows,
+            poll_interval: self.poll_interval,
+            collectors: self.collectors.clone(),
+            json: self.json.clone(),
+            no_metrics: true,
+            no_control: true,
+            ..Overrides::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -60,6 +60,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay(args) => {
+            let source = ConfigSource { file: args.config.clone(), overrides: args.overrides() };
+            let config = source.load()?;
+            let summary = vxflow::replay::replay(&config, &args.captures, args.speed, !args.untrusted_tunnels)?;
+            eprintln!("{}", summary.line());
+            if let Some(why) = summary.stopped {
+                anyhow::bail!("a capture ended early: {why}");
+            }
+            Ok(())
+        }
         Command::Run(args) => {
             let source = ConfigSource { file: args.config.clone(), overrides: args.overrides() };
             let config = source.load()?;

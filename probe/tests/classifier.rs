@@ -727,7 +727,8 @@ fn agree(
     let mut kernel = diff(before, &maps.counters().unwrap());
     kernel.remove(Counter::SlowParse.name());
     let settings = Settings::new(&options(1, 1).tunnels, true);
-    let packet = Captured { frame, vlan: None, ifindex, gso: gso.unwrap_or((0, 0)), settings: &settings };
+    let packet =
+        Captured { frame, len: frame.len(), vlan: None, ifindex, gso: gso.unwrap_or((0, 0)), settings: &settings };
     let host = classify(&packet, DIRECTION_INGRESS);
     let mut host_counters = BTreeMap::new();
     host.tally(|c, n| *host_counters.entry(c.name()).or_insert(0) += n);

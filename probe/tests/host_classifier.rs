@@ -35,6 +35,7 @@ fn every_fixture_classifies_as_the_kernel_is_expected_to() {
     for case in &cases {
         let packet = Captured {
             frame: &case.frame,
+            len: case.frame.len(),
             vlan: None,
             ifindex: 1,
             gso: case.gso.unwrap_or((0, 0)),
@@ -90,7 +91,7 @@ fn hostile_frames_are_each_counted_once_and_never_panic() {
     let frames = hostile_frames::frames(0x5eed);
     assert!(frames.len() > 3000, "{}", frames.len());
     for (name, frame) in &frames {
-        let packet = Captured { frame, vlan: None, ifindex: 1, gso: (0, 0), settings: &settings };
+        let packet = Captured { frame, len: frame.len(), vlan: None, ifindex: 1, gso: (0, 0), settings: &settings };
         let c = classify(&packet, DIRECTION_INGRESS);
         let counted = counters(&c);
         assert_eq!(counted.get(Counter::Seen.name()), Some(&1), "{name}: {counted:?}");

@@ -34,7 +34,10 @@ impl Settings {
 
 /// One captured frame, as the classifier sees it.
 pub struct Captured<'a> {
+    /// The bytes captured: all of the frame, or its start.
     pub frame: &'a [u8],
+    /// The frame's length on the wire (`skb->len`), at least `frame`'s.
+    pub len: usize,
     /// A VLAN tag the capture kept outside the frame (a Linux cooked
     /// capture's, or pcapng metadata), as the kernel keeps an offloaded one.
     pub vlan: Option<u16>,
@@ -47,7 +50,7 @@ pub struct Captured<'a> {
 
 impl Packet for Captured<'_> {
     fn frame_len(&self) -> usize {
-        self.frame.len()
+        self.len.max(self.frame.len())
     }
 
     fn offloaded_vlan(&self) -> Option<u16> {
