@@ -1,0 +1,126 @@
+//! `vxflow replay` against `vxflow run`: on the Flannel topology, tcpdump
+//! captures node 1's `eth0` while `vxflow run` watches it live; pods on the
+//! two nodes send UDP both ways and ping across the VXLAN overlay. The
+//! capture replayed gives the same records: tuples, VNI, outer tuple,
+//! packets, bytes, at the packets' own times. Needs root.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use vxflow_testkit::{
+    TempDir,
+    apiserver::parse_time,
+    collectors::Capture,
+    probe::{Record, Vxflow, binary},
+    require_root,
+    topology::{Flannel, Offloads, Options},
+    traffic, unique_prefix,
+};
+
+/// Milliseconds since the epoch of a record's `2026-11-30T05:00:00.123Z`.
+fn ms(s: &str) -> i64 {
+    let secs = parse_time(&format!("{}Z", &s[..19])).unwrap_or_else(|| panic!("{s}"));
+    secs * 1000 + s[20..23].parse::<i64>().unwrap()
+}
+
+/// What must be equal between a live and a replayed record.
+type Shape = (String, String, Option<u16>, Option<u16>, u8, Option<u32>, Option<String>, Option<String>);
+
+fn shape(r: &Record) -> Shape {
+    (
+        r.src_addr.to_string(),
+        r.dst_addr.to_string(),
+        r.src_port,
+        r.dst_port,
+        r.protocol_number,
+        r.tunnel_id,
+        r.outer_src_addr.map(|a| a.to_string()),
+        r.outer_dst_addr.map(|a| a.to_string()),
+    )
+}
+
+/// Records by what identifies their flow, each with its counts and times.
+fn by_flow(records: &[Record]) -> BTreeMap<Shape, (u64, u64, Option<u64>, i64, i64)> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let e = out.entry(shape(r)).or_insert((0, 0, None, i64::MAX, i64::MIN));
+        e.0 += r.packets;
+        e.1 += r.bytes;
+        e.2 = match (e.2, r.outer_bytes) {
+            (None, b) | (b, None) => b,
+            (Some(a), Some(b)) => Some(a + b),
+        };
+        e.3 = e.3.min(ms(&r.start));
+        e.4 = e.4.max(ms(&r.end));
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it"]
+fn a_capture_replays_to_the_records_run_made_live() {
+    require_root();
+    let topo = Flannel::build(&unique_prefix("replay"), Options::default());
+    // Off: a capture holds what crossed as it crossed; with offloads on it
+    // would hold super-packets, whose segments only the kernel knows.
+    topo.set_offloads(Offloads::Off);
+    let [n1, n2] = &topo.nodes;
+    let (a, b) = (&n1.pods[0], &n2.pods[0]);
+    traffic::ping(&a.ns, b.addr, 2, 56);
+    let capture = Capture::start(&n1.ns, "eth0", "");
+    let mut live = Vxflow::start(&n1.ns, &["-i", "eth0", "--poll-interval", "100ms", "--json", "-"]);
+    live.wait_for_log("datapath clock", Duration::from_secs(5));
+    assert_eq!(traffic::udp_train(&a.ns, &b.ns, b.addr, 9701, 50, 300), 50);
+    assert_eq!(traffic::udp_train(&b.ns, &a.ns, a.addr, 9702, 30, 900), 30);
+    traffic::ping(&a.ns, b.addr, 20, 120);
+    std::thread::sleep(Duration::from_millis(300));
+    let done = live.stop();
+    let pcap = capture.stop();
+    let tick_ms: i64 = done
+        .stderr
+        .split("tick_ns=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse::<i64>().ok())
+        .map(|ns| (ns + 999_999) / 1_000_000)
+        .expect("the datapath clock's tick");
+
+    let dir = TempDir::new("replay");
+    let json = dir.join("replayed.json");
+    let out = std::process::Command::new(binary())
+        .args(["replay", pcap.path(), "--json", json.to_str().unwrap(), "--poll-interval", "100ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let replayed: Vec<Record> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    let (live, again) = (by_flow(&done.records), by_flow(&replayed));
+    // The pods' traffic, tunnelled: every flow of it in both.
+    let tunnelled: Vec<&Shape> = live.keys().filter(|s| s.5.is_some()).collect();
+    assert!(tunnelled.len() >= 4, "{live:#?}");
+    let mut widest = 0;
+    for s in live.keys() {
+        let (l, r) = (live[s], again.get(s).copied().unwrap_or_else(|| panic!("{s:?} not replayed: {again:#?}")));
+        assert_eq!((l.0, l.1, l.2), (r.0, r.1, r.2), "{s:?}: live (packets, bytes, outer) against replayed");
+        // Live times are the start of the datapath's tick (at most one tick
+        // before the packet); tcpdump's are the packet's. Both in ms.
+        for (what, live_ms, replay_ms) in [("start", l.3, r.3), ("end", l.4, r.4)] {
+            assert!(
+                (replay_ms - tick_ms - 1..=replay_ms + 1).contains(&live_ms),
+                "{s:?}: {what} live {live_ms} against replayed {replay_ms} (tick {tick_ms} ms)"
+            );
+            widest = widest.max((replay_ms - live_ms).abs());
+        }
+    }
+    // Nothing the live run did not see, but for packets that crossed before
+    // it attached or after it detached (the capture ran longer).
+    let extra: Vec<_> = again.keys().filter(|s| !live.contains_key(*s)).collect();
+    assert!(extra.iter().all(|s| s.5.is_none()), "replayed tunnelled flows the live run did not see: {extra:#?}");
+    assert!(stderr.contains("0 backwards in time"), "{stderr}");
+    eprintln!(
+        "{} flows equal live and replayed; times at most {widest} ms apart (tick {tick_ms} ms); replay: {}",
+        live.len(),
+        stderr.trim()
+    );
+}
