@@ -2,15 +2,16 @@
 //! captures node 1's `eth0` while `vxflow run` watches it live; pods on the
 //! two nodes send UDP both ways and ping across the VXLAN overlay. The
 //! capture replayed gives the same records: tuples, VNI, outer tuple,
-//! packets, bytes, at the packets' own times. Needs root.
+//! packets, bytes, at the packets' own times; nfcapd, sent the replay's
+//! IPFIX, holds them too. Needs root.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use vxflow_testkit::{
     TempDir,
     apiserver::parse_time,
-    collectors::Capture,
-    probe::{Record, Vxflow, binary},
+    collectors::{Capture, Nfcapd},
+    probe::{Record, Vxflow, binary, nfdump_flows},
     require_root,
     topology::{Flannel, Offloads, Options},
     traffic, unique_prefix,
@@ -84,16 +85,34 @@ fn a_capture_replays_to_the_records_run_made_live() {
         .map(|ns| (ns + 999_999) / 1_000_000)
         .expect("the datapath clock's tick");
 
+    // Replayed into nfcapd (IPFIX over UDP) and JSON at once.
     let dir = TempDir::new("replay");
     let json = dir.join("replayed.json");
-    let out = std::process::Command::new(binary())
-        .args(["replay", pcap.path(), "--json", json.to_str().unwrap(), "--poll-interval", "100ms"])
+    let nfcapd = Nfcapd::start(&n1.ns, 9995);
+    let out = n1
+        .ns
+        .command(&[
+            binary().to_str().unwrap(),
+            "replay",
+            pcap.path(),
+            "--collector",
+            "ipfix://127.0.0.1:9995",
+            "--json",
+            json.to_str().unwrap(),
+            "--poll-interval",
+            "100ms",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    let collected = nfcapd.stop();
     let replayed: Vec<Record> =
         std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(collected.sequence_failures, 0);
+    let mut from_nfdump = collected.flows;
+    from_nfdump.sort();
+    assert_eq!(from_nfdump, nfdump_flows(&replayed), "nfdump and the replayed JSON disagree");
 
     let (live, again) = (by_flow(&done.records), by_flow(&replayed));
     // The pods' traffic, tunnelled: every flow of it in both.

@@ -163,28 +163,34 @@ impl Finished {
     /// The records as nfdump prints flows (inner tuples), sorted.
     #[must_use]
     pub fn nfdump_flows(&self) -> Vec<crate::collectors::NfdumpFlow> {
-        let mut flows: Vec<crate::collectors::NfdumpFlow> = self
-            .records
-            .iter()
-            .map(|r| crate::collectors::NfdumpFlow {
-                src: r.src_addr,
-                dst: r.dst_addr,
-                src_port: r.src_port.unwrap_or(0),
-                dst_port: match (r.icmp_type, r.icmp_code) {
-                    (Some(t), Some(c)) => u16::from(t) << 8 | u16::from(c),
-                    _ => r.dst_port.unwrap_or(0),
-                },
-                protocol: match r.protocol.as_str() {
-                    "ipv6-icmp" => "ICMP6".to_owned(),
-                    p => p.to_uppercase(),
-                },
-                packets: r.packets,
-                bytes: r.bytes,
-            })
-            .collect();
-        flows.sort();
-        flows
+        nfdump_flows(&self.records)
     }
+}
+
+/// `records` as nfdump lists them (its protocol names, ICMP type and code
+/// in the destination port), sorted.
+#[must_use]
+pub fn nfdump_flows(records: &[Record]) -> Vec<crate::collectors::NfdumpFlow> {
+    let mut flows: Vec<crate::collectors::NfdumpFlow> = records
+        .iter()
+        .map(|r| crate::collectors::NfdumpFlow {
+            src: r.src_addr,
+            dst: r.dst_addr,
+            src_port: r.src_port.unwrap_or(0),
+            dst_port: match (r.icmp_type, r.icmp_code) {
+                (Some(t), Some(c)) => u16::from(t) << 8 | u16::from(c),
+                _ => r.dst_port.unwrap_or(0),
+            },
+            protocol: match r.protocol.as_str() {
+                "ipv6-icmp" => "ICMP6".to_owned(),
+                p => p.to_uppercase(),
+            },
+            packets: r.packets,
+            bytes: r.bytes,
+        })
+        .collect();
+    flows.sort();
+    flows
 }
 
 impl Vxflow {
