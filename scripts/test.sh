@@ -31,7 +31,7 @@ echo "== package" >&2
 scripts/package-test.sh
 
 echo "== fuzzing (30 s a target)" >&2
-for target in config cache; do
+for target in config cache capture; do
   log=$(mktemp)
   # A build failure or a crash both make cargo fuzz exit non-zero.
   if ! (cd fuzz && cargo +nightly fuzz run "$target" -O -- -max_total_time=30) >"$log" 2>&1; then

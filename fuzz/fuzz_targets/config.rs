@@ -16,8 +16,8 @@ use libfuzzer_sys::fuzz_target;
 use vxflow::{
     cache::FlowCache,
     config::{FileConfig, Overrides, RuntimeConfig, limits},
-    drain::FlowDelta,
     datapath::{MAX_EXPORT_TUPLES, export_tuples},
+    drain::FlowDelta,
 };
 use vxflow_common::{FlowKey, FlowStats, user::SocketTuple};
 
@@ -68,7 +68,14 @@ fn runs(c: &RuntimeConfig) {
     let mut cache = FlowCache::new(c.cache.clone());
     let now = 1u64 << 62;
     let key = FlowKey { protocol: 6, ip_version: 4, ifindex: 1, ..FlowKey::default() };
-    let stats = FlowStats { packets: 1, bytes: 60, first_seen_ns: now, last_seen_ns: now, tcp_flags: 0x11, ..FlowStats::default() };
+    let stats = FlowStats {
+        packets: 1,
+        bytes: 60,
+        first_seen_ns: now,
+        last_seen_ns: now,
+        tcp_flags: 0x11,
+        ..FlowStats::default()
+    };
     let mut out = Vec::new();
     cache.ingest(&[FlowDelta { key, stats }], now, &mut out);
     for d in durations {

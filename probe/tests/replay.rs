@@ -320,6 +320,31 @@ fn truncated_and_foreign_files_fail_clearly() {
     assert!(!ok, "{stderr}");
     assert_eq!(records.iter().map(|r| r.packets).sum::<u64>(), 1, "the packet before the cut stands");
     assert!(stderr.contains("is cut short after 1 packets"), "{stderr}");
+    // Lengths that lie: a record longer than the file, longer than the snap
+    // length, a snap length of 4 GiB, a pcapng block of 2 GiB.
+    let mut long = pcap(&[], 1);
+    long.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f]);
+    long.extend_from_slice(&[0; 64]);
+    let mut past_snap = pcap(&[], 1);
+    past_snap.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00]);
+    past_snap.extend_from_slice(&vec![0; 70_000]);
+    let mut huge_snap = pcap(&[], 1);
+    huge_snap[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut block = pcapng(&[], Some(9));
+    block.extend_from_slice(&6u32.to_le_bytes());
+    block.extend_from_slice(&0x7fff_fff0_u32.to_le_bytes());
+    block.extend_from_slice(&[0; 64]);
+    for (name, bytes, want) in [
+        ("long.pcap", long, "is cut short after 0 packets"),
+        ("past-snap.pcap", past_snap, "incl_len > snap_len"),
+        ("huge-snap.pcap", huge_snap, "a snap length of 4294967295 bytes"),
+        ("block.pcapng", block, "is cut short after 0 packets"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (ok, records, stderr) = replay(&dir, &[&path], &[]);
+        assert!(!ok && records.is_empty() && stderr.contains(want), "{name}: {stderr}");
+    }
     let text = dir.join("notes.txt");
     std::fs::write(&text, "hello, this is not a capture\n").unwrap();
     let empty = dir.join("empty.pcap");
@@ -335,4 +360,28 @@ fn truncated_and_foreign_files_fail_clearly() {
         assert!(stderr.contains(want), "{}: {stderr}", path.display());
         assert_eq!(stderr.lines().filter(|l| l.contains("ERROR")).count(), 1, "{stderr}");
     }
+}
+
+/// `--speed`: at 10x, two packets 2 s apart take about 200 ms to replay,
+/// as fast as can be much less; the records are the same at every speed.
+#[test]
+fn speed_paces_the_replay_and_changes_no_record() {
+    let dir = TempDir::new("replayspeed");
+    let syn = packets::cases().into_iter().find(|c| c.name == "ipv4-tcp-syn").unwrap().frame;
+    let t0 = 1_767_225_600_000_000_000u64;
+    let path = dir.join("two.pcap");
+    std::fs::write(&path, pcap(&[(t0, syn.clone()), (t0 + 2_000_000_000, syn)], 1)).unwrap();
+    let timed = |args: &[&str]| {
+        let started = std::time::Instant::now();
+        let (ok, records, stderr) = replay(&dir, &[&path], args);
+        assert!(ok, "{stderr}");
+        (started.elapsed(), records)
+    };
+    let (fast, fast_records) = timed(&[]);
+    let (paced, paced_records) = timed(&["--speed", "10x"]);
+    assert!(paced >= std::time::Duration::from_millis(190), "10x took {paced:?}");
+    assert!(paced < std::time::Duration::from_millis(1500) && fast < paced, "10x {paced:?}, as fast {fast:?}");
+    assert_eq!(fast_records, paced_records);
+    let (ok, _, stderr) = replay(&dir, &[&path], &["--speed", "0x"]);
+    assert!(!ok && stderr.contains("a factor from 0.001x"), "{stderr}");
 }

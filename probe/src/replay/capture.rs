@@ -24,6 +24,8 @@ use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
 /// Largest packet taken from a capture; larger is a lying length field.
 const MAX_PACKET: usize = 256 * 1024;
+/// Largest snap length a pcap may state (tcpdump's is 262,144).
+const MAX_SNAPLEN: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -106,12 +108,20 @@ impl Capture {
     /// When it cannot be opened or is not a capture vxflow reads.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let shown = if path == Path::new("-") { "standard input".to_owned() } else { path.display().to_string() };
-        let mut input: Box<dyn Read> = if path == Path::new("-") {
+        let input: Box<dyn Read> = if path == Path::new("-") {
             Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
         } else {
             let file = open_regular(path).map_err(|source| CaptureError::Open { path: shown.clone(), source })?;
             Box::new(BufReader::with_capacity(1 << 16, file))
         };
+        Self::from_reader(shown, input)
+    }
+
+    /// Reads a capture from `input`, named `shown` in errors.
+    ///
+    /// # Errors
+    /// When it is not a capture vxflow reads.
+    pub fn from_reader(shown: String, mut input: Box<dyn Read>) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
         let got =
             read_full(&mut input, &mut magic).map_err(|source| CaptureError::Open { path: shown.clone(), source })?;
@@ -124,6 +134,15 @@ impl Capture {
             | [0x4d, 0x3c, 0xb2, 0xa1]
             | [0xa1, 0xb2, 0x3c, 0x4d] => {
                 let reader = PcapReader::new(input).map_err(format_err)?;
+                // A record may be as long as the snap length says, and is
+                // read whole: a lying header must not make it gigabytes.
+                let snaplen = reader.header().snaplen;
+                if snaplen as usize > MAX_SNAPLEN {
+                    return Err(CaptureError::Format {
+                        path: shown,
+                        what: format!("a snap length of {snaplen} bytes, more than any packet (at most {MAX_SNAPLEN})"),
+                    });
+                }
                 let link = Link::of(reader.header().datalink, &shown)?;
                 Format::Pcap(reader, link)
             }
@@ -283,7 +302,9 @@ fn make(link: Link, unix_ns: i128, data: &[u8], orig_len: usize, interface: u32)
     // A capture with a snap length keeps the start of each packet; the
     // classifier reads its headers there and its length from here, as the
     // kernel reads an skb's.
-    let wire_len = (orig_len.saturating_sub(dropped) + added).max(frame.len());
+    // The stated length is the capture's word: held to the largest packet
+    // kept, so a lie cannot swell a flow's bytes past any real frame.
+    let wire_len = (orig_len.saturating_sub(dropped) + added).clamp(frame.len(), MAX_PACKET + added);
     Some(CapturedPacket { unix_ns, frame, wire_len, direction, interface })
 }
 
