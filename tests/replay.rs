@@ -39,8 +39,11 @@ fn shape(r: &Record) -> Shape {
     )
 }
 
+/// A flow's packets, bytes, outer bytes, first start and last end (ms).
+type Counts = (u64, u64, Option<u64>, i64, i64);
+
 /// Records by what identifies their flow, each with its counts and times.
-fn by_flow(records: &[Record]) -> BTreeMap<Shape, (u64, u64, Option<u64>, i64, i64)> {
+fn by_flow(records: &[Record]) -> BTreeMap<Shape, Counts> {
     let mut out = BTreeMap::new();
     for r in records {
         let e = out.entry(shape(r)).or_insert((0, 0, None, i64::MAX, i64::MIN));
@@ -67,7 +70,39 @@ fn a_capture_replays_to_the_records_run_made_live() {
     let [n1, n2] = &topo.nodes;
     let (a, b) = (&n1.pods[0], &n2.pods[0]);
     traffic::ping(&a.ns, b.addr, 2, 56);
+    // Three captures at once, by the tools operators use: tcpdump's pcap of
+    // eth0, dumpcap's pcapng of eth0, and tcpdump's Linux cooked v2 of every
+    // interface ("any": the records of eth0's ifindex are compared; its
+    // buffer raised, as five interfaces' bursts overflowed the default 2 MB
+    // and the kernel dropped packets from the capture).
     let capture = Capture::start(&n1.ns, "eth0", "");
+    let dir = TempDir::new("replay");
+    let (ng_path, any_path) = (dir.join("eth0.pcapng"), dir.join("any.pcap"));
+    let pcapng = Capture::start_tool(
+        &n1.ns,
+        &["dumpcap", "-i", "eth0", "-w", ng_path.to_str().unwrap()],
+        ng_path.clone(),
+        "Capturing on",
+    );
+    let any = Capture::start_tool(
+        &n1.ns,
+        &[
+            "tcpdump",
+            "-i",
+            "any",
+            "-y",
+            "LINUX_SLL2",
+            "-B",
+            "16384",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+            any_path.to_str().unwrap(),
+        ],
+        any_path.clone(),
+        "listening on",
+    );
     let mut live = Vxflow::start(&n1.ns, &["-i", "eth0", "--poll-interval", "100ms", "--json", "-"]);
     live.wait_for_log("datapath clock", Duration::from_secs(5));
     assert_eq!(traffic::udp_train(&a.ns, &b.ns, b.addr, 9701, 50, 300), 50);
@@ -75,18 +110,10 @@ fn a_capture_replays_to_the_records_run_made_live() {
     traffic::ping(&a.ns, b.addr, 20, 120);
     std::thread::sleep(Duration::from_millis(300));
     let done = live.stop();
-    let pcap = capture.stop();
-    let tick_ms: i64 = done
-        .stderr
-        .split("tick_ns=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|t| t.parse::<i64>().ok())
-        .map(|ns| (ns + 999_999) / 1_000_000)
-        .expect("the datapath clock's tick");
+    let (pcap, pcapng, any) = (capture.stop(), pcapng.stop(), any.stop());
+    let tick_ms = tick_ms(&done.stderr);
 
     // Replayed into nfcapd (IPFIX over UDP) and JSON at once.
-    let dir = TempDir::new("replay");
     let json = dir.join("replayed.json");
     let nfcapd = Nfcapd::start(&n1.ns, 9995);
     let out = n1
@@ -137,9 +164,47 @@ fn a_capture_replays_to_the_records_run_made_live() {
     let extra: Vec<_> = again.keys().filter(|s| !live.contains_key(*s)).collect();
     assert!(extra.iter().all(|s| s.5.is_none()), "replayed tunnelled flows the live run did not see: {extra:#?}");
     assert!(stderr.contains("0 backwards in time"), "{stderr}");
+    // dumpcap's pcapng and tcpdump's cooked capture give the same.
+    let eth0 = n1.ns.exec(&["cat", "/sys/class/net/eth0/ifindex"]).trim().to_owned();
+    same_as_live(&dir, pcapng.path(), pcapng.path(), &live, tick_ms);
+    same_as_live(&dir, any.path(), &format!("{}#{eth0}", any.path()), &live, tick_ms);
     eprintln!(
         "{} flows equal live and replayed; times at most {widest} ms apart (tick {tick_ms} ms); replay: {}",
         live.len(),
         stderr.trim()
     );
+}
+
+/// Replays `file` (each interface its own records) and checks the records
+/// of `interface` against the live ones: counts equal, starts within the tick.
+fn same_as_live(dir: &TempDir, file: &str, interface: &str, live: &BTreeMap<Shape, Counts>, tick_ms: i64) {
+    let json = dir.join("other.json");
+    let out = std::process::Command::new(binary())
+        .args(["replay", file, "--per-interface-records", "--json", json.to_str().unwrap(), "--poll-interval", "100ms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    let other: Vec<Record> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Record>(l).unwrap())
+        .filter(|r| r.interface == interface)
+        .collect();
+    let other = by_flow(&other);
+    for (s, l) in live {
+        let o = other.get(s).copied().unwrap_or_else(|| panic!("{file}: {s:?} missing: {other:#?}"));
+        assert_eq!((l.0, l.1, l.2), (o.0, o.1, o.2), "{file}: {s:?}");
+        assert!((o.3 - tick_ms - 1..=o.3 + 1).contains(&l.3), "{file}: {s:?} start {} against {}", l.3, o.3);
+    }
+}
+
+/// The datapath's tick in whole milliseconds (rounded up), from vxflow's log.
+fn tick_ms(stderr: &str) -> i64 {
+    stderr
+        .split("tick_ns=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse::<i64>().ok())
+        .map(|ns| (ns + 999_999) / 1_000_000)
+        .expect("the datapath clock's tick")
 }

@@ -174,6 +174,11 @@ pub struct ReplayArgs {
     /// decoded, as on a node's underlay.
     #[arg(long)]
     pub untrusted_tunnels: bool,
+    /// One record per interface that saw a flow (a capture of several
+    /// interfaces: pcapng, tcpdump -i any). By default a packet seen on
+    /// several is counted once, as run counts it.
+    #[arg(long)]
+    pub per_interface_records: bool,
     /// as-fast (the default), realtime, or a factor of the captured pace
     /// (10x). Records and their times are the same at every speed.
     #[arg(long, value_name = "SPEED", default_value = "as-fast")]
@@ -216,6 +221,7 @@ impl ReplayArgs {
                 no_ipip: self.tunnels.no_ipip,
                 no_gre: self.tunnels.no_gre,
             },
+            per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,
             inactive_timeout: self.inactive_timeout,
             tcp_end_timeout: self.tcp_end_timeout,

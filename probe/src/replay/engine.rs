@@ -75,6 +75,9 @@ pub struct Summary {
     /// at the time before them.
     pub untimed: u64,
     pub records: u64,
+    /// Of the records, those of flows still open when the captures ended,
+    /// exported then as forced ends.
+    pub at_end: u64,
     /// Every datapath counter the packets added to, as `ctl stats` names them.
     pub counters: BTreeMap<&'static str, u64>,
     /// The first and last packet's time, nanoseconds since the epoch.
@@ -95,7 +98,7 @@ impl Summary {
             _ => String::new(),
         };
         format!(
-            "replayed {} captures: {} packets read, {} accounted, skipped: {}; {} backwards in time, {} without a time; {} records{span}{}",
+            "replayed {} captures: {} packets read, {} accounted, skipped: {}; {} backwards in time, {} without a time; {} records ({} at end of file, as forced ends){span}{}",
             self.captures,
             self.packets,
             self.accounted,
@@ -103,6 +106,7 @@ impl Summary {
             self.backwards,
             self.untimed,
             self.records,
+            self.at_end,
             self.stopped.as_ref().map_or(String::new(), |s| format!("; stopped early: {s}")),
         )
     }
@@ -293,6 +297,7 @@ impl Run {
     /// outputs closed.
     fn finish(&mut self, outputs: &mut Outputs) -> Result<(), ReplayError> {
         self.cache.flush(&mut self.records);
+        self.summary.at_end = self.records.len() as u64;
         let result = self.export(outputs, true);
         outputs.close();
         result

@@ -1,4 +1,5 @@
-//! A packet capture of the export (tcpdump), for tshark.
+//! Packet captures made by real tools (tcpdump, dumpcap) in a namespace:
+//! of the export, for tshark; of an interface, for `vxflow replay`.
 
 use std::{
     net::IpAddr,
@@ -25,36 +26,39 @@ impl Capture {
     /// Starts capturing `filter` on `dev` in `ns`; returns once tcpdump listens.
     #[must_use]
     pub fn start(ns: &Netns, dev: &str, filter: &str) -> Self {
-        use std::io::BufRead as _;
         let path = std::env::temp_dir().join(format!("{}-{dev}.pcap", ns.name()));
+        let p = path.to_str().unwrap().to_owned();
+        Self::start_tool(
+            ns,
+            &["tcpdump", "-i", dev, "--immediate-mode", "-U", "-n", "-s", "0", "-w", &p, filter],
+            path,
+            "listening on",
+        )
+    }
+
+    /// Starts `argv` (a capture tool writing to `path`) in `ns`; returns
+    /// once its first line of stderr says `ready`.
+    #[must_use]
+    pub fn start_tool(ns: &Netns, argv: &[&str], path: PathBuf, ready: &str) -> Self {
+        use std::io::BufRead as _;
         let mut child = ns
-            .command(&[
-                "tcpdump",
-                "-i",
-                dev,
-                "--immediate-mode",
-                "-U",
-                "-n",
-                "-s",
-                "0",
-                "-w",
-                path.to_str().unwrap(),
-                filter,
-            ])
+            .command(argv)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn tcpdump (Debian package tcpdump, installed by scripts/setup.sh)");
+            .unwrap_or_else(|e| panic!("spawn {argv:?} (scripts/setup.sh installs tcpdump and tshark): {e}"));
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(line.contains("listening on"), "tcpdump: {line}");
-        // Keep draining so tcpdump never blocks on a full pipe.
+        while !line.contains(ready) {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "{argv:?} ended before it was ready");
+        }
+        // Keep draining so the tool never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Self { child: Some(child), path }
     }
 
-    /// Stops tcpdump (SIGINT flushes the file); returns the pcap.
+    /// Stops the tool (SIGINT flushes the file); returns the capture.
     #[must_use]
     pub fn stop(mut self) -> PcapFile {
         let mut child = self.child.take().unwrap();
