@@ -166,7 +166,8 @@ fn a_capture_replays_to_the_records_run_made_live() {
     assert!(stderr.contains("0 backwards in time"), "{stderr}");
     // dumpcap's pcapng and tcpdump's cooked capture give the same.
     let eth0 = n1.ns.exec(&["cat", "/sys/class/net/eth0/ifindex"]).trim().to_owned();
-    same_as_live(&dir, pcapng.path(), pcapng.path(), &live, tick_ms);
+    // dumpcap names the interface (if_name): records say file:eth0.
+    same_as_live(&dir, pcapng.path(), &format!("{}:eth0", pcapng.path()), &live, tick_ms);
     same_as_live(&dir, any.path(), &format!("{}#{eth0}", any.path()), &live, tick_ms);
     eprintln!(
         "{} flows equal live and replayed; times at most {widest} ms apart (tick {tick_ms} ms); replay: {}",

@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod counter;
 pub mod flow;
+pub mod ipproto;
 pub mod ports;
 
 #[cfg(feature = "user")]

@@ -69,11 +69,6 @@ impl Tunnel {
     }
 }
 
-/// IP protocol numbers whose "ports" the datapath fills with the ICMP type
-/// (high byte of `dst_port`) and code.
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-
 /// A socket of the exporter, as the datapath must recognise its packets:
 /// IP protocol number and both ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +158,7 @@ impl FlowKey {
     /// datapath reads them whatever the IP version.
     #[must_use]
     pub fn is_icmp(&self) -> bool {
-        matches!(self.protocol, IPPROTO_ICMP | IPPROTO_ICMPV6)
+        matches!(self.protocol, crate::ipproto::ICMP | crate::ipproto::ICMPV6)
     }
 
     /// Seen arriving on the interface (otherwise leaving it).

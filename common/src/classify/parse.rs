@@ -15,6 +15,7 @@ use super::{
 use crate::{
     Counter, FlowKey,
     flow::{ENCAP_NONE, KEY_FLAG_EXT_LIMIT, KEY_FLAG_FRAGMENT, KEY_FLAG_L4_TRUNCATED},
+    ipproto,
 };
 use network_types::{
     eth::EthHdr,
@@ -29,24 +30,6 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88A8;
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ICMP: u8 = 1;
-/// IPv4 in IP (RFC 2003), also as an IPv6 next header.
-pub const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-/// IPv6 in IP (RFC 4213).
-pub const IPPROTO_IPV6: u8 = 41;
-pub const IPPROTO_GRE: u8 = 47;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_DSTOPTS: u8 = 60;
-const IPPROTO_MH: u8 = 135;
-const IPPROTO_HIP: u8 = 139;
-const IPPROTO_SHIM6: u8 = 140;
 
 /// VLAN tags parsed in the frame (802.1Q and 802.1ad, any order). A frame with
 /// more is counted as malformed rather than guessed at.
@@ -338,14 +321,14 @@ fn set_v6_addrs(key: &mut FlowKey, src: [u64; 2], dst: [u64; 2]) {
 const fn is_ipv6_ext(nh: u8) -> bool {
     matches!(
         nh,
-        IPPROTO_HOPOPTS
-            | IPPROTO_ROUTING
-            | IPPROTO_FRAGMENT
-            | IPPROTO_AH
-            | IPPROTO_DSTOPTS
-            | IPPROTO_MH
-            | IPPROTO_HIP
-            | IPPROTO_SHIM6
+        ipproto::HOPOPTS
+            | ipproto::ROUTING
+            | ipproto::FRAGMENT
+            | ipproto::AH
+            | ipproto::DSTOPTS
+            | ipproto::MH
+            | ipproto::HIP
+            | ipproto::SHIM6
     )
 }
 
@@ -366,7 +349,7 @@ fn walk_ipv6_ext<'a, B: Bytes<'a>>(b: &B, layer: &mut IpLayer) {
         };
         layer.protocol = ext.u8::<0>();
         let ext_len = usize::from(ext.u8::<1>());
-        if nh == IPPROTO_FRAGMENT {
+        if nh == ipproto::FRAGMENT {
             layer.l4_off += 8;
             // RFC 8200 4.5: offset in the top 13 bits of bytes 2-3. A non-first
             // fragment's payload is not a header chain: stop here.
@@ -374,7 +357,7 @@ fn walk_ipv6_ext<'a, B: Bytes<'a>>(b: &B, layer: &mut IpLayer) {
                 layer.non_first_fragment = true;
                 return;
             }
-        } else if nh == IPPROTO_AH {
+        } else if nh == ipproto::AH {
             // RFC 4302: length in 4-octet units, minus 2.
             layer.l4_off += (ext_len + 2) * 4;
         } else {
@@ -400,7 +383,7 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
     // A transport header must lie within the IP packet, not in link padding.
     let ip_end = ip.l3_off + ip.ip_len;
     match ip.protocol {
-        IPPROTO_TCP => match b.span::<{ TcpHdr::LEN }>(ip.l4_off) {
+        ipproto::TCP => match b.span::<{ TcpHdr::LEN }>(ip.l4_off) {
             Some(t) if ip.l4_off + TcpHdr::LEN <= ip_end => {
                 l4.src_port = t.be16::<{ offset_of!(TcpHdr, source) }>();
                 l4.dst_port = t.be16::<{ offset_of!(TcpHdr, dest) }>();
@@ -410,7 +393,7 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
             }
             _ => l4.truncated = true,
         },
-        IPPROTO_UDP => match b.span::<{ UdpHdr::LEN }>(ip.l4_off) {
+        ipproto::UDP => match b.span::<{ UdpHdr::LEN }>(ip.l4_off) {
             Some(u) if ip.l4_off + UdpHdr::LEN <= ip_end => {
                 l4.src_port = u.be16::<{ offset_of!(UdpHdr, src) }>();
                 l4.dst_port = u.be16::<{ offset_of!(UdpHdr, dst) }>();
@@ -418,7 +401,7 @@ fn parse_l4<'a, B: Bytes<'a>>(b: &B, ip: &IpLayer) -> L4 {
             }
             _ => l4.truncated = true,
         },
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => match b.span::<2>(ip.l4_off) {
+        ipproto::ICMP | ipproto::ICMPV6 => match b.span::<2>(ip.l4_off) {
             Some(i) if ip.l4_off + 2 <= ip_end => {
                 // NetFlow convention: type and code in the destination port.
                 l4.dst_port = i.be16::<{ offset_of!(Icmpv4Hdr, type_) }>();

@@ -16,11 +16,12 @@ use network_types::{udp::UdpHdr, vxlan::VxlanHdr};
 use super::{
     layer::Layer,
     packet::{Bytes, Packet, Span as _},
-    parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP, IpLayer},
+    parse::{ETH_P_IP, ETH_P_IPV6, IpLayer},
 };
 use crate::{
     Counter,
     flow::{ENCAP_GENEVE, ENCAP_GRE, ENCAP_IPIP, ENCAP_NONE, ENCAP_VXLAN, TUNNEL_FLAG_ETHERNET, TUNNEL_FLAG_KEY},
+    ipproto,
 };
 
 /// Transparent Ethernet bridging: the payload is an Ethernet frame (Geneve's
@@ -65,9 +66,9 @@ struct Found {
 #[inline(always)]
 pub fn find_tunnel<'a, B: Bytes<'a>>(packet: &B::Packet, b: &B, ip: &IpLayer, dst_port: u16, out: &mut Layer) {
     let tunnel = match ip.protocol {
-        IPPROTO_UDP => packet.udp_tunnel(dst_port),
-        IPPROTO_IPIP | IPPROTO_IPV6 => ip_tunnel(packet, ENCAP_IPIP),
-        IPPROTO_GRE => ip_tunnel(packet, ENCAP_GRE),
+        ipproto::UDP => packet.udp_tunnel(dst_port),
+        ipproto::IPIP | ipproto::IPV6 => ip_tunnel(packet, ENCAP_IPIP),
+        ipproto::GRE => ip_tunnel(packet, ENCAP_GRE),
         _ => ENCAP_NONE,
     };
     if tunnel == ENCAP_NONE {
@@ -83,7 +84,7 @@ pub fn find_tunnel<'a, B: Bytes<'a>>(packet: &B::Packet, b: &B, ip: &IpLayer, ds
         ENCAP_GRE => gre(b, ip.l4_off),
         _ => Ok(Found {
             inner_off: ip.l4_off,
-            ethertype: if ip.protocol == IPPROTO_IPIP { ETH_P_IP } else { ETH_P_IPV6 },
+            ethertype: if ip.protocol == ipproto::IPIP { ETH_P_IP } else { ETH_P_IPV6 },
             id: 0,
             flags: 0,
         }),
@@ -113,8 +114,8 @@ pub fn find_tunnel<'a, B: Bytes<'a>>(packet: &B::Packet, b: &B, ip: &IpLayer, ds
 #[inline(always)]
 pub fn is_nested_tunnel(packet: &impl Packet, protocol: u8, dst_port: u16) -> bool {
     match protocol {
-        IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_GRE => true,
-        IPPROTO_UDP => packet.udp_tunnel(dst_port) != ENCAP_NONE,
+        ipproto::IPIP | ipproto::IPV6 | ipproto::GRE => true,
+        ipproto::UDP => packet.udp_tunnel(dst_port) != ENCAP_NONE,
         _ => false,
     }
 }

@@ -26,8 +26,6 @@ pub mod dedup;
 mod table;
 mod tcp_end;
 
-const IPPROTO_TCP: u8 = 6;
-
 /// Where the cache puts the records a call ends: a `Vec`, or the daemon's
 /// outputs, which take them in chunks so that a pass ending a million flows
 /// (an expiry, a shutdown) never holds them all at once.
@@ -326,7 +324,7 @@ impl FlowCache {
         };
         // Once its conversation has ended, every flow of it is scheduled
         // for export.
-        if delta.key.protocol == IPPROTO_TCP && self.conversations.track(&mut self.flows, slot, flags) {
+        if delta.key.protocol == vxflow_common::ipproto::TCP && self.conversations.track(&mut self.flows, slot, flags) {
             let end_at = NonZeroU64::new(now_ns.saturating_add(nanos(self.config.tcp_end_timeout)).max(1));
             tcp_end::for_each_member(&mut self.flows, slot, |e| {
                 e.end_at_ns = e.end_at_ns.or(end_at);

@@ -4,6 +4,7 @@
 
 use vxflow_common::{
     flow::{DIRECTION_EGRESS, DIRECTION_INGRESS},
+    ipproto,
     user::Tunnel,
 };
 
@@ -57,11 +58,6 @@ const OVS_TUNNEL_GENEVE: u8 = 0x07;
 /// segment's type, 0x01 VXLAN, 0x02 NVGRE; Geneve has none.
 const SEGMENT_VXLAN: u64 = 0x01 << 56;
 const SEGMENT_NVGRE: u64 = 0x02 << 56;
-
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_GRE: u8 = 47;
 
 /// One information element in a template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,10 +313,10 @@ impl Field {
             }
             Field::NtopTunnelId => out.extend_from_slice(&k.tunnel_id.to_be_bytes()),
             Field::NtopOuterProtocol => out.push(match k.tunnel() {
-                Some(Tunnel::Gre) => IPPROTO_GRE,
-                Some(Tunnel::Ipip) if k.ip_version == 6 => IPPROTO_IPV6,
-                Some(Tunnel::Ipip) => IPPROTO_IPIP,
-                _ => IPPROTO_UDP,
+                Some(Tunnel::Gre) => ipproto::GRE,
+                Some(Tunnel::Ipip) if k.ip_version == 6 => ipproto::IPV6,
+                Some(Tunnel::Ipip) => ipproto::IPIP,
+                _ => ipproto::UDP,
             }),
             Field::SourcePodNamespace
             | Field::SourcePodName

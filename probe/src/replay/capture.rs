@@ -82,9 +82,11 @@ impl Link {
     }
 }
 
-/// A pcapng interface: its link type and time unit.
+/// A pcapng interface: its link type, time unit and name.
 struct Interface {
     link: Link,
+    /// `if_name`, as the capturing tool recorded it (`eth0`).
+    name: Option<String>,
     /// Nanoseconds per timestamp unit, as numerator and denominator.
     unit: (u128, u128),
 }
@@ -163,6 +165,16 @@ impl Capture {
         &self.path
     }
 
+    /// The name a pcapng capture gave its interface `id` (`if_name`), if
+    /// it gave one.
+    #[must_use]
+    pub fn interface_name(&self, id: u32) -> Option<&str> {
+        match &self.format {
+            Format::PcapNg(_, interfaces) => interfaces.get(id as usize)?.name.as_deref(),
+            Format::Pcap(..) => None,
+        }
+    }
+
     /// The next packet, or `None` at the end.
     ///
     /// # Errors
@@ -191,7 +203,11 @@ impl Capture {
                                 _ => None,
                             })
                             .map_or((1000, 1), unit_of);
-                        interfaces.push(Interface { link, unit });
+                        let name = idb.options.iter().find_map(|o| match o {
+                            InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                            _ => None,
+                        });
+                        interfaces.push(Interface { link, name, unit });
                         continue;
                     }
                     Some(Ok(Block::EnhancedPacket(epb))) => {

@@ -214,10 +214,12 @@ pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: 
         // An interface of the capture: numbered in order of appearance from 1.
         let next_index = u32::try_from(interfaces.len() + 1).unwrap_or(u32::MAX);
         let ifindex = *interfaces.entry((from, packet.interface)).or_insert_with(|| {
-            let name = if packet.interface == 0 {
-                names[from].clone()
-            } else {
-                format!("{}#{}", names[from], packet.interface)
+            // The capture's own name for the interface (pcapng's if_name),
+            // else the file's, numbered past the first.
+            let name = match merged.captures[from].interface_name(packet.interface) {
+                Some(n) => format!("{}:{n}", names[from]),
+                None if packet.interface == 0 => names[from].clone(),
+                None => format!("{}#{}", names[from], packet.interface),
             };
             run.names.remember(next_index, &name);
             next_index
