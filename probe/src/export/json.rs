@@ -394,7 +394,7 @@ mod tests {
         map.set(&"pod/1".into(), owner(OwnerKind::Pod, "web-1"), &["10.244.0.2".parse().unwrap()], 1);
         map.set(&"node/1".into(), owner(OwnerKind::Node, "node-1"), &["192.168.56.11".parse().unwrap()], 1);
         map.set(&"node/2".into(), owner(OwnerKind::Node, "node-2"), &["192.168.56.12".parse().unwrap()], 1);
-        map.set_networks(&"file/corp".into(), owner(OwnerKind::Host, "corp"), &["10.9.0.0/16".parse().unwrap()]);
+        map.set_networks(&"file/corp".into(), &owner(OwnerKind::Host, "corp"), &["10.9.0.0/16".parse().unwrap()]);
         let mut key = tunnelled(vxflow_common::flow::ENCAP_VXLAN, 1, TUNNEL_FLAG_KEY | TUNNEL_FLAG_ETHERNET, 8472);
         key.src_addr[..4].copy_from_slice(&[10, 244, 0, 2]);
         key.dst_addr[..4].copy_from_slice(&[10, 9, 0, 7]);

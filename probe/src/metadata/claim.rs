@@ -45,7 +45,7 @@ impl Claimed {
     /// and counted by the map.
     pub fn apply(&mut self, map: &mut IpMap, claim: Claim, now: u64, clock: &WallClock) {
         let since = claim.since_unix_ns.map_or(now, |t| clock.to_kernel_ns(t));
-        map.set_networks(&claim.id, claim.owner.clone(), &claim.networks);
+        map.set_networks(&claim.id, &claim.owner, &claim.networks);
         let conflicts = map.set_since(&claim.id, claim.owner.clone(), &claim.addresses, now, since);
         map.set_releasing(&claim.id, claim.releasing);
         if !conflicts.is_empty() {

@@ -162,9 +162,6 @@ struct Networks {
 impl Networks {
     fn set(&mut self, id: &OwnerId, owner: &Arc<Owner>, nets: &[IpNet]) {
         self.remove(id);
-        if nets.is_empty() {
-            return;
-        }
         for net in nets {
             let net = net.trunc();
             self.by_length.entry(Reverse(net.prefix_len())).or_default().insert(net, (id.clone(), owner.clone()));
@@ -305,8 +302,13 @@ impl IpMap {
 
     /// `id` names exactly `nets` from now on (none: no network); each
     /// resolves to `owner` whenever no owner held the address itself.
-    pub fn set_networks(&mut self, id: &OwnerId, owner: Owner, nets: &[IpNet]) {
-        let owner = Arc::new(self.names.owner(owner));
+    pub fn set_networks(&mut self, id: &OwnerId, owner: &Owner, nets: &[IpNet]) {
+        if nets.is_empty() {
+            // Most owners (every pod) name none: no owner to intern.
+            self.networks.remove(id);
+            return;
+        }
+        let owner = Arc::new(self.names.owner(owner.clone()));
         self.networks.set(id, &owner, nets);
     }
 
@@ -473,8 +475,8 @@ mod tests {
     fn networks_name_what_no_owner_holds() {
         let mut m = IpMap::new(std::time::Duration::from_mins(2));
         let host = |n: &str| Owner { kind: OwnerKind::Host, ..pod(n) };
-        m.set_networks(&"file/corp".into(), host("corp"), &["10.0.0.0/8".parse().unwrap()]);
-        m.set_networks(&"file/lab".into(), host("lab"), &["10.1.0.0/16".parse().unwrap()]);
+        m.set_networks(&"file/corp".into(), &host("corp"), &["10.0.0.0/8".parse().unwrap()]);
+        m.set_networks(&"file/lab".into(), &host("lab"), &["10.1.0.0/16".parse().unwrap()]);
         let id: OwnerId = "pod/a".into();
         m.set(&id, pod("web-1"), &[ip("10.1.0.5")], S);
         assert_eq!(name(&m.resolve(&ip("10.1.0.5"), 2 * S)), Some("web-1"));
@@ -526,13 +528,13 @@ mod tests {
         for i in 0..200u32 {
             let net: IpNet = format!("10.244.{i}.0/24").parse().unwrap();
             let v6: IpNet = format!("fd00:10:244:{i:x}::/64").parse().unwrap();
-            m.set_networks(&format!("node/n{i}@kubernetes").into(), node(&format!("n{i}")), &[net, v6]);
+            m.set_networks(&format!("node/n{i}@kubernetes").into(), &node(&format!("n{i}")), &[net, v6]);
         }
         assert_eq!(m.networks(), 400);
         assert_eq!(name(&m.resolve(&ip("10.244.77.9"), 0)), Some("n77"));
         assert_eq!(name(&m.resolve(&ip("fd00:10:244:4d::9"), 0)), Some("n77"));
         assert_eq!(m.resolve(&ip("10.245.0.1"), 0), Resolved::Unknown);
-        m.set_networks(&"node/n77@kubernetes".into(), node("n77"), &[]);
+        m.set_networks(&"node/n77@kubernetes".into(), &node("n77"), &[]);
         assert_eq!(m.resolve(&ip("10.244.77.9"), 0), Resolved::Unknown);
         assert_eq!(m.networks(), 398);
     }
