@@ -42,6 +42,35 @@ pub enum Expect {
     NoFlow { bucket: Counter, notes: Vec<Counter> },
 }
 
+impl Expect {
+    /// The datapath counters one frame must raise, and by how much (the
+    /// slow parse aside).
+    #[must_use]
+    pub fn counters(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut want = std::collections::BTreeMap::new();
+        match self {
+            Expect::Flow { packets, notes, .. } => {
+                want.insert(Counter::Seen.name(), *packets);
+                want.insert(Counter::Accounted.name(), *packets);
+                if *packets > 1 {
+                    want.insert(Counter::GsoSkbs.name(), 1);
+                }
+                for n in notes {
+                    want.insert(n.name(), *packets);
+                }
+            }
+            Expect::NoFlow { bucket, notes } => {
+                want.insert(Counter::Seen.name(), 1);
+                want.insert(bucket.name(), 1);
+                for n in notes {
+                    want.insert(n.name(), 1);
+                }
+            }
+        }
+        want
+    }
+}
+
 /// How a case reaches the classifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runner {

@@ -11,6 +11,18 @@ const SKB_GSO_SIZE: usize = 176;
 /// Runs `prog` once on `frame`, with `gso` as `(gso_segs, gso_size)` in the
 /// skb when given. Returns the program's return value.
 pub fn test_run(prog: &SchedClassifier, frame: &[u8], gso: Option<(u32, u32)>) -> i32 {
+    let len = frame.len();
+    try_test_run(prog, frame, gso)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {len} bytes, gso {gso:?}: {}", vxflow::error_chain(&e)))
+}
+
+/// [`test_run`], or why the kernel refused the run (it refuses a frame
+/// whose IP header is cut inside its fixed part).
+pub fn try_test_run(
+    prog: &SchedClassifier,
+    frame: &[u8],
+    gso: Option<(u32, u32)>,
+) -> Result<i32, aya::programs::ProgramError> {
     let mut ctx = [0u8; SKB_SIZE];
     if let Some((segs, size)) = gso {
         ctx[SKB_GSO_SEGS..SKB_GSO_SEGS + 4].copy_from_slice(&segs.to_ne_bytes());
@@ -18,9 +30,6 @@ pub fn test_run(prog: &SchedClassifier, frame: &[u8], gso: Option<(u32, u32)>) -
     }
     let opts =
         TestRunOptions { data_in: Some(frame), ctx_in: gso.is_some().then_some(&ctx[..]), ..TestRunOptions::default() };
-    let len = frame.len();
-    let result = prog
-        .test_run(opts)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {len} bytes, gso {gso:?}: {}", vxflow::error_chain(&e)));
-    i32::from_ne_bytes(result.return_value.to_ne_bytes())
+    let result = prog.test_run(opts)?;
+    Ok(i32::from_ne_bytes(result.return_value.to_ne_bytes()))
 }
