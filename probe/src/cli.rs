@@ -73,6 +73,18 @@ pub struct TunnelArgs {
     pub no_gre: bool,
 }
 
+impl TunnelArgs {
+    #[must_use]
+    pub fn overrides(&self) -> TunnelOverrides {
+        TunnelOverrides {
+            vxlan_ports: self.vxlan_ports.clone(),
+            geneve_ports: self.geneve_ports.clone(),
+            no_ipip: self.no_ipip,
+            no_gre: self.no_gre,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// TOML config file (see config/vxflow.toml); flags override its values.
@@ -215,12 +227,7 @@ impl ReplayArgs {
             // Not watched: a replay reads captures. Named so a config
             // without interfaces validates.
             interfaces: vec!["auto".into()],
-            tunnels: TunnelOverrides {
-                vxlan_ports: self.tunnels.vxlan_ports.clone(),
-                geneve_ports: self.tunnels.geneve_ports.clone(),
-                no_ipip: self.tunnels.no_ipip,
-                no_gre: self.tunnels.no_gre,
-            },
+            tunnels: self.tunnels.overrides(),
             per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,
             inactive_timeout: self.inactive_timeout,
@@ -271,12 +278,7 @@ impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             interfaces: self.interfaces.clone(),
-            tunnels: TunnelOverrides {
-                vxlan_ports: self.tunnels.vxlan_ports.clone(),
-                geneve_ports: self.tunnels.geneve_ports.clone(),
-                no_ipip: self.tunnels.no_ipip,
-                no_gre: self.tunnels.no_gre,
-            },
+            tunnels: self.tunnels.overrides(),
             tunnel_interfaces: self.tunnel_interfaces.clone(),
             per_interface_records: self.per_interface_records,
             active_timeout: self.active_timeout,

@@ -12,29 +12,9 @@ use vxflow_common::FlowKey;
 use vxflow_testkit::{
     TempDir,
     packets::{self, Expect},
+    pcap::capture as pcap,
     probe::{Record, binary},
 };
-
-/// A pcap of `frames`, each `(unix_ns, frame)`, nanosecond resolution, of
-/// link type `link`.
-fn pcap(frames: &[(u64, Vec<u8>)], link: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_3c4d_u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&link.to_le_bytes());
-    for (ns, frame) in frames {
-        let len = u32::try_from(frame.len()).unwrap();
-        out.extend_from_slice(&u32::try_from(ns / 1_000_000_000).unwrap().to_le_bytes());
-        out.extend_from_slice(&u32::try_from(ns % 1_000_000_000).unwrap().to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(frame);
-    }
-    out
-}
 
 fn block(kind: u32, body: &[u8]) -> Vec<u8> {
     let mut body = body.to_vec();

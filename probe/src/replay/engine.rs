@@ -167,7 +167,6 @@ fn next(capture: &mut Capture, stopped: &mut Option<CaptureError>) -> Option<Cap
 /// When a capture cannot be opened, or the outputs not opened or written.
 pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: bool) -> Result<Summary, ReplayError> {
     let captures: Vec<Capture> = paths.iter().map(|p| Capture::open(p)).collect::<Result<_, _>>()?;
-    let names: Vec<String> = captures.iter().map(|c| c.name().to_owned()).collect();
     let mut outputs = Outputs::open(&config.outputs()).map_err(ReplayError::Outputs)?;
     let mut run = Run {
         cache: FlowCache::new(config.cache.clone()),
@@ -216,10 +215,11 @@ pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: 
         let ifindex = *interfaces.entry((from, packet.interface)).or_insert_with(|| {
             // The capture's own name for the interface (pcapng's if_name),
             // else the file's, numbered past the first.
-            let name = match merged.captures[from].interface_name(packet.interface) {
-                Some(n) => format!("{}:{n}", names[from]),
-                None if packet.interface == 0 => names[from].clone(),
-                None => format!("{}#{}", names[from], packet.interface),
+            let capture = &merged.captures[from];
+            let name = match capture.interface_name(packet.interface) {
+                Some(n) => format!("{}:{n}", capture.name()),
+                None if packet.interface == 0 => capture.name().to_owned(),
+                None => format!("{}#{}", capture.name(), packet.interface),
             };
             run.names.remember(next_index, &name);
             next_index
