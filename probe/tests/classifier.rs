@@ -2,7 +2,7 @@
 //! through `BPF_PROG_TEST_RUN`, then drained through the real generation flip.
 //! Needs root.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
