@@ -83,7 +83,7 @@ fn file_names_both_ends_and_nodes_through_ip_reuse() {
     assert_eq!(packets("other", "other", "received"), 40, "db-1, past the bound");
     // `vxflow ctl pods`: db's address held by db-0, then by db-1.
     let pods = vxflow.ctl(&["pods"]);
-    let holders: Vec<(String, bool)> = pods["pods"]
+    let holders: Vec<(String, bool)> = pods["pods"]["addresses"]
         .as_array()
         .unwrap()
         .iter()
@@ -213,6 +213,36 @@ fn with_version(mut object: serde_json::Value, rv: u32) -> serde_json::Value {
 /// test kit's API server (in node-1's namespace) through a kubeconfig, and
 /// names both pods and both nodes in every record; db-0 terminates and its
 /// address goes to db-1 through watch events, and each flow keeps its own.
+/// A pod's /24, as its node's pod CIDR.
+fn cidr(pod: std::net::IpAddr) -> String {
+    format!("{}.0/24", pod.to_string().rsplit_once('.').unwrap().0)
+}
+
+/// A `NodeList` of `(name, address, a pod's address)`: each node's pod CIDR
+/// is its pod's /24.
+fn api_nodes(nodes: &[(&str, std::net::IpAddr, std::net::IpAddr)], created: &str) -> serde_json::Value {
+    let node = |&(name, ip, pod): &(&str, std::net::IpAddr, std::net::IpAddr)| {
+        serde_json::json!({"metadata": {"name": name, "uid": name, "resourceVersion": "5", "creationTimestamp": created},
+                           "spec": {"podCIDRs": [cidr(pod)]},
+                           "status": {"addresses": [{"type": "InternalIP", "address": ip.to_string()}]}})
+    };
+    serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                       "items": nodes.iter().map(node).collect::<Vec<_>>()})
+}
+
+/// The named networks `vxflow ctl pods` lists: network, name, source.
+fn networks(vxflow: &Vxflow) -> Vec<(String, String, String)> {
+    vxflow.ctl(&["pods"])["pods"]["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let s = |k: &str| n[k].as_str().unwrap().to_owned();
+            (s("network"), s("name"), s("source"))
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {
@@ -226,25 +256,18 @@ fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {
     let api = ApiServer::start_in(&n1.ns);
     let kubeconfig = dir.join("kubeconfig");
     api.write_kubeconfig(&kubeconfig, "node-token");
-    let now = || {
+    let secs = || {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        format_time(i64::try_from(t).unwrap())
+        i64::try_from(t).unwrap()
     };
-    let earlier = format_time(
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
-            - 30,
-    );
+    let now = || format_time(secs());
+    let earlier = format_time(secs() - 30);
     let web_pod =
         api_pod("web-7c9d8b6f5-k2x9q", "uid-web", "node-1", web.addr, ("ReplicaSet", "web-7c9d8b6f5"), &earlier);
     let db0 = api_pod("db-0", "uid-db-0", "node-2", db.addr, ("StatefulSet", "db"), &earlier);
     let pods = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
                                   "items": [web_pod, db0]});
-    let node = |name: &str, ip: std::net::IpAddr| {
-        serde_json::json!({"metadata": {"name": name, "uid": name, "resourceVersion": "5", "creationTimestamp": earlier},
-                           "status": {"addresses": [{"type": "InternalIP", "address": ip.to_string()}]}})
-    };
-    let nodes = serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
-                                   "items": [node("node-1", n1.addr), node("node-2", n2.addr)]});
+    let nodes = api_nodes(&[("node-1", n1.addr, web.addr), ("node-2", n2.addr, db.addr)], &earlier);
     api.list("pods", &pods.to_string());
     api.list("nodes", &nodes.to_string());
     let watch = api.watch("pods");
@@ -261,7 +284,7 @@ fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {
     vxflow.wait_for_log_count("listed from the Kubernetes API", 2, Duration::from_secs(15));
     let holders = |vxflow: &Vxflow| -> Vec<(String, bool)> {
         let pods = vxflow.ctl(&["pods"]);
-        pods["pods"]
+        pods["pods"]["addresses"]
             .as_array()
             .unwrap()
             .iter()
@@ -274,6 +297,8 @@ fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {
         assert!(std::time::Instant::now() < deadline, "db-0 never reached the map");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let kubernetes = |net: String, name: &str| (net, name.to_owned(), "kubernetes".to_owned());
+    assert_eq!(networks(&vxflow), [kubernetes(cidr(web.addr), "node-1"), kubernetes(cidr(db.addr), "node-2")]);
     assert_eq!(udp_train(&web.ns, &db.ns, db.addr, 9601, 40, 100), 40);
     std::thread::sleep(Duration::from_millis(300));
 

@@ -39,6 +39,22 @@ fn shape(r: &Record) -> Shape {
     )
 }
 
+/// Who a record names: both pods and the tunnel's nodes.
+type Names = [Option<String>; 4];
+
+fn names(r: &Record) -> Names {
+    [r.src_pod.clone(), r.dst_pod.clone(), r.outer_src_node.clone(), r.outer_dst_node.clone()]
+}
+
+/// The names each flow's records give.
+fn names_by_flow(records: &[Record]) -> BTreeMap<Shape, std::collections::BTreeSet<Names>> {
+    let mut out: BTreeMap<Shape, std::collections::BTreeSet<Names>> = BTreeMap::new();
+    for r in records {
+        out.entry(shape(r)).or_default().insert(names(r));
+    }
+    out
+}
+
 /// A flow's packets, bytes, outer bytes, first start and last end (ms).
 type Counts = (u64, u64, Option<u64>, i64, i64);
 
@@ -84,26 +100,19 @@ fn a_capture_replays_to_the_records_run_made_live() {
         ng_path.clone(),
         "Capturing on",
     );
+    let tcpdump_any = ["tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-B", "16384", "--immediate-mode", "-U", "-n", "-w"];
     let any = Capture::start_tool(
         &n1.ns,
-        &[
-            "tcpdump",
-            "-i",
-            "any",
-            "-y",
-            "LINUX_SLL2",
-            "-B",
-            "16384",
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-w",
-            any_path.to_str().unwrap(),
-        ],
+        &[&tcpdump_any[..], &[any_path.to_str().unwrap()]].concat(),
         any_path.clone(),
         "listening on",
     );
-    let mut live = Vxflow::start(&n1.ns, &["-i", "eth0", "--poll-interval", "100ms", "--json", "-"]);
+    // Both runs name the pods and nodes from one metadata file: live from
+    // the config, the replay from --metadata-file (and the config, below).
+    let (names_file, config) = write_names(&dir, &topo);
+    let config = config.to_str().unwrap();
+    let mut live =
+        Vxflow::start(&n1.ns, &["-i", "eth0", "--poll-interval", "100ms", "--json", "-", "--config", config]);
     live.wait_for_log("datapath clock", Duration::from_secs(5));
     assert_eq!(traffic::udp_train(&a.ns, &b.ns, b.addr, 9701, 50, 300), 50);
     assert_eq!(traffic::udp_train(&b.ns, &a.ns, a.addr, 9702, 30, 900), 30);
@@ -128,6 +137,8 @@ fn a_capture_replays_to_the_records_run_made_live() {
             json.to_str().unwrap(),
             "--poll-interval",
             "100ms",
+            "--metadata-file",
+            names_file.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -159,6 +170,8 @@ fn a_capture_replays_to_the_records_run_made_live() {
             widest = widest.max((replay_ms - live_ms).abs());
         }
     }
+    let live_names = names_by_flow(&done.records);
+    same_names(&tunnelled, &live_names, &names_by_flow(&replayed));
     // Nothing the live run did not see, but for packets that crossed before
     // it attached or after it detached (the capture ran longer).
     let extra: Vec<_> = again.keys().filter(|s| !live.contains_key(*s)).collect();
@@ -167,8 +180,8 @@ fn a_capture_replays_to_the_records_run_made_live() {
     // dumpcap's pcapng and tcpdump's cooked capture give the same.
     let eth0 = n1.ns.exec(&["cat", "/sys/class/net/eth0/ifindex"]).trim().to_owned();
     // dumpcap names the interface (if_name): records say file:eth0.
-    same_as_live(&dir, pcapng.path(), &format!("{}:eth0", pcapng.path()), &live, tick_ms);
-    same_as_live(&dir, any.path(), &format!("{}#{eth0}", any.path()), &live, tick_ms);
+    same_as_live(&dir, pcapng.path(), &format!("{}:eth0", pcapng.path()), &live, tick_ms, (config, &live_names));
+    same_as_live(&dir, any.path(), &format!("{}#{eth0}", any.path()), &live, tick_ms, (config, &live_names));
     eprintln!(
         "{} flows equal live and replayed; times at most {widest} ms apart (tick {tick_ms} ms); replay: {}",
         live.len(),
@@ -176,12 +189,53 @@ fn a_capture_replays_to_the_records_run_made_live() {
     );
 }
 
-/// Replays `file` (each interface its own records) and checks the records
-/// of `interface` against the live ones: counts equal, starts within the tick.
-fn same_as_live(dir: &TempDir, file: &str, interface: &str, live: &BTreeMap<Shape, Counts>, tick_ms: i64) {
+/// A metadata file naming the topology's nodes and first pods (`a`, `b`),
+/// and a config whose `[metadata] file` it is.
+fn write_names(dir: &TempDir, topo: &Flannel) -> (std::path::PathBuf, std::path::PathBuf) {
+    let [n1, n2] = &topo.nodes;
+    let (names, config) = (dir.join("names.toml"), dir.join("vxflow.toml"));
+    let entry = |address: std::net::IpAddr, name: &str, kind: &str| {
+        format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n")
+    };
+    let owners = [(n1.addr, "node-1", "node"), (n2.addr, "node-2", "node")]
+        .into_iter()
+        .chain([(n1.pods[0].addr, "a", "pod"), (n2.pods[0].addr, "b", "pod")]);
+    std::fs::write(&names, owners.map(|(addr, name, kind)| entry(addr, name, kind)).collect::<String>()).unwrap();
+    std::fs::write(&config, format!("[metadata]\nfile = \"{}\"\n", names.display())).unwrap();
+    (names, config)
+}
+
+/// The pods' tunnelled flows name both pods and both nodes, live, and the
+/// replay names each flow as the live run did.
+fn same_names(
+    tunnelled: &[&Shape],
+    live: &BTreeMap<Shape, std::collections::BTreeSet<Names>>,
+    replayed: &BTreeMap<Shape, std::collections::BTreeSet<Names>>,
+) {
+    let want: Names = [Some("a"), Some("b"), Some("node-1"), Some("node-2")].map(|n| n.map(str::to_owned));
+    let swapped: Names = [Some("b"), Some("a"), Some("node-2"), Some("node-1")].map(|n| n.map(str::to_owned));
+    for s in tunnelled {
+        let got = &live[*s];
+        assert!(got.iter().all(|n| *n == want || *n == swapped), "{s:?} live names {got:?}");
+        assert_eq!(replayed.get(*s), Some(got), "{s:?}: names live and replayed");
+    }
+}
+
+/// Replays `file` (each interface its own records) under `config` and
+/// checks the records of `interface` against the live ones: counts and
+/// names equal, starts within the tick.
+fn same_as_live(
+    dir: &TempDir,
+    file: &str,
+    interface: &str,
+    live: &BTreeMap<Shape, Counts>,
+    tick_ms: i64,
+    (config, live_names): (&str, &BTreeMap<Shape, std::collections::BTreeSet<Names>>),
+) {
     let json = dir.join("other.json");
     let out = std::process::Command::new(binary())
         .args(["replay", file, "--per-interface-records", "--json", json.to_str().unwrap(), "--poll-interval", "100ms"])
+        .args(["--config", config])
         .output()
         .unwrap();
     assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
@@ -191,8 +245,10 @@ fn same_as_live(dir: &TempDir, file: &str, interface: &str, live: &BTreeMap<Shap
         .map(|l| serde_json::from_str::<Record>(l).unwrap())
         .filter(|r| r.interface == interface)
         .collect();
+    let other_names = names_by_flow(&other);
     let other = by_flow(&other);
     for (s, l) in live {
+        assert_eq!(other_names.get(s), live_names.get(s), "{file}: {s:?} names");
         let o = other.get(s).copied().unwrap_or_else(|| panic!("{file}: {s:?} missing: {other:#?}"));
         assert_eq!((l.0, l.1, l.2), (o.0, o.1, o.2), "{file}: {s:?}");
         assert!((o.3 - tick_ms - 1..=o.3 + 1).contains(&l.3), "{file}: {s:?} start {} against {}", l.3, o.3);

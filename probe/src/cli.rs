@@ -167,6 +167,11 @@ pub struct RunArgs {
     /// Open no control socket.
     #[arg(long, conflicts_with = "control_socket")]
     pub no_control: bool,
+    /// Name addresses in records from this metadata file (replaces
+    /// [metadata] file): addresses and networks to pod, namespace, node;
+    /// read again when it changes and on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +223,13 @@ pub struct ReplayArgs {
     /// no collector is given).
     #[arg(long, value_name = "FILE|-")]
     pub json: Option<String>,
+    /// Name the capture's addresses from this metadata file (the format of
+    /// [metadata] file: addresses and networks to pod, namespace, node),
+    /// for every packet time [default: the config's [metadata] file]. The
+    /// container runtime and the Kubernetes API are not asked: they know
+    /// today's pods, not the capture's.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 }
 
 impl ReplayArgs {
@@ -238,6 +250,7 @@ impl ReplayArgs {
             json: self.json.clone(),
             no_metrics: true,
             no_control: true,
+            metadata_file: self.metadata_file.clone(),
             ..Overrides::default()
         }
     }
@@ -269,7 +282,8 @@ pub enum CtlCommand {
     ExpireAll,
     /// The names the metadata sources gave addresses: each address with its
     /// pod (or node, or host), namespace, node, source, and since and until
-    /// when it held it.
+    /// when it held it; then the named networks (nodes' pod CIDRs, the
+    /// file's networks), which name addresses nobody holds.
     Pods,
 }
 
@@ -295,6 +309,7 @@ impl RunArgs {
             no_metrics: self.no_metrics,
             control_socket: self.control_socket.clone(),
             no_control: self.no_control,
+            metadata_file: self.metadata_file.clone(),
         }
     }
 }

@@ -215,6 +215,8 @@ pub struct Overrides {
     pub no_metrics: bool,
     pub control_socket: Option<PathBuf>,
     pub no_control: bool,
+    /// Replaces `[metadata] file`.
+    pub metadata_file: Option<PathBuf>,
 }
 
 /// The tunnel settings given on the command line.
@@ -405,12 +407,16 @@ impl FileConfig {
                 _ => "not names, patterns (eth*), exclusions (!veth*) or auto",
             },
         })?;
+        let mut metadata = self.metadata.resolve();
+        if let Some(file) = &o.metadata_file {
+            metadata.file = Some(file.clone());
+        }
         let config = RuntimeConfig {
             interfaces,
             watch,
             tunnels,
             vni_meaning,
-            metadata: self.metadata.resolve(),
+            metadata,
             poll_interval,
             cache,
             load,

@@ -365,3 +365,97 @@ fn speed_paces_the_replay_and_changes_no_record() {
     let (ok, _, stderr) = replay(&dir, &[&path], &["--speed", "0x"]);
     assert!(!ok && stderr.contains("a factor from 0.001x"), "{stderr}");
 }
+
+/// A metadata file names replayed records as it names live ones, at every
+/// packet time (the capture is from January, the file from today): both
+/// pods, their namespace, node and workload, and the tunnel's nodes. The
+/// config's `[metadata] file` serves when no flag names one, and the flag
+/// wins over it. A file that is not one fails the replay before any record,
+/// naming the file and what is wrong.
+#[test]
+fn a_metadata_file_names_the_records() {
+    let dir = TempDir::new("replaynames");
+    let vxlan = packets::cases().into_iter().find(|c| c.name == "vxlan-8472-ipv4-udp").unwrap().frame;
+    let t0 = 1_767_225_600_000_000_000u64;
+    let path = dir.join("vxlan.pcap");
+    std::fs::write(&path, pcap(&[(t0, vxlan.clone()), (t0 + 1_000_000_000, vxlan)], 1)).unwrap();
+    let (ok, plain, stderr) = replay(&dir, &[&path], &[]);
+    assert!(ok, "{stderr}");
+    let r = &plain[0];
+    assert_eq!((r.src_pod.as_deref(), r.outer_src_node.as_deref()), (None, None), "no source: no names");
+    let (outer_src, outer_dst) = (r.outer_src_addr.unwrap(), r.outer_dst_addr.unwrap());
+    let entry = |address: IpAddr, name: &str, kind: &str, extra: &str| {
+        format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}")
+    };
+    let names = |src_pod: &str| {
+        entry(outer_src, "node-1", "node", "")
+            + &entry(outer_dst, "node-2", "node", "")
+            + &entry(
+                r.src_addr,
+                src_pod,
+                "pod",
+                "namespace = \"shop\"\nnode = \"node-1\"\nworkload = \"Deployment/web\"\n",
+            )
+            + &entry(r.dst_addr, "db-0", "pod", "namespace = \"shop\"\nnode = \"node-2\"\n")
+    };
+    let (file, other, config) = (dir.join("names.toml"), dir.join("other.toml"), dir.join("vxflow.toml"));
+    std::fs::write(&file, names("web-1")).unwrap();
+    std::fs::write(&other, names("web-2")).unwrap();
+    std::fs::write(&config, format!("[metadata]\nfile = \"{}\"\n", file.display())).unwrap();
+    let names_of = |records: &[Record]| -> Vec<_> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    [r.src_pod.clone(), r.src_namespace.clone(), r.src_node.clone(), r.src_workload.clone()],
+                    [r.dst_pod.clone(), r.dst_namespace.clone(), r.dst_node.clone()],
+                    [r.outer_src_node.clone(), r.outer_dst_node.clone()],
+                    r.packets,
+                )
+            })
+            .collect()
+    };
+    let want = |src_pod: &str| {
+        let s = |v: &str| Some(v.to_owned());
+        vec![(
+            [s(src_pod), s("shop"), s("node-1"), s("Deployment/web")],
+            [s("db-0"), s("shop"), s("node-2")],
+            [s("node-1"), s("node-2")],
+            2,
+        )]
+    };
+    let file_arg = file.to_str().unwrap();
+    let (config_arg, other_arg) = (config.to_str().unwrap(), other.to_str().unwrap());
+    for (args, pod) in [
+        (vec!["--metadata-file", file_arg], "web-1"),
+        (vec!["--config", config_arg], "web-1"),
+        (vec!["--config", config_arg, "--metadata-file", other_arg], "web-2"),
+    ] {
+        let (ok, records, stderr) = replay(&dir, &[&path], &args);
+        assert!(ok, "{args:?}: {stderr}");
+        assert_eq!(names_of(&records), want(pod), "{args:?}");
+        assert!(stderr.contains("owners=4"), "{args:?}: the file's owners are logged: {stderr}");
+    }
+    // Hostile files: each fails before any record, with the file named.
+    let bad_address = dir.join("bad-address.toml");
+    std::fs::write(&bad_address, entry(r.src_addr, "x", "pod", "").replace(&r.src_addr.to_string(), "10.0.0.300"))
+        .unwrap();
+    let garbage = dir.join("garbage.toml");
+    std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let fifo = dir.join("fifo.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for (bad, want) in [
+        (&bad_address, "entry 0 (10.0.0.300)"),
+        (&garbage, "garbage.toml"),
+        (&fifo, "not a regular file"),
+        (&dir.join("absent.toml"), "No such file"),
+    ] {
+        let started = std::time::Instant::now();
+        let (ok, records, stderr) = replay(&dir, &[&path], &["--metadata-file", bad.to_str().unwrap()]);
+        assert!(!ok && records.is_empty(), "{}: {stderr}", bad.display());
+        assert!(stderr.contains("the metadata file") && stderr.contains(want), "{}: {stderr}", bad.display());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{}", bad.display());
+    }
+}

@@ -25,7 +25,8 @@ pub enum Request {
     Flows { limit: usize },
     /// End every cached flow now and export it (flowEndReason 4).
     ExpireAll,
-    /// The names the metadata sources gave addresses, and when.
+    /// The names the metadata sources gave addresses, and when, and the
+    /// networks they named.
     Pods,
 }
 
@@ -41,8 +42,18 @@ pub enum Response {
     Expired {
         records: usize,
     },
-    Pods(Vec<PodEntry>),
+    Pods(Names),
     Error(String),
+}
+
+/// What `vxflow ctl pods` lists.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Names {
+    /// Each address with each owner it had, by address then time.
+    pub addresses: Vec<PodEntry>,
+    /// Named networks (nodes' pod CIDRs, the file's networks): what an
+    /// address no owner holds resolves to. They hold no history.
+    pub networks: Vec<NetworkEntry>,
 }
 
 /// One address's owner and its hold, as `vxflow ctl pods` lists it.
@@ -55,12 +66,25 @@ pub struct PodEntry {
     pub namespace: Option<String>,
     pub node: Option<String>,
     pub workload: Option<String>,
-    /// `file` or `cri`: the source that named it.
+    /// `file`, `cri` or `kubernetes`: the source that named it.
     pub source: String,
     /// RFC 3339, UTC.
     pub since: String,
     /// When it ended; `None` while it holds the address.
     pub until: Option<String>,
+}
+
+/// One named network, as `vxflow ctl pods` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkEntry {
+    pub network: ipnet::IpNet,
+    /// `pod`, `node` or `host`.
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub node: Option<String>,
+    /// `file` or `kubernetes`: the source that named it.
+    pub source: String,
 }
 
 /// A request on its way to the drain loop, with where the answer goes.
@@ -103,5 +127,44 @@ mod tests {
         let line = serde_json::to_string(&answer).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), answer);
         assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
+    }
+
+    /// `ctl pods` lists addresses with their holds, then the named networks.
+    #[test]
+    fn names_list_addresses_then_networks() {
+        let names = Response::Pods(Names {
+            addresses: vec![PodEntry {
+                ip: "10.244.1.5".parse().unwrap(),
+                kind: "pod".into(),
+                name: "db-0".into(),
+                namespace: Some("shop".into()),
+                node: Some("node-2".into()),
+                workload: Some("StatefulSet/db".into()),
+                source: "kubernetes".into(),
+                since: "2026-11-30T07:00:00.000Z".into(),
+                until: None,
+            }],
+            networks: vec![NetworkEntry {
+                network: "10.244.1.0/24".parse().unwrap(),
+                kind: "node".into(),
+                name: "node-2".into(),
+                namespace: None,
+                node: None,
+                source: "kubernetes".into(),
+            }],
+        });
+        let line = serde_json::to_string(&names).unwrap();
+        assert!(line.contains(r#""network":"10.244.1.0/24""#), "{line}");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), names);
+        let text = print::text(&names);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("10.244.1.5 ") && lines[0].contains("db-0") && lines[0].ends_with(".. now"));
+        assert!(lines[1].starts_with("networks"), "{text}");
+        assert!(
+            lines[2].starts_with("10.244.1.0/24 ") && lines[2].contains("node-2") && lines[2].ends_with("kubernetes")
+        );
+        let empty = print::text(&Response::Pods(Names::default()));
+        assert!(empty.starts_with("no names"), "{empty}");
     }
 }

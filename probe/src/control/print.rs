@@ -29,18 +29,20 @@ fn raw_text(response: &Response) -> String {
         Response::Flows(flows) if flows.is_empty() => "no flows in the cache\n".into(),
         Response::Flows(flows) => flows.iter().map(flow_line).collect(),
         Response::Expired { records } => format!("expired every cached flow: {records} records exported\n"),
-        Response::Pods(pods) if pods.is_empty() => "no names: no metadata source, or none named anything yet\n".into(),
-        Response::Pods(pods) => pods_text(pods),
+        Response::Pods(names) if names.addresses.is_empty() && names.networks.is_empty() => {
+            "no names: no metadata source, or none named anything yet\n".into()
+        }
+        Response::Pods(names) => pods_text(names),
         Response::Error(why) => format!("error: {why}\n"),
     }
 }
 
 /// One line an address and owner: the owner, its namespace and node, the
 /// source, and since and until when it held the address.
-fn pods_text(pods: &[crate::control::PodEntry]) -> String {
+fn pods_text(names: &crate::control::Names) -> String {
     let mut o = String::new();
     let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    for p in pods {
+    for p in &names.addresses {
         let until = p.until.as_deref().unwrap_or("now");
         let _ = writeln!(
             o,
@@ -53,6 +55,21 @@ fn pods_text(pods: &[crate::control::PodEntry]) -> String {
             p.source,
             p.since
         );
+    }
+    if !names.networks.is_empty() {
+        let _ = writeln!(o, "networks (what an address nobody holds resolves to):");
+        for n in &names.networks {
+            let _ = writeln!(
+                o,
+                "{:<39} {:<5} {:<40} {:<20} {:<20} {}",
+                n.network,
+                n.kind,
+                n.name,
+                or(&n.namespace),
+                or(&n.node),
+                n.source
+            );
+        }
     }
     o
 }

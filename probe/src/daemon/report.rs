@@ -155,7 +155,22 @@ impl Daemon {
                     })
                     .collect();
                 pods.sort_by(|a, b| (a.ip, &a.since).cmp(&(b.ip, &b.since)));
-                Response::Pods(pods)
+                let mut networks: Vec<crate::control::NetworkEntry> = self
+                    .pipeline
+                    .metadata
+                    .map()
+                    .network_entries()
+                    .map(|(network, id, owner)| crate::control::NetworkEntry {
+                        network,
+                        kind: owner.kind.name().to_owned(),
+                        name: owner.name.to_string(),
+                        namespace: owner.namespace.as_deref().map(str::to_owned),
+                        node: owner.node.as_deref().map(str::to_owned),
+                        source: crate::metadata::ipmap::source(id).to_owned(),
+                    })
+                    .collect();
+                networks.sort_by_key(|n| n.network);
+                Response::Pods(crate::control::Names { addresses: pods, networks })
             }
             Request::ExpireAll => match self.pipeline.expire_all() {
                 Ok(records) => {

@@ -194,6 +194,10 @@ impl Networks {
     fn len(&self) -> usize {
         self.by_length.values().map(HashMap::len).sum()
     }
+
+    fn iter(&self) -> impl Iterator<Item = (&IpNet, &Named)> {
+        self.by_length.values().flatten()
+    }
 }
 
 /// What an address resolves to at one time.
@@ -371,6 +375,12 @@ impl IpMap {
         self.tenures.iter().flat_map(move |(ip, list)| {
             list.iter().map(move |t| (*ip, &t.owner, self.owners.get(&t.owner).map(|k| &*k.owner), t.since, t.until))
         })
+    }
+
+    /// Every named network with its owner's id and description, for
+    /// `vxflow ctl pods`.
+    pub fn network_entries(&self) -> impl Iterator<Item = (IpNet, &OwnerId, &Owner)> {
+        self.networks.iter().map(|(net, (id, owner))| (*net, id, &**owner))
     }
 
     fn owner(&self, id: &OwnerId) -> Resolved {

@@ -25,7 +25,7 @@ use crate::{
     drain::FlowDelta,
     export::{ExportContext, Outputs, RecordSink as _, options::Losses},
     ifaces::NameCache,
-    metadata::IpMap,
+    metadata::{IpMap, MetadataConfig, file::FileError, file::FileSource},
     record::FlowRecord,
 };
 
@@ -120,6 +120,8 @@ pub enum ReplayError {
     Outputs(#[source] crate::export::OpenError),
     #[error("writing records")]
     Write(#[source] std::io::Error),
+    #[error("the metadata file")]
+    Names(#[source] FileError),
 }
 
 /// The captures, merged in time order: the earliest next packet first.
@@ -167,6 +169,7 @@ fn next(capture: &mut Capture, stopped: &mut Option<CaptureError>) -> Option<Cap
 /// When a capture cannot be opened, or the outputs not opened or written.
 pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: bool) -> Result<Summary, ReplayError> {
     let captures: Vec<Capture> = paths.iter().map(|p| Capture::open(p)).collect::<Result<_, _>>()?;
+    let metadata = names(&config.metadata)?;
     let mut outputs = Outputs::open(&config.outputs()).map_err(ReplayError::Outputs)?;
     let mut run = Run {
         cache: FlowCache::new(config.cache.clone()),
@@ -175,7 +178,7 @@ pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: 
         records: Vec::new(),
         names: NameCache::default(),
         vni_meanings: config.vni_meaning.resolve(std::iter::empty(), false),
-        metadata: IpMap::default(),
+        metadata,
         summary: Summary { captures: captures.len(), ..Summary::default() },
     };
     let mut merged = Merged::new(captures);
@@ -231,6 +234,25 @@ pub fn replay(config: &RuntimeConfig, paths: &[PathBuf], speed: Speed, trusted: 
     run.finish(&mut outputs)?;
     run.summary.stopped = merged.stopped.map(|e| crate::error_chain(&e));
     Ok(run.summary)
+}
+
+/// The names a replay gives addresses: the metadata file's, held for every
+/// packet time (from 0), since a file says who an address is, not since
+/// when. The live sources are left out: they know today's pods.
+fn names(config: &MetadataConfig) -> Result<IpMap, ReplayError> {
+    if config.cri.is_some() || config.kubernetes.is_some() {
+        tracing::info!(
+            "replay names addresses from the metadata file only: the container runtime and the Kubernetes API \
+             know today's pods, not those of the capture"
+        );
+    }
+    let mut map = IpMap::new(config.grace);
+    if let Some(path) = &config.file {
+        let (owners, networks) =
+            FileSource::new(path.clone()).refresh(&mut map, 0, true).map_err(ReplayError::Names)?.unwrap_or_default();
+        tracing::info!(file = %path.display(), owners, networks, "names from the metadata file");
+    }
+    Ok(map)
 }
 
 /// The replay's state between packets.
