@@ -114,6 +114,7 @@ fn a_capture_replays_to_the_records_run_made_live() {
     let mut live =
         Vxflow::start(&n1.ns, &["-i", "eth0", "--poll-interval", "100ms", "--json", "-", "--config", config]);
     live.wait_for_log("datapath clock", Duration::from_secs(5));
+    live.wait_for_log("metadata file read", Duration::from_secs(5));
     assert_eq!(traffic::udp_train(&a.ns, &b.ns, b.addr, 9701, 50, 300), 50);
     assert_eq!(traffic::udp_train(&b.ns, &a.ns, a.addr, 9702, 30, 900), 30);
     traffic::ping(&a.ns, b.addr, 20, 120);

@@ -250,7 +250,7 @@ fn names(config: &MetadataConfig) -> Result<IpMap, ReplayError> {
     if let Some(path) = &config.file {
         let (owners, networks) =
             FileSource::new(path.clone()).refresh(&mut map, 0, true).map_err(ReplayError::Names)?.unwrap_or_default();
-        tracing::info!(file = %path.display(), owners, networks, "names from the metadata file");
+        tracing::info!(path = %path.display(), owners, networks, "metadata file read; its names hold at every packet time");
     }
     Ok(map)
 }
