@@ -410,25 +410,30 @@ fn metadata_figures() {
     // set, and the nodes, each with an address and a /24 pod CIDR.
     let (mut pods, mut nodes) = (Claimed::default(), Claimed::default());
     let node_name = |n: u32| format!("node-{n:04}.cluster.local");
-    let pod_claims = (0..PODS).map(|i| {
-        let owner = Owner {
-            kind: OwnerKind::Pod,
-            name: format!("web-{:08x}-{i:05}", i.wrapping_mul(2_654_435_761)).into(),
-            namespace: Some(format!("team-{:03}", i % 500).into()),
-            node: Some(node_name(i % NODES).into()),
-            workload: Some(Workload { kind: "Deployment".into(), name: format!("web-{:04}", i % 5000).into() }),
-            labels: [
-                ("app".into(), format!("web-{:04}", i % 5000).into()),
-                ("pod-template-hash".into(), format!("{i:010x}").into()),
-                ("tier".into(), "frontend".into()),
-            ]
-            .into(),
-        };
-        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-        let uid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", i, i % 65_536, i % 4096, i % 4096, u64::from(i) * 7);
-        Claim::new(format!("pod/{uid}@kubernetes").into(), owner, vec![ip.into()])
-    });
-    pods.replace_all(&mut map, pod_claims, 1);
+    let pod_claims = || {
+        (0..PODS).map(|i| {
+            let owner = Owner {
+                kind: OwnerKind::Pod,
+                name: format!("web-{:08x}-{i:05}", i.wrapping_mul(2_654_435_761)).into(),
+                namespace: Some(format!("team-{:03}", i % 500).into()),
+                node: Some(node_name(i % NODES).into()),
+                workload: Some(Workload { kind: "Deployment".into(), name: format!("web-{:04}", i % 5000).into() }),
+                labels: [
+                    ("app".into(), format!("web-{:04}", i % 5000).into()),
+                    ("pod-template-hash".into(), format!("{i:010x}").into()),
+                    ("tier".into(), "frontend".into()),
+                ]
+                .into(),
+            };
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let uid =
+                format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", i, i % 65_536, i % 4096, i % 4096, u64::from(i) * 7);
+            Claim::new(format!("pod/{uid}@kubernetes").into(), owner, vec![ip.into()])
+        })
+    };
+    let started = std::time::Instant::now();
+    pods.replace_all(&mut map, pod_claims(), 1);
+    let listed = started.elapsed();
     let node_claims = (0..NODES).map(|n| {
         let owner = Owner {
             kind: OwnerKind::Node,
@@ -463,6 +468,16 @@ fn metadata_figures() {
     }
     assert_eq!(found, PODS);
     println!("metadata: {:.0} ns to resolve an address", started.elapsed().as_secs_f64() * 1e9 / f64::from(PODS));
+    // A relist (after 410 Gone) hands every pod over again, in one step of
+    // the daemon's loop: the time that step takes.
+    let claims: Vec<Claim> = pod_claims().collect();
+    let started = std::time::Instant::now();
+    pods.replace_all(&mut map, claims, 3);
+    println!(
+        "metadata: {:.0} ms to apply the first list of {PODS} pods, {:.0} ms for a relist of the same pods",
+        listed.as_secs_f64() * 1e3,
+        started.elapsed().as_secs_f64() * 1e3
+    );
     // Addresses no pod holds, found in a node's pod CIDR.
     let started = std::time::Instant::now();
     let mut in_cidr = 0u32;
