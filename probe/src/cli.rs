@@ -37,8 +37,8 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Turn packet captures (pcap, pcapng; Ethernet, Linux cooked, raw IP)
     /// into the flow records `run` would have made of the same packets, at
-    /// the packets' own times, through the kernel programs' own parser.
-    /// Needs no root.
+    /// the packets' own times (the timeouts run on packet time), through
+    /// the kernel programs' own parser. Needs no root.
     ///
     /// Example: tcpdump -i eth0 -w - | vxflow replay - --json -
     Replay(Box<ReplayArgs>),
@@ -85,6 +85,59 @@ impl TunnelArgs {
     }
 }
 
+/// The flow cache's settings, for run and replay (whose durations are of
+/// packet time).
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// Export a long-lived flow's counts after this long [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub active_timeout: Option<Duration>,
+    /// End a flow after this long without a packet [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub inactive_timeout: Option<Duration>,
+    /// End a TCP flow this long after FIN both ways or RST [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub tcp_end_timeout: Option<Duration>,
+    /// Most flows in the cache; past it the least recently seen end early
+    /// [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
+    /// How often the kernel's flow counts are drained into the cache; a
+    /// replay gathers this much packet time as the kernel's map would
+    /// [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<Duration>,
+}
+
+/// Where records go, for run and replay.
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Send records to a collector; repeat for several. SCHEME is ipfix,
+    /// ipfix+tcp, netflow9 or netflow5, e.g. ipfix://10.0.0.5:4739 or
+    /// netflow9://[2001:db8::5]:2055. Adds to the config file's collectors.
+    #[arg(long = "collector", value_name = "SCHEME://HOST:PORT")]
+    #[expect(clippy::doc_markdown, reason = "clap prints this as --help text, where backticks would show")]
+    pub collectors: Vec<CollectorSection>,
+    /// Also write JSON lines to FILE, or to stdout with "-" (the default when
+    /// no collector is configured).
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+}
+
+impl CacheArgs {
+    /// `base` with these settings.
+    fn overrides(&self, base: Overrides) -> Overrides {
+        Overrides {
+            active_timeout: self.active_timeout,
+            inactive_timeout: self.inactive_timeout,
+            tcp_end_timeout: self.tcp_end_timeout,
+            max_flows: self.max_flows,
+            poll_interval: self.poll_interval,
+            ..base
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// TOML config file (see config/vxflow.toml); flags override its values.
@@ -111,22 +164,8 @@ pub struct RunArgs {
     /// is counted once, on the interface that owns its flow.
     #[arg(long)]
     pub per_interface_records: bool,
-    /// Export a long-lived flow's counts after this long [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub active_timeout: Option<Duration>,
-    /// End a flow after this long without a packet [default: 15s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub inactive_timeout: Option<Duration>,
-    /// End a TCP flow this long after FIN both ways or RST [default: 5s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub tcp_end_timeout: Option<Duration>,
-    /// Most flows in the cache; past it the least recently seen end early
-    /// [default: 1000000].
-    #[arg(long, value_name = "N")]
-    pub max_flows: Option<usize>,
-    /// How often kernel counters are drained into the cache [default: 1s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<Duration>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Entries in each of the two kernel flow-map generations [default:
     /// 65536]. Past it, packets take the fallback ring and vxflow drains
     /// early.
@@ -144,16 +183,8 @@ pub struct RunArgs {
     /// or auto [default: auto, TCX where the kernel has it].
     #[arg(long, value_name = "MODE")]
     pub attach_mode: Option<AttachPreference>,
-    /// Send records to a collector; repeat for several. SCHEME is ipfix,
-    /// ipfix+tcp, netflow9 or netflow5, e.g. ipfix://10.0.0.5:4739 or
-    /// netflow9://[2001:db8::5]:2055. Adds to the config file's collectors.
-    #[arg(long = "collector", value_name = "SCHEME://HOST:PORT")]
-    #[expect(clippy::doc_markdown, reason = "clap prints this as --help text, where backticks would show")]
-    pub collectors: Vec<CollectorSection>,
-    /// Also write JSON lines to FILE, or to stdout with "-" (the default when
-    /// no collector is configured).
-    #[arg(long, value_name = "FILE|-")]
-    pub json: Option<String>,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
     /// Serve Prometheus metrics (/metrics) and /healthz on ADDR:PORT
     /// [default: 127.0.0.1:9739].
     #[arg(long, value_name = "ADDR:PORT")]
@@ -200,29 +231,11 @@ pub struct ReplayArgs {
     /// (10x). Records and their times are the same at every speed.
     #[arg(long, value_name = "SPEED", default_value = "as-fast")]
     pub speed: crate::replay::Speed,
-    /// Export a long-lived flow's counts after this long of packet time [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub active_timeout: Option<Duration>,
-    /// End a flow after this long of packet time without a packet [default: 15s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub inactive_timeout: Option<Duration>,
-    /// End a TCP flow this long after FIN both ways or RST [default: 5s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub tcp_end_timeout: Option<Duration>,
-    /// Most flows in the cache [default: 1000000].
-    #[arg(long, value_name = "N")]
-    pub max_flows: Option<usize>,
-    /// Packet time gathered before the cache takes it, as the kernel's map
-    /// is drained every poll interval [default: 1s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub poll_interval: Option<Duration>,
-    /// Send records to a collector, as for run; repeat for several.
-    #[arg(long = "collector", value_name = "SCHEME://HOST:PORT")]
-    pub collectors: Vec<CollectorSection>,
-    /// Also write JSON lines to FILE, or to stdout with "-" (the default when
-    /// no collector is given).
-    #[arg(long, value_name = "FILE|-")]
-    pub json: Option<String>,
+    // Its durations are of packet time.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
     /// Name the capture's addresses from this metadata file (the format of
     /// [metadata] file: addresses and networks to pod, namespace, node),
     /// for every packet time [default: the config's [metadata] file]. The
@@ -235,24 +248,19 @@ pub struct ReplayArgs {
 impl ReplayArgs {
     #[must_use]
     pub fn overrides(&self) -> Overrides {
-        Overrides {
+        self.cache.overrides(Overrides {
             // Not watched: a replay reads captures. Named so a config
             // without interfaces validates.
             interfaces: vec!["auto".into()],
             tunnels: self.tunnels.overrides(),
             per_interface_records: self.per_interface_records,
-            active_timeout: self.active_timeout,
-            inactive_timeout: self.inactive_timeout,
-            tcp_end_timeout: self.tcp_end_timeout,
-            max_flows: self.max_flows,
-            poll_interval: self.poll_interval,
-            collectors: self.collectors.clone(),
-            json: self.json.clone(),
+            collectors: self.outputs.collectors.clone(),
+            json: self.outputs.json.clone(),
             no_metrics: true,
             no_control: true,
             metadata_file: self.metadata_file.clone(),
             ..Overrides::default()
-        }
+        })
     }
 }
 
@@ -290,26 +298,22 @@ pub enum CtlCommand {
 impl RunArgs {
     #[must_use]
     pub fn overrides(&self) -> Overrides {
-        Overrides {
+        self.cache.overrides(Overrides {
             interfaces: self.interfaces.clone(),
             tunnels: self.tunnels.overrides(),
             tunnel_interfaces: self.tunnel_interfaces.clone(),
             per_interface_records: self.per_interface_records,
-            active_timeout: self.active_timeout,
-            inactive_timeout: self.inactive_timeout,
-            tcp_end_timeout: self.tcp_end_timeout,
-            max_flows: self.max_flows,
-            poll_interval: self.poll_interval,
             flow_map_entries: self.flow_map_entries,
             sampling: self.sampling,
             attach_mode: self.attach_mode,
-            collectors: self.collectors.clone(),
-            json: self.json.clone(),
+            collectors: self.outputs.collectors.clone(),
+            json: self.outputs.json.clone(),
             metrics_listen: self.metrics_listen.clone(),
             no_metrics: self.no_metrics,
             control_socket: self.control_socket.clone(),
             no_control: self.no_control,
             metadata_file: self.metadata_file.clone(),
-        }
+            ..Overrides::default()
+        })
     }
 }
