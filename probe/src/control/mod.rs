@@ -158,12 +158,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), names);
         let text = print::text(&names);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].starts_with("10.244.1.5 ") && lines[0].contains("db-0") && lines[0].ends_with(".. now"));
-        assert!(lines[1].starts_with("networks"), "{text}");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("ADDRESS ") && lines[0].ends_with("SOURCE     HELD"), "{text}");
+        assert!(lines[1].starts_with("10.244.1.5 ") && lines[1].contains("db-0") && lines[1].ends_with(".. now"));
+        assert!(lines[2].starts_with("NETWORK ") && lines[2].ends_with("SOURCE"), "{text}");
         assert!(
-            lines[2].starts_with("10.244.1.0/24 ") && lines[2].contains("node-2") && lines[2].ends_with("kubernetes")
+            lines[3].starts_with("10.244.1.0/24 ") && lines[3].contains("node-2") && lines[3].ends_with("kubernetes")
         );
+        // The columns line up: SOURCE starts where each row's source does.
+        let at = lines[0].find("SOURCE").unwrap();
+        assert_eq!((lines[1].find("kubernetes"), lines[3].find("kubernetes")), (Some(at), Some(at)), "{text}");
         let empty = print::text(&Response::Pods(Names::default()));
         assert!(empty.starts_with("no names"), "{empty}");
     }

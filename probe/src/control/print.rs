@@ -37,39 +37,31 @@ fn raw_text(response: &Response) -> String {
     }
 }
 
-/// One line an address and owner: the owner, its namespace and node, the
-/// source, and since and until when it held the address.
+/// A table of the addresses, one line an address and owner: the owner,
+/// its namespace and node, the source, and since and until when it held
+/// the address; then a table of the named networks, which hold no history.
 fn pods_text(names: &crate::control::Names) -> String {
     let mut o = String::new();
     let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut row = |cells: [&str; 7]| {
+        let [first, kind, name, namespace, node, source, held] = cells;
+        let line = format!("{first:<39} {kind:<5} {name:<40} {namespace:<20} {node:<20} {source:<10} {held}");
+        let _ = writeln!(o, "{}", line.trim_end());
+    };
+    if !names.addresses.is_empty() {
+        row(["ADDRESS", "KIND", "NAME", "NAMESPACE", "NODE", "SOURCE", "HELD"]);
+    }
     for p in &names.addresses {
-        let until = p.until.as_deref().unwrap_or("now");
-        let _ = writeln!(
-            o,
-            "{:<39} {:<5} {:<40} {:<20} {:<20} {:<4} {} .. {until}",
-            p.ip,
-            p.kind,
-            p.name,
-            or(&p.namespace),
-            or(&p.node),
-            p.source,
-            p.since
-        );
+        let held = format!("{} .. {}", p.since, p.until.as_deref().unwrap_or("now"));
+        let (ip, namespace, node) = (p.ip.to_string(), or(&p.namespace), or(&p.node));
+        row([&ip, &p.kind, &p.name, &namespace, &node, &p.source, &held]);
     }
     if !names.networks.is_empty() {
-        let _ = writeln!(o, "networks (what an address nobody holds resolves to):");
-        for n in &names.networks {
-            let _ = writeln!(
-                o,
-                "{:<39} {:<5} {:<40} {:<20} {:<20} {}",
-                n.network,
-                n.kind,
-                n.name,
-                or(&n.namespace),
-                or(&n.node),
-                n.source
-            );
-        }
+        row(["NETWORK", "KIND", "NAME", "NAMESPACE", "NODE", "SOURCE", ""]);
+    }
+    for n in &names.networks {
+        let (net, namespace, node) = (n.network.to_string(), or(&n.namespace), or(&n.node));
+        row([&net, &n.kind, &n.name, &namespace, &node, &n.source, ""]);
     }
     o
 }
