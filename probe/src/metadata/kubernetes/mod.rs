@@ -66,6 +66,14 @@ pub enum Change {
     Deleted(Kind, OwnerId),
 }
 
+impl Change {
+    fn kind(&self) -> Kind {
+        match self {
+            Change::Listed(k, _) | Change::Applied(k, _) | Change::Deleted(k, _) => *k,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
     #[error("reading the kubeconfig {path}")]
@@ -240,11 +248,8 @@ impl KubernetesFeed {
     pub fn apply(&mut self, map: &mut super::IpMap, now: u64) {
         let clock = crate::clock::WallClock::now();
         while let Ok(change) = self.changes.try_recv() {
-            let (kind, claimed) = match &change {
-                Change::Listed(k, _) | Change::Applied(k, _) | Change::Deleted(k, _) => {
-                    (*k, if *k == Kind::Pods { &mut self.pods } else { &mut self.nodes })
-                }
-            };
+            let kind = change.kind();
+            let claimed = self.claimed(kind);
             match change {
                 Change::Listed(_, claims) => {
                     claimed.replace_all(map, claims, now);
@@ -253,6 +258,14 @@ impl KubernetesFeed {
                 Change::Applied(_, claim) => claimed.apply(map, claim, now, &clock),
                 Change::Deleted(_, id) => claimed.remove(map, &id, now),
             }
+        }
+    }
+
+    /// What the watch of `kind` put in the map.
+    fn claimed(&mut self, kind: Kind) -> &mut super::claim::Claimed {
+        match kind {
+            Kind::Pods => &mut self.pods,
+            Kind::Nodes => &mut self.nodes,
         }
     }
 
