@@ -8,7 +8,7 @@ scripts/setup.sh
 # A full run rebuilds little it can reuse, and incremental state would add
 # about 1 GB to target/.
 export CARGO_INCREMENTAL=0
-# A run takes about 6 GB of disk at its peak (target/ near 4, the fuzz
+# A run takes about 5.5 GB of disk at its peak (target/ near 3, the fuzz
 # build 2); a linker killed by SIGBUS means the disk filled. Say what was
 # free at the start and when a step fails.
 echo "== disk free here: $(df -h --output=avail . | tail -n 1 | tr -d ' ')" >&2
