@@ -670,6 +670,21 @@ mod tests {
         assert_eq!((c.load.tunnels.vxlan_ports(), c.load.tunnels.geneve_ports()), (&[4789][..], &[6081, 8472][..]));
     }
 
+    /// `--metadata-file` replaces `[metadata] file`, and names one where
+    /// the file names none; the rest of `[metadata]` stays.
+    #[test]
+    fn the_metadata_file_flag_replaces_the_files() {
+        let flag = Overrides { metadata_file: Some("/run/names.toml".into()), ..Overrides::default() };
+        let text = "interfaces = [\"eth0\"]\n[metadata]\nfile = \"/etc/vxflow/names.toml\"\ngrace = \"30s\"\n";
+        let c = FileConfig::parse(text).unwrap().resolve(&flag).unwrap();
+        assert_eq!(c.metadata.file, Some("/run/names.toml".into()));
+        assert_eq!(c.metadata.grace, Duration::from_secs(30));
+        let c = FileConfig::parse(text).unwrap().resolve(&Overrides::default()).unwrap();
+        assert_eq!(c.metadata.file, Some("/etc/vxflow/names.toml".into()));
+        let c = FileConfig::parse("interfaces = [\"eth0\"]\n").unwrap().resolve(&flag).unwrap();
+        assert_eq!(c.metadata.file, Some("/run/names.toml".into()));
+    }
+
     /// `[metadata.kubernetes]`: present means watched, nodes by default;
     /// an empty selector is none; a selector or node name of more than
     /// one line is refused, naming the key.
