@@ -124,20 +124,6 @@ pub struct OutputArgs {
     pub json: Option<String>,
 }
 
-impl CacheArgs {
-    /// `base` with these settings.
-    fn overrides(&self, base: Overrides) -> Overrides {
-        Overrides {
-            active_timeout: self.active_timeout,
-            inactive_timeout: self.inactive_timeout,
-            tcp_end_timeout: self.tcp_end_timeout,
-            max_flows: self.max_flows,
-            poll_interval: self.poll_interval,
-            ..base
-        }
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// TOML config file (see config/vxflow.toml); flags override its values.
@@ -248,19 +234,25 @@ pub struct ReplayArgs {
 impl ReplayArgs {
     #[must_use]
     pub fn overrides(&self) -> Overrides {
-        self.cache.overrides(Overrides {
+        let CacheArgs { active_timeout, inactive_timeout, tcp_end_timeout, max_flows, poll_interval } = self.cache;
+        Overrides {
             // Not watched: a replay reads captures. Named so a config
             // without interfaces validates.
             interfaces: vec!["auto".into()],
             tunnels: self.tunnels.overrides(),
             per_interface_records: self.per_interface_records,
+            active_timeout,
+            inactive_timeout,
+            tcp_end_timeout,
+            max_flows,
+            poll_interval,
             collectors: self.outputs.collectors.clone(),
             json: self.outputs.json.clone(),
             no_metrics: true,
             no_control: true,
             metadata_file: self.metadata_file.clone(),
             ..Overrides::default()
-        })
+        }
     }
 }
 
@@ -298,11 +290,19 @@ pub enum CtlCommand {
 impl RunArgs {
     #[must_use]
     pub fn overrides(&self) -> Overrides {
-        self.cache.overrides(Overrides {
+        // Every field named, the cache's too: a new setting must be
+        // decided here, not defaulted unseen.
+        let CacheArgs { active_timeout, inactive_timeout, tcp_end_timeout, max_flows, poll_interval } = self.cache;
+        Overrides {
             interfaces: self.interfaces.clone(),
             tunnels: self.tunnels.overrides(),
             tunnel_interfaces: self.tunnel_interfaces.clone(),
             per_interface_records: self.per_interface_records,
+            active_timeout,
+            inactive_timeout,
+            tcp_end_timeout,
+            max_flows,
+            poll_interval,
             flow_map_entries: self.flow_map_entries,
             sampling: self.sampling,
             attach_mode: self.attach_mode,
@@ -313,7 +313,6 @@ impl RunArgs {
             control_socket: self.control_socket.clone(),
             no_control: self.no_control,
             metadata_file: self.metadata_file.clone(),
-            ..Overrides::default()
-        })
+        }
     }
 }
