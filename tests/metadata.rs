@@ -209,10 +209,6 @@ fn with_version(mut object: serde_json::Value, rv: u32) -> serde_json::Value {
     object
 }
 
-/// The `kubernetes` source end to end: `vxflow run` on node-1 watches the
-/// test kit's API server (in node-1's namespace) through a kubeconfig, and
-/// names both pods and both nodes in every record; db-0 terminates and its
-/// address goes to db-1 through watch events, and each flow keeps its own.
 /// A pod's /24, as its node's pod CIDR.
 fn cidr(pod: std::net::IpAddr) -> String {
     format!("{}.0/24", pod.to_string().rsplit_once('.').unwrap().0)
@@ -243,6 +239,11 @@ fn networks(vxflow: &Vxflow) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The `kubernetes` source end to end: `vxflow run` on node-1 watches the
+/// test kit's API server (in node-1's namespace) through a kubeconfig, and
+/// names both pods and both nodes in every record; db-0 terminates and its
+/// address goes to db-1 through watch events, and each flow keeps its own;
+/// `vxflow ctl pods` lists both nodes' pod CIDRs.
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it"]
 fn kubernetes_names_both_ends_and_nodes_through_ip_reuse() {

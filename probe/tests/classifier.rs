@@ -480,10 +480,7 @@ fn tunnel_decoding_follows_its_settings_live() {
     require_root();
     let (mut datapath, mut maps) = datapath::load(&options(1024, 1 << 16)).unwrap();
     datapath.set_tunnel_interfaces(&BTreeSet::from([TEST_RUN_IFINDEX])).unwrap();
-    let case = |name: &str| {
-        let c = packets::cases().into_iter().find(|c| c.name == name).unwrap();
-        fixture(&c)
-    };
+    let case = |name: &str| fixture(&packets::named(name));
     let (geneve, ipip, gre) = (case("geneve-ipv4-tcp"), case("ipip-4in4-tcp"), case("gre-key-ipv6"));
     // The encap of the one flow a frame makes, and the untrusted note's rise.
     let mut run = |datapath: &datapath::Datapath, frame: &[u8]| {

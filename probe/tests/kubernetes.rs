@@ -222,9 +222,7 @@ fn an_absent_api_server_or_a_bad_kubeconfig_holds_nothing_up() {
     let garbage = dir.join("garbage");
     std::fs::write(&garbage, "clusters: [[[\n\0\u{1}").unwrap();
     let fifo = dir.join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    vxflow_testkit::mkfifo(&fifo);
     for path in [unreachable, garbage, fifo, dir.join("missing"), dir.join("")] {
         let config = MetadataConfig {
             kubernetes: Some(KubernetesConfig {

@@ -16,19 +16,13 @@ use vxflow::{
     clock::kernel_ns,
     metadata::{Metadata, MetadataConfig, Resolved},
 };
-use vxflow_testkit::TempDir;
+use vxflow_testkit::{TempDir, mkfifo};
 
 fn named(md: &Metadata, ip: &str) -> Option<String> {
     match md.map().resolve(&ip.parse().unwrap(), kernel_ns()) {
         Resolved::Owner(o) => Some(o.name.to_string()),
         _ => None,
     }
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 /// Puts something at a path.

@@ -195,8 +195,8 @@ fn every_fixture_replays_to_the_record_the_kernel_gives() {
 fn every_format_gives_the_same_records() {
     let dir = TempDir::new("replayfmt");
     let t0 = 1_767_225_600_123_456_000u64;
-    let vxlan = packets::cases().into_iter().find(|c| c.name == "vxlan-8472-ipv4-udp").unwrap().frame;
-    let plain = packets::cases().into_iter().find(|c| c.name == "ipv4-tcp-syn").unwrap().frame;
+    let vxlan = packets::named("vxlan-8472-ipv4-udp").frame;
+    let plain = packets::named("ipv4-tcp-syn").frame;
     let frames: Vec<(u64, Vec<u8>)> =
         (0..6u64).map(|i| (t0 + i * 250_000_000, if i % 2 == 0 { vxlan.clone() } else { plain.clone() })).collect();
     let write = |name: &str, bytes: Vec<u8>| {
@@ -267,7 +267,7 @@ fn every_format_gives_the_same_records() {
 fn packet_times_drive_the_cache() {
     let dir = TempDir::new("replaytime");
     let t0 = 1_767_225_600_000_000_000u64;
-    let syn = packets::cases().into_iter().find(|c| c.name == "ipv4-tcp-syn").unwrap().frame;
+    let syn = packets::named("ipv4-tcp-syn").frame;
     let frames = vec![(t0, syn.clone()), (t0 + 20_000_000_000, syn.clone()), (t0 + 19_000_000_000, syn)];
     let path = dir.join("time.pcap");
     std::fs::write(&path, pcap(&frames, 1)).unwrap();
@@ -292,7 +292,7 @@ fn packet_times_drive_the_cache() {
 #[test]
 fn truncated_and_foreign_files_fail_clearly() {
     let dir = TempDir::new("replaybad");
-    let syn = packets::cases().into_iter().find(|c| c.name == "ipv4-tcp-syn").unwrap().frame;
+    let syn = packets::named("ipv4-tcp-syn").frame;
     let whole = pcap(&[(1_767_225_600_000_000_000, syn.clone()), (1_767_225_601_000_000_000, syn)], 1);
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &whole[..whole.len() - 10]).unwrap();
@@ -347,7 +347,7 @@ fn truncated_and_foreign_files_fail_clearly() {
 #[test]
 fn speed_paces_the_replay_and_changes_no_record() {
     let dir = TempDir::new("replayspeed");
-    let syn = packets::cases().into_iter().find(|c| c.name == "ipv4-tcp-syn").unwrap().frame;
+    let syn = packets::named("ipv4-tcp-syn").frame;
     let t0 = 1_767_225_600_000_000_000u64;
     let path = dir.join("two.pcap");
     std::fs::write(&path, pcap(&[(t0, syn.clone()), (t0 + 2_000_000_000, syn)], 1)).unwrap();
@@ -375,7 +375,7 @@ fn speed_paces_the_replay_and_changes_no_record() {
 #[test]
 fn a_metadata_file_names_the_records() {
     let dir = TempDir::new("replaynames");
-    let vxlan = packets::cases().into_iter().find(|c| c.name == "vxlan-8472-ipv4-udp").unwrap().frame;
+    let vxlan = packets::named("vxlan-8472-ipv4-udp").frame;
     let t0 = 1_767_225_600_000_000_000u64;
     let path = dir.join("vxlan.pcap");
     std::fs::write(&path, pcap(&[(t0, vxlan.clone()), (t0 + 1_000_000_000, vxlan)], 1)).unwrap();
@@ -443,9 +443,7 @@ fn a_metadata_file_names_the_records() {
     let garbage = dir.join("garbage.toml");
     std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x41]).unwrap();
     let fifo = dir.join("fifo.toml");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path; mkfifo has no other preconditions.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    vxflow_testkit::mkfifo(&fifo);
     for (bad, want) in [
         (&bad_address, "entry 0 (10.0.0.300)"),
         (&garbage, "garbage.toml"),

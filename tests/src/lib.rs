@@ -48,6 +48,14 @@ pub fn unique_prefix(tag: &str) -> String {
     format!("vxt{}{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Makes a FIFO at `path`: what a hostile input path may point at, where a
+/// reader that opens it blindly blocks forever.
+pub fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
 /// A directory of a test's own under the system temp dir, removed when
 /// dropped, even when the test fails.
 pub struct TempDir(std::path::PathBuf);

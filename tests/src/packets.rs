@@ -345,6 +345,12 @@ pub(crate) fn case(name: &str, frame: Vec<u8>, expect: Expect) -> Case {
     Case { name: name.to_owned(), frame, gso: None, expect, runner: Runner::TestRun }
 }
 
+/// The case named `name` (its fixture's file stem).
+#[must_use]
+pub fn named(name: &str) -> Case {
+    cases().into_iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no classifier case named {name}"))
+}
+
 /// Every single-frame case.
 #[must_use]
 #[expect(clippy::too_many_lines, reason = "a table of cases reads best as one list")]
