@@ -11,16 +11,13 @@ use std::time::Duration;
 use vxflow_testkit::{
     TempDir,
     collectors::{Capture, Nfacctd, Nfcapd},
+    names::entry,
     probe::{Record, Vxflow},
     require_root,
     topology::{Flannel, Offloads, Options},
     traffic::udp_train,
     unique_prefix,
 };
-
-fn entry(address: std::net::IpAddr, name: &str, kind: &str, extra: &str) -> String {
-    format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}")
-}
 
 fn to_port(records: &[Record], port: u16) -> Vec<&Record> {
     records.iter().filter(|r| r.protocol == "udp" && r.dst_port == Some(port)).collect()

@@ -11,6 +11,7 @@ use vxflow_testkit::{
     TempDir,
     apiserver::parse_time,
     collectors::{Capture, Nfcapd},
+    names::entry,
     probe::{Record, Vxflow, binary, nfdump_flows},
     require_root,
     topology::{Flannel, Offloads, Options},
@@ -47,8 +48,11 @@ fn names(r: &Record) -> Names {
 }
 
 /// The names each flow's records give.
-fn names_by_flow(records: &[Record]) -> BTreeMap<Shape, std::collections::BTreeSet<Names>> {
-    let mut out: BTreeMap<Shape, std::collections::BTreeSet<Names>> = BTreeMap::new();
+type NamesByFlow = BTreeMap<Shape, std::collections::BTreeSet<Names>>;
+
+/// `records`' names, by flow.
+fn names_by_flow(records: &[Record]) -> NamesByFlow {
+    let mut out = NamesByFlow::new();
     for r in records {
         out.entry(shape(r)).or_default().insert(names(r));
     }
@@ -195,24 +199,17 @@ fn a_capture_replays_to_the_records_run_made_live() {
 fn write_names(dir: &TempDir, topo: &Flannel) -> (std::path::PathBuf, std::path::PathBuf) {
     let [n1, n2] = &topo.nodes;
     let (names, config) = (dir.join("names.toml"), dir.join("vxflow.toml"));
-    let entry = |address: std::net::IpAddr, name: &str, kind: &str| {
-        format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n")
-    };
     let owners = [(n1.addr, "node-1", "node"), (n2.addr, "node-2", "node")]
         .into_iter()
         .chain([(n1.pods[0].addr, "a", "pod"), (n2.pods[0].addr, "b", "pod")]);
-    std::fs::write(&names, owners.map(|(addr, name, kind)| entry(addr, name, kind)).collect::<String>()).unwrap();
+    std::fs::write(&names, owners.map(|(addr, name, kind)| entry(addr, name, kind, "")).collect::<String>()).unwrap();
     std::fs::write(&config, format!("[metadata]\nfile = \"{}\"\n", names.display())).unwrap();
     (names, config)
 }
 
 /// The pods' tunnelled flows name both pods and both nodes, live, and the
 /// replay names each flow as the live run did.
-fn same_names(
-    tunnelled: &[&Shape],
-    live: &BTreeMap<Shape, std::collections::BTreeSet<Names>>,
-    replayed: &BTreeMap<Shape, std::collections::BTreeSet<Names>>,
-) {
+fn same_names(tunnelled: &[&Shape], live: &NamesByFlow, replayed: &NamesByFlow) {
     let want: Names = [Some("a"), Some("b"), Some("node-1"), Some("node-2")].map(|n| n.map(str::to_owned));
     let swapped: Names = [Some("b"), Some("a"), Some("node-2"), Some("node-1")].map(|n| n.map(str::to_owned));
     for s in tunnelled {
@@ -231,7 +228,7 @@ fn same_as_live(
     interface: &str,
     live: &BTreeMap<Shape, Counts>,
     tick_ms: i64,
-    (config, live_names): (&str, &BTreeMap<Shape, std::collections::BTreeSet<Names>>),
+    (config, live_names): (&str, &NamesByFlow),
 ) {
     let json = dir.join("other.json");
     let out = std::process::Command::new(binary())

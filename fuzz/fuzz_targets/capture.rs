@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use vxflow::{
     datapath::TunnelDecoding,
     replay::{
-        capture::Capture,
+        capture::{Capture, MAX_PACKET},
         classify::{Captured, Settings, classify},
     },
 };
@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..10_000 {
         match capture.next_packet() {
             Ok(Some(p)) => {
-                assert!(p.frame.len() <= 256 * 1024 + 14);
+                // At most the largest packet kept, behind the Ethernet
+                // header a cooked or raw packet is given.
+                assert!(p.frame.len() <= MAX_PACKET + 14);
                 let packet = Captured {
                     frame: &p.frame,
                     len: p.wire_len,

@@ -11,6 +11,7 @@ use std::{io::Write as _, net::IpAddr, path::Path, process::Command};
 use vxflow_common::FlowKey;
 use vxflow_testkit::{
     TempDir,
+    names::entry,
     packets::{self, Expect},
     pcap::capture as pcap,
     probe::{Record, binary},
@@ -384,9 +385,6 @@ fn a_metadata_file_names_the_records() {
     let r = &plain[0];
     assert_eq!((r.src_pod.as_deref(), r.outer_src_node.as_deref()), (None, None), "no source: no names");
     let (outer_src, outer_dst) = (r.outer_src_addr.unwrap(), r.outer_dst_addr.unwrap());
-    let entry = |address: IpAddr, name: &str, kind: &str, extra: &str| {
-        format!("[[host]]\naddress = \"{address}\"\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}")
-    };
     let names = |src_pod: &str| {
         entry(outer_src, "node-1", "node", "")
             + &entry(outer_dst, "node-2", "node", "")

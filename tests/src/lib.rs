@@ -17,6 +17,7 @@ pub mod configgen;
 pub mod containerd;
 pub mod hostile_frames;
 pub mod metrics;
+pub mod names;
 pub mod netns;
 pub mod ovs;
 pub mod packets;

@@ -23,7 +23,7 @@ use pcap_file::{
 use vxflow_common::flow::{DIRECTION_EGRESS, DIRECTION_INGRESS};
 
 /// Largest packet taken from a capture; larger is a lying length field.
-const MAX_PACKET: usize = 256 * 1024;
+pub const MAX_PACKET: usize = 256 * 1024;
 /// Largest snap length a pcap may state (tcpdump's is 262,144).
 const MAX_SNAPLEN: usize = 16 << 20;
 
